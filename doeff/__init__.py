@@ -1,0 +1,32 @@
+"""doeff: effectful Python programs on an explicit CESK machine, with durable execution.
+
+    from doeff import do, run_sync
+    from doeff.effects import perform
+
+    @do
+    def hello(name):
+        greeting = yield perform(str.upper, "hello")
+        return f"{greeting}, {name}"
+
+    run_sync(hello("Ada")).value   # 'HELLO, Ada'
+"""
+
+from doeff.cesk import CESKResult, override, run_async, run_sync
+from doeff.effects.base import Effect
+from doeff.errors import DoeffError
+from doeff.outcome import Err, Ok
+from doeff.program import KleisliProgram, Program, do
+
+__all__ = [
+    "CESKResult",
+    "DoeffError",
+    "Effect",
+    "Err",
+    "KleisliProgram",
+    "Ok",
+    "Program",
+    "do",
+    "override",
+    "run_async",
+    "run_sync",
+]

@@ -1,0 +1,209 @@
+"""K: the continuation stack, one frame class per kind of "what happens next".
+
+The machine pops the top frame whenever the computation below it has an outcome (a value or an
+exception) and asks the frame what to do with it. A frame's `leave` returns the outcome to hand
+to the next frame down, after possibly pushing new frames (to run a cleanup, the next program of
+a gather, a catch handler...). `ReturnFrame` is the exception: the loop resumes its generator
+directly, because that is the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import CodeType, GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from doeff.errors import CancelledError
+from doeff.outcome import Err, Ok
+
+if TYPE_CHECKING:
+    from doeff.cesk.machine import Machine
+
+Outcome = tuple[Any, BaseException | None]
+
+
+def _catchable(exc: BaseException) -> bool:
+    # Like `except Exception`: KeyboardInterrupt, SystemExit and cancellation pass through.
+    return isinstance(exc, Exception) and not isinstance(exc, CancelledError)
+
+
+def _short(obj: Any, width: int = 40) -> str:
+    text = repr(obj)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _callable_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or _short(fn)
+
+
+class Frame:
+    """Base of all K frames."""
+
+    __slots__ = ()
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        """Take the outcome of the computation above; return the outcome for the frame below."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A short human description, as shown in snapshots."""
+        return type(self).__name__
+
+
+class ReturnFrame(Frame):
+    """Resume a suspended generator with the answer to what it yielded."""
+
+    __slots__ = ("code", "gen", "name", "send", "throw")
+
+    def __init__(self, gen: GeneratorType[Any, Any, Any], name: str) -> None:
+        self.gen = gen
+        self.send = gen.send
+        self.throw = gen.throw
+        self.code: CodeType = gen.gi_code
+        self.name = name
+
+    def describe(self) -> str:
+        from doeff.cesk_traceback import suspended_at
+
+        where = suspended_at(self.gen)
+        if not where:
+            return f"{self.name}()"
+        return f"{self.name}() waiting at {where[-1].short()}"
+
+
+class CatchFrame(Frame):
+    """On an exception from below, run the handler and answer what it gives."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[BaseException], Any]) -> None:
+        self.handler = handler
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if exc is None or not _catchable(exc):
+            return value, exc
+        try:
+            answer = self.handler(exc)
+        except BaseException as err:
+            if err.__context__ is None and err is not exc:
+                err.__context__ = exc
+            return None, err
+        return m.start_if_runnable(answer)
+
+    def describe(self) -> str:
+        return f"catch -> {_callable_name(self.handler)}"
+
+
+class FinallyFrame(Frame):
+    """Run the cleanup program, then carry on with the outcome from below."""
+
+    __slots__ = ("cleanup",)
+
+    def __init__(self, cleanup: Any) -> None:
+        self.cleanup = cleanup
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        m.K.append(ResumeFrame(value, exc))
+        return m.start(self.cleanup)
+
+    def describe(self) -> str:
+        return f"finally -> {_short(self.cleanup)}"
+
+
+class ResumeFrame(Frame):
+    """After a cleanup: restore the outcome it interrupted, unless the cleanup itself raised."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if exc is not None:
+            # As in Python: the cleanup's error replaces the original, which becomes its context.
+            if exc.__context__ is None and self.error is not None and exc is not self.error:
+                exc.__context__ = self.error
+            return None, exc
+        return self.value, self.error
+
+    def describe(self) -> str:
+        kept = "error" if self.error is not None else "value"
+        return f"after cleanup: resume with saved {kept}"
+
+
+class LocalFrame(Frame):
+    """Restore the environment that was in force before a `local`."""
+
+    __slots__ = ("saved", "updates")
+
+    def __init__(self, saved: dict[Any, Any], updates: Any) -> None:
+        self.saved = saved
+        self.updates = updates
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        m.env = self.saved
+        return value, exc
+
+    def describe(self) -> str:
+        return f"local {_short(dict(self.updates))}"
+
+
+class ListenFrame(Frame):
+    """Answer the value from below paired with the log entries written since the frame began."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if exc is not None:
+            return value, exc
+        return (value, m.log[self.start :]), None
+
+    def describe(self) -> str:
+        return f"listen (log from entry {self.start})"
+
+
+class SafeFrame(Frame):
+    """Turn the outcome from below into an `Ok` or `Err` value."""
+
+    __slots__ = ()
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if exc is None:
+            return Ok(value), None
+        if not _catchable(exc):
+            return None, exc
+        return Err(exc), None
+
+    def describe(self) -> str:
+        return "safe"
+
+
+class GatherFrame(Frame):
+    """Collect one result, then start the next program, or answer the list when all are done."""
+
+    __slots__ = ("programs", "results")
+
+    def __init__(self, programs: tuple[Any, ...]) -> None:
+        self.programs = programs
+        self.results: list[Any] = []
+
+    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if exc is not None:
+            return value, exc
+        self.results.append(value)
+        return self.next(m)
+
+    def next(self, m: Machine) -> Outcome:
+        """Start the next program, or answer the results when none is left."""
+        done = len(self.results)
+        if done == len(self.programs):
+            return self.results, None
+        m.K.append(self)
+        return m.start(self.programs[done])
+
+    def describe(self) -> str:
+        return f"gather ({len(self.results)}/{len(self.programs)} done)"

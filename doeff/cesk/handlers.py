@@ -1,0 +1,159 @@
+"""Handlers of the built-in effects that answer at once, bound to one machine's registers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from doeff.cesk.machine import CONTROL_EFFECTS, Handler, Machine
+from doeff.effects.cache import CacheDelete, CacheExists, CacheGet, CachePut
+from doeff.effects.io import Await, Perform
+from doeff.effects.reader import Ask
+from doeff.effects.state import Get, Modify, Put
+from doeff.effects.writer import Tell
+from doeff.errors import DoeffError, EnvKeyError, StorageError
+
+
+class override:
+    """Mark a handler as deliberately replacing the handler of a built-in effect."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+
+def state_handlers(m: Machine) -> dict[type, Handler]:
+    """Reader, state and writer handlers over the machine's E and S."""
+    store = m.store
+    log = m.log
+
+    def ask(eff: Ask) -> Any:
+        try:
+            return m.env[eff.key]
+        except KeyError:
+            known = ", ".join(repr(k) for k in m.env) or "none"
+            raise EnvKeyError(
+                f"ask({eff.key!r}): the environment has no such key (keys: {known}); pass it with "
+                f"run_sync(..., env={{{eff.key!r}: ...}}) or local({{{eff.key!r}: ...}}, program)"
+            ) from None
+
+    def get(eff: Get) -> Any:
+        return store.get(eff.key, eff.default)
+
+    def put(eff: Put) -> None:
+        store[eff.key] = eff.value
+
+    def modify(eff: Modify) -> Any:
+        new = eff.fn(store.get(eff.key, eff.default))
+        store[eff.key] = new
+        return new
+
+    def tell(eff: Tell) -> None:
+        log.append(eff.message)
+
+    return {Ask: ask, Get: get, Put: put, Modify: modify, Tell: tell}
+
+
+def perform(eff: Perform) -> Any:
+    """Call the effect's function."""
+    return eff.fn(*eff.args, **eff.kwargs)
+
+
+def cache_handlers(storage: Any) -> dict[type, Handler]:
+    """The cache effects over a `DurableStorage`; failures surface as a `DoeffError`."""
+
+    def guarded(op: str, call: Callable[[Any], Any]) -> Handler:
+        def handle(eff: Any) -> Any:
+            try:
+                return call(eff)
+            except DoeffError:
+                raise  # already says what, where and what to do
+            except Exception as err:
+                raise StorageError(
+                    f"{op}({eff.key!r}) failed in {type(storage).__name__}: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+
+        return handle
+
+    def put(eff: CachePut) -> None:
+        storage.put(eff.key, eff.value)
+
+    return {
+        CacheGet: guarded("cacheget", lambda eff: storage.get(eff.key)),
+        CachePut: guarded("cacheput", put),
+        CacheDelete: guarded("cachedelete", lambda eff: storage.delete(eff.key)),
+        CacheExists: guarded("cacheexists", lambda eff: storage.exists(eff.key)),
+    }
+
+
+class BlockingAwaiter:
+    """Awaits for `run_sync`: on a private loop, in a helper thread if this thread runs a loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, eff: Await) -> Any:
+        coro = _as_coroutine(eff.awaitable)
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop here: run ours in this thread
+            else:
+                # A loop already runs in this thread (Jupyter, async def): blocking it to run ours
+                # would deadlock, so ours runs in a helper thread.
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="doeff-await", daemon=True
+                )
+                self._thread.start()
+        if self._thread is None:
+            return self._loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        """Stop and close the private loop, if one was made."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join()
+            self._thread = None
+        loop.close()
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+BUILTIN_EFFECTS = frozenset(
+    {Ask, Get, Put, Modify, Tell, Perform, Await, CacheGet, CachePut, CacheDelete, CacheExists}
+    | CONTROL_EFFECTS
+)
+
+
+def merge_user_handlers(table: dict[type, Handler], user: Mapping[type, Any] | None) -> None:
+    """Add the user's handlers; replacing a built-in's must be marked with `override(fn)`."""
+    if not user:
+        return
+    for effect_type, fn in user.items():
+        if not isinstance(effect_type, type):
+            raise TypeError(f"handlers keys must be effect classes, got {effect_type!r}")
+        if isinstance(fn, override):
+            fn = fn.fn
+        elif effect_type in BUILTIN_EFFECTS:
+            raise ValueError(
+                f"{effect_type.__name__} is a built-in effect; to replace its handler, say so: "
+                f"handlers={{{effect_type.__name__}: override(fn)}}"
+            )
+        if effect_type in CONTROL_EFFECTS:
+            raise ValueError(f"{effect_type.__name__} is handled by the machine itself")
+        if not callable(fn):
+            raise TypeError(f"the handler for {effect_type.__name__} is not callable: {fn!r}")
+        table[effect_type] = fn

@@ -1,0 +1,350 @@
+"""The CESK machine that runs doeff programs.
+
+C, the control, is the outcome being handed to the top of K: a value to send into a generator
+(a generator is started by sending it None) or an exception to throw into it. The loop keeps it
+in two local variables, `value` and `exc`, because this is the hottest data in the library.
+
+E, the environment, is the mapping `ask` reads. It is replaced, never mutated: `local` installs
+an updated copy and pushes a `LocalFrame` that puts the old one back.
+
+S, the store, is the dict `get`/`put`/`modify` act on, plus the writer log; both live for the
+whole run and are returned in the `CESKResult`.
+
+K, the continuation, is a Python list of frames used as a stack (top = last). A `ReturnFrame`
+holds a suspended generator; other frames (catch, finally, local, listen, safe, gather) say what
+to do when the computation above them finishes. Because K is data and the loop is a plain
+`while`, nesting depth costs list entries, not Python recursion.
+
+One iteration of the loop is one step: resume the top generator and handle what it yields, or
+pop a finished frame. An optional `hook(steps, effect)` runs after every step; it is read from
+the machine on each step so an observer can attach or detach while a run is in progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import GeneratorType
+from typing import Any
+
+from doeff.cesk.frames import (
+    CatchFrame,
+    FinallyFrame,
+    GatherFrame,
+    ListenFrame,
+    LocalFrame,
+    ReturnFrame,
+    SafeFrame,
+)
+from doeff.cesk.result import CESKResult
+from doeff.cesk_traceback import CapturedTraceback, CodeLocation, raised_at, suspended_at
+from doeff.effects.base import Effect
+from doeff.effects.error import Catch, Finally, Safe
+from doeff.effects.io import Await, Gather
+from doeff.effects.reader import Local
+from doeff.effects.writer import Listen
+from doeff.errors import InvalidYieldError, UnhandledEffectError
+from doeff.program import KleisliProgram, Program
+
+Handler = Callable[[Any], Any]
+StepHook = Callable[[int, Any], BaseException | None]
+Outcome = tuple[Any, BaseException | None]
+
+# Returned in place of a value when the machine must leave its loop to await (run_async).
+SUSPEND: Any = object()
+
+
+class Machine:
+    """One run of one program: the C, E, S and K registers and the loop that steps them."""
+
+    __slots__ = (
+        "K",
+        "_captured",
+        "async_mode",
+        "env",
+        "handlers",
+        "hook",
+        "log",
+        "pending_await",
+        "steps",
+        "storage",
+        "store",
+    )
+
+    def __init__(
+        self,
+        handlers: dict[type, Handler],
+        env: dict[Any, Any] | None = None,
+        store: dict[Any, Any] | None = None,
+        storage: Any = None,
+        async_mode: bool = False,
+    ) -> None:
+        self.K: list[Any] = []
+        self.env: dict[Any, Any] = dict(env) if env else {}
+        self.store: dict[Any, Any] = dict(store) if store else {}
+        self.log: list[Any] = []
+        self.handlers = handlers
+        self.storage = storage
+        self.hook: StepHook | None = None
+        self.steps = 0
+        self.async_mode = async_mode
+        self.pending_await: Any = None
+        self._captured: CapturedTraceback | None = None
+
+    # -- starting programs -------------------------------------------------------------------
+
+    def start(self, program: Any) -> Outcome:
+        """Push what it takes to run `program`; return the outcome to hand to the top of K.
+
+        A generator program gets a `ReturnFrame` and is started by sending it None; a `@do`
+        function whose body is not a generator has already produced its value.
+        """
+        if isinstance(program, Program):
+            try:
+                started = program.start()
+            except BaseException as err:
+                return None, err
+            if isinstance(started, GeneratorType):
+                self.K.append(ReturnFrame(started, program.name))
+                return None, None
+            return started, None
+        if isinstance(program, Effect):
+            return self.dispatch(program)
+        if isinstance(program, GeneratorType):
+            self.K.append(ReturnFrame(program, program.__name__))
+            return None, None
+        if isinstance(program, KleisliProgram):
+            return None, TypeError(
+                f"{program!r} is a @do function, not a program: call it, e.g. "
+                f"{getattr(program.fn, '__name__', 'f')}()"
+            )
+        return None, TypeError(f"expected a program or an effect, got {_describe(program)}")
+
+    def start_if_runnable(self, answer: Any) -> Outcome:
+        """Run `answer` if it is a program or an effect; otherwise it is the answer itself."""
+        if isinstance(answer, Program | Effect | GeneratorType):
+            return self.start(answer)
+        return answer, None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, program: Any) -> CESKResult[Any]:
+        """Run `program` to its end (or, in async mode, to its first await)."""
+        value, exc = self.start(program)
+        result: CESKResult[Any] = self.resume(value, exc)
+        return result
+
+    def resume(self, value: Any, exc: BaseException | None) -> Any:
+        """Step until K is empty; returns the `CESKResult`, or `SUSPEND` to await in async mode."""
+        K = self.K
+        get_handler = self.handlers.get
+        steps = self.steps
+        frame: Any = None
+        try:
+            while K:
+                frame = K[-1]
+                effect = None
+                if frame.__class__ is ReturnFrame:
+                    try:
+                        if exc is None:
+                            effect = frame.send(value)
+                        else:
+                            err, exc = exc, None
+                            effect = frame.throw(err)
+                    except StopIteration as stop:
+                        K.pop()
+                        value = stop.value
+                    except BaseException as err:
+                        exc = err
+                        self._capture(err, frame)
+                        K.pop()
+                    else:
+                        handler = get_handler(effect.__class__)
+                        if handler is not None:
+                            try:
+                                value = handler(effect)
+                            except BaseException as err:
+                                exc = err
+                                self._capture(err, None)
+                        else:
+                            value, exc = self.dispatch(effect)
+                            if value is SUSPEND:
+                                self.steps = steps + 1
+                                return SUSPEND
+                else:
+                    K.pop()
+                    value, exc = frame.leave(self, value, exc)
+                    if value is SUSPEND:
+                        self.steps = steps + 1
+                        return SUSPEND
+                steps += 1
+                hook = self.hook
+                if hook is not None:
+                    self.steps = steps
+                    injected = hook(steps, effect)
+                    if injected is not None:
+                        exc = injected
+                        self._capture(injected, None)
+        except BaseException as err:
+            # The hook (an observer's callback) raised: end the run with its exception.
+            self.steps = steps
+            self._capture(err, None)
+            self._abandon()
+            return self._finish(None, err)
+        self.steps = steps
+        return self._finish(value, exc)
+
+    # -- endings and errors ------------------------------------------------------------------
+
+    def _finish(self, value: Any, exc: BaseException | None) -> CESKResult[Any]:
+        if exc is None:
+            return CESKResult(value, None, None, self.store, self.log)
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: K was unwound (finally ran); re-raise.
+        captured = self._captured
+        if captured is None or captured.error is not exc:
+            captured = CapturedTraceback((), exc)
+        return CESKResult(None, exc, captured, self.store, self.log)
+
+    def _abandon(self) -> None:
+        """Close every suspended generator (running their `finally:` blocks), innermost first."""
+        K = self.K
+        while K:
+            frame = K.pop()
+            if frame.__class__ is ReturnFrame:
+                try:
+                    frame.gen.close()
+                except BaseException:
+                    pass
+
+    def _capture(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
+        """Record the program frames pending when `err` first appeared (error path only)."""
+        if self._captured is not None and self._captured.error is err:
+            return
+        locations: list[CodeLocation] = []
+        for frame in self.K:
+            if frame.__class__ is ReturnFrame:
+                if frame is raised_from:
+                    where = raised_at(frame.code, err.__traceback__)
+                    if where is not None:
+                        locations.append(where)
+                else:
+                    locations.extend(suspended_at(frame.gen))
+        self._captured = CapturedTraceback(tuple(locations), err)
+
+    def yield_site(self, frame: ReturnFrame) -> str:
+        """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""
+        where = suspended_at(frame.gen)
+        if not where:
+            return f"in {frame.name}()"
+        loc = where[-1]
+        return f'at {loc.filename}:{loc.lineno} in {loc.function}(): "{loc.code}"'
+
+    def dispatch(self, effect: Any) -> Outcome:
+        """Answer anything yielded: an effect, a control effect, a program, or an invalid value.
+
+        The loop answers plain effects inline (the hot path) and comes here for the rest; an
+        effect started as a program (`safe(get("k"))`) comes here too.
+        """
+        handler = self.handlers.get(effect.__class__)
+        if handler is not None:
+            try:
+                return handler(effect), None
+            except BaseException as err:
+                self._capture(err, None)
+                return None, err
+        special = _CONTROL.get(effect.__class__)
+        if special is not None:
+            return special(self, effect)
+        if isinstance(effect, Program | GeneratorType):
+            return self.start(effect)
+        err = self._bad_yield(effect)
+        self._capture(err, None)
+        return None, err
+
+    def _top_generator(self) -> ReturnFrame | None:
+        for frame in reversed(self.K):
+            if frame.__class__ is ReturnFrame:
+                return frame
+        return None
+
+    def _bad_yield(self, effect: Any) -> BaseException:
+        frame = self._top_generator()
+        site = self.yield_site(frame) if frame is not None else "by run_sync"
+        name = f"{frame.name}()" if frame is not None else "the program"
+        if isinstance(effect, Effect):
+            names = ", ".join(sorted(t.__name__ for t in self.handlers if isinstance(t, type)))
+            return UnhandledEffectError(
+                f"no handler for effect {_describe(effect)} yielded {site}. Register one with "
+                f"run_sync(..., handlers={{{type(effect).__name__}: fn}}). Handled here: {names}"
+            )
+        hint = ""
+        if isinstance(effect, KleisliProgram):
+            hint = " It is a @do function: call it to get a program, e.g. `yield f()`."
+        elif hasattr(effect, "__await__"):
+            hint = " To await it, yield await_(it)."
+        return InvalidYieldError(
+            f"{name} yielded {_describe(effect)} {site}; a program may only yield an "
+            f"Effect or a program (the result of calling a @do function).{hint}"
+        )
+
+
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(obj).__qualname__})"
+
+
+# -- control effects: the ones that push frames rather than answer at once ------------------------
+
+
+def _local(m: Machine, eff: Local) -> Outcome:
+    m.K.append(LocalFrame(m.env, eff.updates))
+    m.env = {**m.env, **eff.updates}
+    return m.start(eff.program)
+
+
+def _listen(m: Machine, eff: Listen) -> Outcome:
+    m.K.append(ListenFrame(len(m.log)))
+    return m.start(eff.program)
+
+
+def _catch(m: Machine, eff: Catch) -> Outcome:
+    m.K.append(CatchFrame(eff.handler))
+    return m.start(eff.program)
+
+
+def _finally(m: Machine, eff: Finally) -> Outcome:
+    m.K.append(FinallyFrame(eff.cleanup))
+    return m.start(eff.program)
+
+
+def _safe(m: Machine, eff: Safe) -> Outcome:
+    m.K.append(SafeFrame())
+    return m.start(eff.program)
+
+
+def _gather(m: Machine, eff: Gather) -> Outcome:
+    return GatherFrame(eff.programs).next(m)
+
+
+def _await(m: Machine, eff: Await) -> Outcome:
+    # Reached only in async mode (run_sync registers a blocking handler for Await instead).
+    if not m.async_mode:
+        return None, UnhandledEffectError("await_ has no handler in this run")
+    m.pending_await = eff.awaitable
+    return SUSPEND, None
+
+
+_CONTROL: dict[type, Callable[[Machine, Any], Outcome]] = {
+    Local: _local,
+    Listen: _listen,
+    Catch: _catch,
+    Finally: _finally,
+    Safe: _safe,
+    Gather: _gather,
+    Await: _await,
+}
+
+# Await is also answered by a plain handler under run_sync, so users may override it.
+CONTROL_EFFECTS = frozenset(_CONTROL) - {Await}

@@ -1,0 +1,118 @@
+"""Cache effects: read and write the durable storage given to `run_sync(storage=...)`.
+
+The durable-execution pattern: look a step's result up by a key that names the step, and only
+compute and store it on a miss. After a crash, re-running the workflow reads finished steps back.
+
+    @do
+    def workflow():
+        rows = yield cached("fetch", lambda: perform(fetch_rows))
+        return len(rows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from doeff.effects.base import Effect
+from doeff.errors import InvalidKeyError
+from doeff.program import Program, do
+
+
+def _check_key(effect: str, key: object) -> None:
+    if not isinstance(key, str):
+        raise InvalidKeyError(
+            f"{effect} key must be a str, got {key!r} ({type(key).__name__}); "
+            f"build a string key, e.g. f\"step:{{...}}\""
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheGet(Effect):
+    """Effect to retrieve a value from durable storage (None when missing)."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        _check_key("cacheget", self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class CachePut(Effect):
+    """Effect to store a value in durable storage."""
+
+    key: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        _check_key("cacheput", self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDelete(Effect):
+    """Effect to delete a value from durable storage; answers True if it existed."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        _check_key("cachedelete", self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheExists(Effect):
+    """Effect to check if a key exists in durable storage."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        _check_key("cacheexists", self.key)
+
+
+def cacheget(key: str) -> CacheGet:
+    """Get a value from durable cache (None when the key is missing)."""
+    return CacheGet(key)
+
+
+def cacheput(key: str, value: Any) -> CachePut:
+    """Put a value into durable cache."""
+    return CachePut(key, value)
+
+
+def cachedelete(key: str) -> CacheDelete:
+    """Delete a value from durable cache; answers True if the key existed."""
+    return CacheDelete(key)
+
+
+def cacheexists(key: str) -> CacheExists:
+    """Check if a key exists in durable cache."""
+    return CacheExists(key)
+
+
+@do
+def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
+    hit = yield CacheGet(key)
+    # A stored None is a hit too, which `if (yield cacheget(k)) is None` cannot tell; only then
+    # does it cost a second look-up.
+    if hit is not None or (yield CacheExists(key)):
+        return hit
+    result = yield compute()
+    yield CachePut(key, result)
+    return result
+
+
+def cached(key: str, compute: Callable[[], Any]) -> Program[Any]:
+    """A program that answers the value stored under `key`, computing and storing it on a miss.
+
+    `compute` is a zero-argument callable returning the program or effect that computes the
+    value; it is called only on a miss. A stored None counts as a hit::
+
+        rows = yield cached("fetch", lambda: perform(fetch_rows))
+    """
+    _check_key("cached", key)
+    if not callable(compute):
+        raise TypeError(
+            f"cached({key!r}, compute): compute must be a zero-argument callable returning a "
+            f"program or effect, got {compute!r}; write cached(key, lambda: ...)"
+        )
+    return _cached(key, compute)

@@ -1,0 +1,56 @@
+"""IO effects: call a function, await an awaitable, gather several programs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from doeff.effects.base import Effect
+
+
+@dataclass(frozen=True, slots=True)
+class Perform(Effect):
+    """Call `fn(*args, **kwargs)` and answer its return value."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Await(Effect):
+    """Await `awaitable` and answer its result."""
+
+    awaitable: Awaitable[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Gather(Effect):
+    """Run `programs` and answer the list of their results, in order."""
+
+    programs: tuple[Any, ...]
+
+
+def perform(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Perform:
+    """Run `fn(*args, **kwargs)` when the effect is handled; answer its return value."""
+    return Perform(fn, args, kwargs)
+
+
+def await_(awaitable: Awaitable[Any]) -> Await:
+    """Await a coroutine or other awaitable and answer its result.
+
+    Under `run_sync` it runs on a private event loop (in a helper thread when the calling thread
+    already runs a loop); under `run_async` it is awaited on the caller's loop. Named with a
+    trailing underscore because `await` is a Python keyword.
+    """
+    return Await(awaitable)
+
+
+def gather(*programs: Any) -> Gather:
+    """Run each program (or effect) and answer the list of results in the same order.
+
+    Programs run one after the other, not concurrently: a generator program cannot be resumed
+    on two stacks at once, and sequential order keeps state, log and cache effects deterministic.
+    """
+    return Gather(programs)

@@ -1,0 +1,117 @@
+"""Tracebacks: the program frames pending at an error, with the user's own files and lines."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+from doeff import do, run_sync
+from doeff.cesk_traceback import CodeLocation
+from doeff.effects import catch, local, perform
+
+
+def _line_of(marker: str) -> int:
+    """The line number in this file of the line that ends with `# <marker>`."""
+    lines = inspect.getsource(inspect.getmodule(_line_of)).splitlines()  # type: ignore[arg-type]
+    matches = [i + 1 for i, text in enumerate(lines) if text.rstrip().endswith(f"# {marker}")]
+    assert len(matches) == 1, marker
+    return matches[0]
+
+
+@do
+def parse(text: str) -> Any:
+    yield perform(lambda: None)
+    return int(text)  # raise-site
+
+
+@do
+def load(text: str) -> Any:
+    value = yield parse(text)  # load-waits
+    return value
+
+
+@do
+def pipeline() -> Any:
+    out = yield local({"stage": "load"}, load("not a number"))  # pipeline-waits
+    return out
+
+
+def test_traceback_lists_pending_program_frames_with_user_lines() -> None:
+    """The captured frames are pipeline -> load -> parse at this file's lines, outermost first."""
+    result = run_sync(pipeline())
+    assert isinstance(result.error, ValueError)
+    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    assert [(f.filename, f.lineno, f.function) for f in frames] == [
+        (__file__, _line_of("pipeline-waits"), "pipeline"),
+        (__file__, _line_of("load-waits"), "load"),
+        (__file__, _line_of("raise-site"), "parse"),
+    ]
+    assert frames[-1].code == "return int(text)  # raise-site"
+    assert all(isinstance(f, CodeLocation) for f in frames)
+
+
+def test_traceback_never_shows_doeff_internals() -> None:
+    """No program frame and no Python traceback line points into the doeff package."""
+    import doeff
+
+    pkg = os.path.dirname(doeff.__file__)
+    result = run_sync(pipeline())
+    text = str(result.traceback)
+    assert pkg not in text
+    assert all(not f.filename.startswith(pkg) for f in result.traceback.program_frames)  # type: ignore[union-attr]
+
+
+def test_traceback_str_reads_like_python() -> None:
+    """str(traceback) shows File/line/function lines, the source text and the exception."""
+    text = str(run_sync(pipeline()).traceback)
+    assert f'File "{__file__}", line {_line_of("raise-site")}, in parse' in text
+    assert "return int(text)  # raise-site" in text
+    assert "ValueError: invalid literal for int()" in text
+    assert text.index("pipeline") < text.index("in load") < text.index("in parse")
+
+
+@do
+def failing_effect() -> Any:
+    yield perform(int, "x")  # effect-site
+
+
+@do
+def outer_effect() -> Any:
+    return (yield failing_effect())  # outer-effect-site
+
+
+def test_handler_error_points_at_the_yield_that_asked() -> None:
+    """An error raised by a handler is located at the user's yield line."""
+    frames = run_sync(outer_effect()).traceback.program_frames  # type: ignore[union-attr]
+    assert [(f.lineno, f.function) for f in frames] == [
+        (_line_of("outer-effect-site"), "outer_effect"),
+        (_line_of("effect-site"), "failing_effect"),
+    ]
+
+
+@do
+def rethrow() -> Any:
+    try:
+        yield parse("bad")  # rethrow-waits
+    except ValueError as err:
+        raise RuntimeError("wrapped") from err  # rethrow-site
+
+
+def test_a_new_error_raised_while_handling_is_located_where_raised() -> None:
+    """A new exception raised in an except block is located at its own raise line."""
+    frames = run_sync(rethrow()).traceback.program_frames  # type: ignore[union-attr]
+    assert [f.lineno for f in frames] == [_line_of("rethrow-site")]
+
+
+def test_caught_errors_leave_no_traceback_on_success() -> None:
+    """A run whose errors were all caught is ok and has no traceback."""
+
+    @do
+    def prog() -> Any:
+        return (yield catch(pipeline(), lambda e: "fine"))
+
+    result = run_sync(prog())
+    assert result.value == "fine"
+    assert result.traceback is None
+    assert result.format_error() == ""
