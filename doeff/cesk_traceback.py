@@ -77,9 +77,18 @@ def raised_at(code: CodeType, tb: TracebackType | None) -> CodeLocation | None:
     return found
 
 
-def user_python_traceback(exc: BaseException) -> str:
-    """The Python traceback of `exc`, without the doeff machinery frames in between."""
-    summary = _tb.extract_tb(exc.__traceback__)
+def user_python_traceback(exc: BaseException, origin: CodeType | None = None) -> str:
+    """The Python traceback of `exc` without doeff's own frames.
+
+    With `origin` (the code of the generator that raised), it starts at that generator: the
+    programs that were waiting on it are already listed as program frames.
+    """
+    entries = list(_tb.walk_tb(exc.__traceback__))
+    if origin is not None:
+        starts = [i for i, (frame, _) in enumerate(entries) if frame.f_code is origin]
+        if starts:
+            entries = entries[starts[-1] :]
+    summary = _tb.StackSummary.extract(iter(entries))
     kept = _tb.StackSummary.from_list([fs for fs in summary if not is_internal(fs.filename)])
     lines = ["Traceback (most recent call last):\n", *kept.format()]
     lines.extend(_tb.format_exception_only(type(exc), exc))
@@ -92,11 +101,12 @@ class CapturedTraceback:
 
     program_frames: tuple[CodeLocation, ...]
     error: BaseException
+    origin: CodeType | None = None
 
     @property
     def python_traceback(self) -> str:
         """The Python traceback of the raise, library frames left out."""
-        return user_python_traceback(self.error)
+        return user_python_traceback(self.error, self.origin)
 
     def __str__(self) -> str:
         lines = ["Program frames (most recent call last):"]

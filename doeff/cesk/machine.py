@@ -229,7 +229,8 @@ class Machine:
                         locations.append(where)
                 else:
                     locations.extend(suspended_at(frame.gen))
-        self._captured = CapturedTraceback(tuple(locations), err)
+        origin = raised_from.code if raised_from is not None else None
+        self._captured = CapturedTraceback(tuple(locations), err, origin)
 
     def yield_site(self, frame: ReturnFrame) -> str:
         """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""

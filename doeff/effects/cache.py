@@ -96,7 +96,13 @@ def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
     # does it cost a second look-up.
     if hit is not None or (yield CacheExists(key)):
         return hit
-    result = yield compute()
+    computation = compute()
+    if not isinstance(computation, Program | Effect):
+        raise TypeError(
+            f"cached({key!r}, compute): compute() returned {computation!r}, not a program or an "
+            f"effect; wrap a plain function call as perform(fn, *args)"
+        )
+    result = yield computation
     yield CachePut(key, result)
     return result
 
