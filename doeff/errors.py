@@ -8,9 +8,11 @@
     │   └── CancelledError           the run was cancelled from outside (run_workflow().cancel())
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
-    │   └── DecodeError              bytes that are not a valid record for any known codec
+    │   ├── DecodeError              bytes that are not a valid record for any known codec
+    │   └── UnknownCodecError        no codec is registered under a tag (also a LookupError)
     └── StorageError                 where bytes live
         ├── InvalidKeyError          a key that is not a valid Unicode str (also a TypeError)
+        ├── InvalidValueError        a KVStore value that is not bytes (also a TypeError)
         ├── StoreClosedError         the store was closed
         ├── IncompatibleStoreError   not a doeff store, or written by a newer doeff
         ├── StorageFullError         the disk (or map) is full
@@ -62,12 +64,20 @@ class DecodeError(SerdeError, ValueError):
     """Bytes are not a record any registered codec can read (corrupt, foreign or newer)."""
 
 
+class UnknownCodecError(SerdeError, LookupError):
+    """No codec is registered under the requested tag."""
+
+
 class StorageError(DoeffError):
     """A durable store failed; the message names the store and the operation."""
 
 
 class InvalidKeyError(StorageError, TypeError):
     """A key is not a `str`, or is not valid Unicode (e.g. holds a lone surrogate)."""
+
+
+class InvalidValueError(StorageError, TypeError):
+    """A value given to a `KVStore` is not bytes (use `Durable` to store objects)."""
 
 
 class StoreClosedError(StorageError):
@@ -94,6 +104,7 @@ __all__ = [
     "EnvKeyError",
     "IncompatibleStoreError",
     "InvalidKeyError",
+    "InvalidValueError",
     "InvalidYieldError",
     "ProgramError",
     "SerdeError",
@@ -102,4 +113,5 @@ __all__ = [
     "StorageUnavailableError",
     "StoreClosedError",
     "UnhandledEffectError",
+    "UnknownCodecError",
 ]

@@ -1,0 +1,208 @@
+"""`JSONCodec`: readable JSON (via orjson) with exact round trips over the documented domain.
+
+Plain JSON values are written plainly. Everything else is a one-key object whose key starts with
+``$``: ``{"$tuple": [...]}``, ``{"$set": [...]}``, ``{"$frozenset": [...]}`` (elements sorted by
+their encoded bytes), ``{"$int": "..."}`` (beyond 64 bits), ``{"$float": "nan"}`` (also ``"inf"``,
+``"-inf"``), ``{"$bytes": base64}``, ``{"$dict": [[key, value], ...]}`` (keys not all str),
+``{"$datetime"|"$time": ...}``, ``{"$date": ...}``, ``{"$timedelta": ...}`` (forms of
+`doeff.serde.temporal`), ``{"$decimal": "..."}``, ``{"$uuid": "..."}``, ``{"$obj": [name,
+state]}`` (registered types). A user dict with exactly one key starting with ``$`` is escaped as
+``{"$esc": {...}}`` so it is never mistaken for a tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, NoReturn
+from uuid import UUID
+
+import msgpack  # type: ignore[import-untyped]
+import orjson
+
+from doeff.errors import DecodeError, EncodeError
+from doeff.serde import temporal
+from doeff.serde.domain import explain
+from doeff.serde.types import TypeRegistry
+
+# orjson would silently write datetimes, dataclasses and str/int/dict/list subclasses in its own
+# lossy way; passing them through sends them to `_refuse`, which sends us to the exact path.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_OPTIONS |= orjson.OPT_PASSTHROUGH_SUBCLASS
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson writes as a JSON number
+_DECIMAL_DIGITS_BITS = 12_000  # under Python's 4300-digit int/str limit; larger ints go as hex
+# A float64 whose exponent bits are all ones (NaN, ±inf) in msgpack output; a false match inside
+# a str or bytes only sends the value down the exact path, which is always correct.
+_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
+_KEEP_PACKER_BELOW = 1 << 20
+
+
+def _refuse(obj: object) -> NoReturn:
+    raise TypeError(type(obj).__qualname__)
+
+
+class JSONCodec:
+    """JSON with exact round trips; register dataclasses and Enums to carry them by name.
+
+        codec = JSONCodec()
+        codec.encode({"when": (1, 2)})  # b'{"when":{"$tuple":[1,2]}}'
+    """
+
+    tag = "json"
+
+    def __init__(self, types: Iterable[type] = ()) -> None:
+        self.types = TypeRegistry(types)
+        self._local = threading.local()
+        self._writers: dict[type, Callable[[Any], object]] = {
+            tuple: lambda v: {"$tuple": [self._to_json(x) for x in v]},
+            set: lambda v: {"$set": self._canonical(v)},
+            frozenset: lambda v: {"$frozenset": self._canonical(v)},
+            bytes: lambda v: {"$bytes": base64.b64encode(v).decode("ascii")},
+            datetime: lambda v: {"$datetime": temporal.datetime_to_wire(v)},
+            date: lambda v: {"$date": temporal.date_to_wire(v)},
+            time: lambda v: {"$time": temporal.time_to_wire(v)},
+            timedelta: lambda v: {"$timedelta": temporal.timedelta_to_wire(v)},
+            Decimal: lambda v: {"$decimal": str(v)},
+            UUID: lambda v: {"$uuid": str(v)},
+        }
+        self._readers: dict[str, Callable[[Any], object]] = {
+            "$tuple": lambda w: tuple(self._from_json(x) for x in _expect(w, list)),
+            "$set": lambda w: {self._from_json(x) for x in _expect(w, list)},
+            "$frozenset": lambda w: frozenset(self._from_json(x) for x in _expect(w, list)),
+            "$int": lambda w: int(_expect(w, str), 0),
+            "$float": lambda w: float(_expect(w, str)),
+            "$bytes": lambda w: base64.b64decode(_expect(w, str), validate=True),
+            "$dict": lambda w: {
+                self._from_json(k): self._from_json(v) for k, v in _expect(w, list)
+            },
+            "$esc": lambda w: {k: self._from_json(v) for k, v in _expect(w, dict).items()},
+            "$datetime": temporal.datetime_from_wire,
+            "$date": temporal.date_from_wire,
+            "$time": temporal.time_from_wire,
+            "$timedelta": temporal.timedelta_from_wire,
+            "$decimal": lambda w: Decimal(_expect(w, str)),
+            "$uuid": lambda w: UUID(_expect(w, str)),
+            "$obj": self._read_obj,
+        }
+
+    def __repr__(self) -> str:
+        return f"JSONCodec(types={self.types.names()!r})"
+
+    def register(self, cls: type, name: str | None = None) -> None:
+        """Carry `cls` (a dataclass or Enum) under `name` (default ``module.qualname``)."""
+        self.types.register(cls, name)
+
+    def encode(self, obj: object) -> bytes:
+        """`obj` as UTF-8 JSON, or `EncodeError` naming the first value outside the domain."""
+        data = self._plain(obj)
+        if data is not None:
+            return data
+        try:
+            return orjson.dumps(self._to_json(obj), default=_refuse, option=_OPTIONS)
+        except Exception as exc:
+            raise explain(self.tag, obj, self.types, exc) from exc
+
+    def decode(self, data: bytes) -> object:
+        """The value `encode` wrote; `DecodeError` for anything else."""
+        try:
+            value = orjson.loads(data)
+            if b'"$' not in data:  # no tag anywhere: the plain JSON value is the value
+                return value
+            return self._from_json(value)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"json cannot decode {len(data)} bytes: {exc!r}") from exc
+
+    def _plain(self, obj: object) -> bytes | None:
+        """orjson's own output when that is exact, else None (then `_to_json` rewrites the value).
+
+        orjson writes tuples, UUIDs, NaN and Enum members (even IntEnum/StrEnum, which compare
+        equal to their values) without complaint, so a check must come first; a Python walk
+        would cost several times orjson itself. msgpack's C packer with ``strict_types`` refuses
+        every type but exact None/bool/int/float/str/bytes/list/dict, which leaves NaN and ±inf
+        (found in its output) and whatever orjson then refuses (bytes, big ints, non-str keys).
+        """
+        try:
+            packer = self._local.packer
+        except AttributeError:
+            packer = self._local.packer = msgpack.Packer(default=_refuse, strict_types=True)
+        try:
+            packed = packer.pack(obj)
+            if len(packed) >= _KEEP_PACKER_BELOW:
+                del self._local.packer  # do not hold a large buffer for the thread's lifetime
+            # Two fast substring scans rule out most values before the slower regex runs.
+            if (b"\xcb\x7f" in packed or b"\xcb\xff" in packed) and _NON_FINITE.search(packed):
+                return None
+            data: bytes = orjson.dumps(obj, default=_refuse, option=_OPTIONS)
+        except Exception:
+            return None
+        # A user key that looks like a tag ("$tuple") must be escaped by the exact path.
+        return None if b'"$' in data else data
+
+    def _to_json(self, value: Any) -> object:
+        """`value` rewritten into plain JSON types, tagging everything JSON lacks."""
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            return value
+        if kind is int:
+            if _INT_MIN <= value <= _INT_MAX:
+                return value
+            small = value.bit_length() < _DECIMAL_DIGITS_BITS
+            return {"$int": str(value) if small else hex(value)}
+        if kind is float:
+            return value if value - value == 0.0 else {"$float": repr(value)}
+        if kind is list:
+            return [self._to_json(x) for x in value]
+        if kind is dict:
+            if set(map(type, value)) <= {str}:
+                out = {k: self._to_json(v) for k, v in value.items()}
+                if len(out) == 1 and next(iter(out)).startswith("$"):
+                    return {"$esc": out}
+                return out
+            return {"$dict": [[self._to_json(k), self._to_json(v)] for k, v in value.items()]}
+        writer = self._writers.get(kind)
+        if writer is not None:
+            return writer(value)
+        reduced = self.types.reduce(value)
+        if reduced is not None:
+            return {"$obj": [reduced[0], self._to_json(reduced[1])]}
+        raise EncodeError(f"type {kind.__qualname__} is not in the json domain")
+
+    def _canonical(self, items: Iterable[object]) -> list[object]:
+        """Set elements sorted by their encoded bytes, so equal sets give equal JSON."""
+        encoded = [self._to_json(x) for x in items]
+        encoded.sort(key=lambda x: orjson.dumps(x, default=_refuse, option=_OPTIONS))
+        return encoded
+
+    def _read_obj(self, wire: Any) -> object:
+        """Rebuild a registered type from ``[name, state]``."""
+        name, state = _expect(wire, list)
+        return self.types.rebuild(name, self._from_json(state))
+
+    def _from_json(self, value: Any) -> object:
+        """Undo `_to_json`: rebuild every tagged object below `value`."""
+        kind = type(value)
+        if kind is list:
+            return [self._from_json(x) for x in value]
+        if kind is dict:
+            if len(value) == 1:
+                key = next(iter(value))
+                if key.startswith("$"):
+                    reader = self._readers.get(key)
+                    if reader is None:
+                        raise DecodeError(f"json record holds an unknown tag {key!r}")
+                    return reader(value[key])
+            return {k: self._from_json(v) for k, v in value.items()}
+        return value
+
+
+def _expect(wire: Any, kind: type) -> Any:
+    """`wire` if it has the JSON type a tag needs, else `DecodeError`."""
+    if type(wire) is not kind:
+        raise DecodeError(f"expected a JSON {kind.__name__}, found {type(wire).__name__}")
+    return wire

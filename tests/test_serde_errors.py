@@ -1,0 +1,127 @@
+"""Values just outside the msgpack/JSON domain raise EncodeError naming the type and its path."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+import pytest
+from test_serde_roundtrip import Box, Level
+
+from doeff.errors import DoeffError, EncodeError
+from doeff.serde import Codec, JSONCodec, MsgpackCodec, PickleCodec
+
+
+class MyStr(str):
+    """A str subclass nobody registered."""
+
+
+class MyInt(int):
+    """An int subclass nobody registered."""
+
+
+class MyFloat(float):
+    """A float subclass nobody registered."""
+
+
+@dataclasses.dataclass
+class Unregistered:
+    """A dataclass nobody registered."""
+
+    x: int
+
+
+class Shade(enum.Enum):
+    """An Enum nobody registered."""
+
+    DARK = 1
+
+
+class CustomZone(tzinfo):
+    """A tzinfo that no codec can rebuild."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(hours=2)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+OUTSIDE: list[tuple[Any, str, str]] = [
+    ({"rows": [1, 2, 3, object()]}, '$["rows"][3]', "builtins.object"),
+    ([1, (2, {"a": collections.OrderedDict()})], '$[1][1]["a"]', "OrderedDict"),
+    ({"n": MyInt(3)}, '$["n"]', "MyInt"),
+    ({"s": [MyStr("x")]}, '$["s"][0]', "MyStr"),
+    ([MyFloat(1.5)], "$[0]", "MyFloat"),
+    ({"p": Pair(1, 2)}, '$["p"]', "Pair"),
+    ({"u": Unregistered(1)}, '$["u"]', "register it"),
+    ([Shade.DARK], "$[0]", "Shade"),
+    ([Level.LOW], "$[0]", "Level"),
+    ({"x": "ok\ud800"}, '$["x"]', "lone surrogate"),
+    ({"k\udfff": 1}, "dict key", "lone surrogate"),
+    ({"tags": {1, "\ud800"}}, '$["tags"] (a set element', "lone surrogate"),
+    ({"when": datetime(2024, 1, 1, tzinfo=CustomZone())}, '$["when"]', "CustomZone"),
+    ({"box": Box([1, object()])}, '$["box"].value[1]', "builtins.object"),
+    ({'say "hi"': {1, 2, frozenset({b"", 3j})}}, '$["say \\"hi\\""]', "complex"),
+]
+
+
+def codecs() -> list[Codec]:
+    """msgpack and JSON codecs that know `Box` (so its fields are walked) but not the rest."""
+    return [MsgpackCodec(types=[Box]), JSONCodec(types=[Box])]
+
+
+@pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)
+@pytest.mark.parametrize(("value", "path", "names"), OUTSIDE, ids=[p for _, p, _ in OUTSIDE])
+def test_value_outside_domain_names_type_and_path(
+    codec: Codec, value: Any, path: str, names: str
+) -> None:
+    """EncodeError's message holds the JSONPath-like location and the offending type."""
+    with pytest.raises(EncodeError) as caught:
+        codec.encode(value)
+    assert path in str(caught.value)
+    assert names in str(caught.value)
+    assert isinstance(caught.value, DoeffError)
+
+
+@pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)
+def test_reference_cycle_is_an_encode_error(codec: Codec) -> None:
+    """A list that contains itself is refused with a message about the cycle."""
+    loop: list[object] = [1]
+    loop.append({"again": loop})
+    with pytest.raises(EncodeError, match="contains itself"):
+        codec.encode(loop)
+
+
+@pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)
+def test_too_deep_nesting_is_an_encode_error(codec: Codec) -> None:
+    """A value nested beyond the library's limit is an EncodeError, not a RecursionError."""
+    deep: list[object] = []
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(EncodeError):
+        codec.encode(deep)
+
+
+def test_json_refuses_bytearray_and_msgpack_reads_it_back_as_bytes() -> None:
+    """JSON refuses bytearray; msgpack's C packer writes it as bytes, as the docs say."""
+    with pytest.raises(EncodeError, match="bytearray"):
+        JSONCodec().encode([bytearray(b"x")])
+    assert MsgpackCodec().decode(MsgpackCodec().encode(bytearray(b"x"))) == b"x"
+
+
+def test_pickle_encode_error_names_the_type() -> None:
+    """PickleCodec turns pickle's failure into an EncodeError naming the type."""
+    with pytest.raises(EncodeError, match="function"):
+        PickleCodec().encode(lambda: None)
+
+
+def test_registering_a_plain_class_is_refused() -> None:
+    """Only dataclasses and Enums can be registered."""
+    with pytest.raises(EncodeError, match="only dataclasses and Enum"):
+        MsgpackCodec(types=[MyStr])
