@@ -12,6 +12,7 @@
 """
 
 from doeff.cesk import CESKResult, override, run_async, run_sync
+from doeff.cesk_observability import run_workflow
 from doeff.effects.base import Effect
 from doeff.errors import DoeffError
 from doeff.outcome import Err, Ok
@@ -29,4 +30,5 @@ __all__ = [
     "override",
     "run_async",
     "run_sync",
+    "run_workflow",
 ]

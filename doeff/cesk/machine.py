@@ -47,6 +47,7 @@ from doeff.program import KleisliProgram, Program
 
 Handler = Callable[[Any], Any]
 StepHook = Callable[[int, Any], BaseException | None]
+CaptureHook = Callable[[BaseException, ReturnFrame | None], None]
 Outcome = tuple[Any, BaseException | None]
 
 # Returned in place of a value when the machine must leave its loop to await (run_async).
@@ -60,6 +61,7 @@ class Machine:
         "K",
         "_captured",
         "async_mode",
+        "capture_hook",
         "env",
         "handlers",
         "hook",
@@ -89,6 +91,9 @@ class Machine:
         self.async_mode = async_mode
         self.pending_await: Any = None
         self._captured: CapturedTraceback | None = None
+        # Called by `_capture` (error path only) so an observer can record K while it still
+        # holds the frames that were pending; None unless someone observes the run.
+        self.capture_hook: CaptureHook | None = None
 
     # -- starting programs -------------------------------------------------------------------
 
@@ -168,22 +173,29 @@ class Machine:
                         else:
                             value, exc = self.dispatch(effect)
                             if value is SUSPEND:
-                                self.steps = steps + 1
-                                return SUSPEND
+                                steps += 1
+                                injected = self._suspend(steps, effect)
+                                if injected is None:
+                                    return SUSPEND
+                                value, exc = None, self._inject(injected, None)
+                                continue
                 else:
                     K.pop()
                     value, exc = frame.leave(self, value, exc)
                     if value is SUSPEND:
-                        self.steps = steps + 1
-                        return SUSPEND
+                        steps += 1
+                        injected = self._suspend(steps, None)
+                        if injected is None:
+                            return SUSPEND
+                        value, exc = None, self._inject(injected, None)
+                        continue
                 steps += 1
                 hook = self.hook
                 if hook is not None:
                     self.steps = steps
                     injected = hook(steps, effect)
                     if injected is not None:
-                        exc = injected
-                        self._capture(injected, None)
+                        exc = self._inject(injected, exc)
         except BaseException as err:
             # The hook (an observer's callback) raised: end the run with its exception.
             self.steps = steps
@@ -192,6 +204,26 @@ class Machine:
             return self._finish(None, err)
         self.steps = steps
         return self._finish(value, exc)
+
+    def _suspend(self, steps: int, effect: Any) -> BaseException | None:
+        """End the step that reached an await (run_async): None to go and await, or the error
+        the hook injected instead (the awaitable is then dropped unawaited)."""
+        self.steps = steps
+        hook = self.hook
+        injected = hook(steps, effect) if hook is not None else None
+        if injected is not None:
+            close = getattr(self.pending_await, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never be awaited: no "never awaited" warning
+            self.pending_await = None
+        return injected
+
+    def _inject(self, injected: BaseException, pending: BaseException | None) -> BaseException:
+        """An exception the hook asks to raise at the current yield (e.g. a cancellation)."""
+        if pending is not None and injected.__context__ is None and pending is not injected:
+            injected.__context__ = pending  # keep the error that was already on its way out
+        self._capture(injected, None)
+        return injected
 
     # -- endings and errors ------------------------------------------------------------------
 
@@ -231,6 +263,8 @@ class Machine:
                     locations.extend(suspended_at(frame.gen))
         origin = raised_from.code if raised_from is not None else None
         self._captured = CapturedTraceback(tuple(locations), err, origin)
+        if self.capture_hook is not None:
+            self.capture_hook(err, raised_from)
 
     def yield_site(self, frame: ReturnFrame) -> str:
         """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""
@@ -258,9 +292,9 @@ class Machine:
             return special(self, effect)
         if isinstance(effect, Program | GeneratorType):
             return self.start(effect)
-        err = self._bad_yield(effect)
-        self._capture(err, None)
-        return None, err
+        bad = self._bad_yield(effect)
+        self._capture(bad, None)
+        return None, bad
 
     def _top_generator(self) -> ReturnFrame | None:
         for frame in reversed(self.K):

@@ -52,11 +52,36 @@ def _entry(program: Any) -> Any:
     return program() if isinstance(program, KleisliProgram) else program
 
 
-def _attach_observer(m: Machine, on_step: Callable[[Any], None] | None) -> None:
-    if on_step is not None:
-        from doeff.cesk_observability import attach_on_step
+def _attach_observer(m: Machine, on_step: Callable[[Any], object] | None) -> Any:
+    """The `StepObserver` feeding `on_step`, or None (observability costs nothing when unused)."""
+    if on_step is None:
+        return None
+    from doeff.cesk_observability import attach_on_step
 
-        attach_on_step(m, on_step)
+    return attach_on_step(m, on_step)
+
+
+def _report_end(observer: Any, result: CESKResult[Any]) -> CESKResult[Any]:
+    # The last snapshot says "completed" or "failed"; if that call raises, the run fails with it.
+    if observer is None:
+        return result
+    ended: CESKResult[Any] = observer.finish(result)
+    return ended
+
+
+def build_sync_machine(
+    *,
+    env: Mapping[Any, Any] | None,
+    state: Mapping[Any, Any] | None,
+    handlers: Mapping[type, Any] | None,
+    storage: Any,
+) -> tuple[Machine, BlockingAwaiter]:
+    """A machine for a blocking run, and the awaiter its `await_` effects use (close it after)."""
+    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=False)
+    awaiter = BlockingAwaiter()
+    if Await not in m.handlers:
+        m.handlers[Await] = awaiter
+    return m, awaiter
 
 
 def run_sync(
@@ -66,7 +91,7 @@ def run_sync(
     state: Mapping[Any, Any] | None = None,
     handlers: Mapping[type, Any] | None = None,
     storage: Any = None,
-    on_step: Callable[[Any], None] | None = None,
+    on_step: Callable[[Any], object] | None = None,
 ) -> CESKResult[Any]:
     """Run `program` to the end on this thread and return its `CESKResult`.
 
@@ -77,21 +102,19 @@ def run_sync(
         handlers: `{EffectClass: fn}`; `fn(effect)` returns the answer. Replacing a built-in
             effect's handler must be explicit: `{Get: override(fn)}`.
         storage: the `DurableStorage` the cache effects use (default: a fresh InMemoryStorage).
-        on_step: called after every step with an `ExecutionSnapshot`.
+        on_step: called after every step with an `ExecutionSnapshot`, and once more with the
+            final one (status "completed" or "failed"); if it raises, the run fails with that.
 
     Works in a thread with no event loop and in one where a loop is running (awaits then run on
     a private loop in a helper thread).
     """
-    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=False)
-    awaiter = BlockingAwaiter()
-    if Await not in m.handlers:
-        m.handlers[Await] = awaiter
-    _attach_observer(m, on_step)
+    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    observer = _attach_observer(m, on_step)
     try:
         result: CESKResult[Any] = m.run(_entry(program))
     finally:
         awaiter.close()
-    return result
+    return _report_end(observer, result)
 
 
 async def run_async(
@@ -101,11 +124,11 @@ async def run_async(
     state: Mapping[Any, Any] | None = None,
     handlers: Mapping[type, Any] | None = None,
     storage: Any = None,
-    on_step: Callable[[Any], None] | None = None,
+    on_step: Callable[[Any], object] | None = None,
 ) -> CESKResult[Any]:
     """Like `run_sync`, but awaits `await_` effects on the caller's running event loop."""
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True)
-    _attach_observer(m, on_step)
+    observer = _attach_observer(m, on_step)
     outcome = m.run(_entry(program))
     while outcome is SUSPEND:
         awaitable, m.pending_await = m.pending_await, None
@@ -116,4 +139,4 @@ async def run_async(
         else:
             outcome = m.resume(value, None)
     result: CESKResult[Any] = outcome
-    return result
+    return _report_end(observer, result)

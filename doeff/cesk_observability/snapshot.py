@@ -1,0 +1,336 @@
+"""Snapshots of a running machine: the frames on K, where each one waits, the effect at hand.
+
+With `on_step` a snapshot is taken after every step, so taking one must be cheap. It copies only
+what later steps would change: the list of frames (`tuple(K)`) and a *mark* per frame — for a
+suspended generator the line it waits on (generators move; frame objects don't). The
+`KFrameSnapshot`s, their `CodeLocation`s and source text are built when `k_stack` is first read,
+and the store's keys when `cache_keys` is first read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, Literal
+
+from doeff.cesk.frames import GatherFrame, ReturnFrame
+from doeff.cesk.machine import Machine
+from doeff.cesk.result import CESKResult
+from doeff.cesk_traceback import (
+    CapturedTraceback,
+    CodeLocation,
+    _frame_chain,
+    is_internal,
+    raised_at,
+)
+
+ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
+
+# What a snapshot keeps per frame, decoded lazily by `_frame_snapshots`:
+#   ReturnFrame: int (line its own generator waits on), a chain of (code, line) when it delegates
+#   with `yield from`, a CodeLocation (the line it raised from), or None (not started yet).
+#   GatherFrame: its description (its progress changes while it stays on K). Others: None.
+Mark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
+
+_NOTHING: Any = object()
+_keys_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class KFrameSnapshot:
+    """One K frame: its type, the user's source line it belongs to, and a short description."""
+
+    frame_type: str
+    location: CodeLocation | None
+    description: str
+
+
+class ExecutionSnapshot:
+    """The state of a run after one step (immutable; the seed's fields).
+
+    - `status`: "pending", "running", "paused", "completed" or "failed".
+    - `k_stack`: K innermost first: `k_stack[0]` is the `ReturnFrame` of the generator that
+      yielded `current_effect`; the last entry is the outermost program.
+    - `current_effect`: the effect handled at this step (or being handled), else None.
+    - `step_count`: steps executed so far.
+    - `cache_keys`: the keys in durable storage, read from storage when first accessed (so as of
+      that moment, not of the step: listing a large store at every step would be too slow).
+
+    >>> run_sync(program(), on_step=lambda s: print(s.step_count, s.k_stack[0].description))
+    """
+
+    __slots__ = ("_cache_keys", "_effect", "_frames", "_k_stack", "_marks", "_status",
+                 "_steps", "_storage")
+
+    def __init__(
+        self,
+        status: ExecutionStatus,
+        frames: tuple[Any, ...],
+        marks: tuple[Mark, ...],
+        effect: Any,
+        steps: int,
+        storage: Any,
+    ) -> None:
+        self._status = status
+        self._frames = frames
+        self._marks = marks
+        self._effect = effect
+        self._steps = steps
+        self._storage = storage
+        self._k_stack: tuple[KFrameSnapshot, ...] | None = None
+        self._cache_keys: tuple[str, ...] = _NOTHING
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """Where the run stands: pending, running, paused, completed or failed."""
+        return self._status
+
+    @property
+    def current_effect(self) -> Any:
+        """The effect handled at this step, or None."""
+        return self._effect
+
+    @property
+    def step_count(self) -> int:
+        """Number of steps executed."""
+        return self._steps
+
+    @property
+    def k_stack(self) -> tuple[KFrameSnapshot, ...]:
+        """The continuation stack, innermost frame first."""
+        k_stack = self._k_stack
+        if k_stack is None:
+            # Two threads may both build it; they build equal tuples, so either may win.
+            k_stack = self._k_stack = _frame_snapshots(self._frames, self._marks)
+        return k_stack
+
+    @property
+    def cache_keys(self) -> tuple[str, ...]:
+        """Keys in durable storage, read on first access (then fixed for this snapshot)."""
+        if self._cache_keys is _NOTHING:
+            with _keys_lock:  # so two readers of one snapshot cannot see two different listings
+                if self._cache_keys is _NOTHING:
+                    storage = self._storage
+                    self._cache_keys = () if storage is None else tuple(storage.keys())
+        return self._cache_keys
+
+    def with_status(self, status: ExecutionStatus) -> ExecutionSnapshot:
+        """The same step seen with another status (e.g. "paused")."""
+        return ExecutionSnapshot(status, self._frames, self._marks, self._effect, self._steps,
+                                 self._storage)
+
+    def format(self) -> str:
+        """A multi-line rendering: a header line, then one line per K frame, innermost first."""
+        effect = "" if self._effect is None else f", handling {_short(self._effect)}"
+        lines = [f"{self._status} at step {self._steps}{effect}"]
+        for frame in self.k_stack:
+            place = frame.location.short() if frame.location is not None else None
+            where = f"  ({place})" if place is not None and place not in frame.description else ""
+            lines.append(f"  {frame.frame_type:12} {frame.description}{where}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        return (f"<ExecutionSnapshot {self._status} step={self._steps} "
+                f"k_depth={len(self._frames)} effect={_short(self._effect)}>")
+
+
+def _short(obj: Any, width: int = 60) -> str:
+    text = repr(obj)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# -- capturing: what must be copied now, because the next step changes it ---------------------
+
+
+def mark_of(frame: Any) -> Mark:
+    """The part of `frame` that later steps change: a suspended generator's line, a gather's
+    progress."""
+    cls = frame.__class__
+    if cls is ReturnFrame:
+        gen = frame.gen
+        if not gen.gi_suspended:
+            return None  # created but not started: it waits on no line of its own yet
+        if gen.gi_yieldfrom is None:
+            lineno: int = gen.gi_frame.f_lineno
+            return lineno
+        return tuple((f.f_code, f.f_lineno) for f in _frame_chain(gen))
+    if cls is GatherFrame:
+        text: str = frame.describe()
+        return text
+    return None
+
+
+def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[Mark, ...]]:
+    """K's frames and their marks, read in full (on the machine thread, or while it is parked)."""
+    frames = tuple(m.K)
+    return frames, tuple(map(mark_of, frames))
+
+
+# -- decoding: building the k_stack when someone reads it ------------------------------------
+
+
+def _own_location(code: CodeType, mark: Mark) -> CodeLocation | None:
+    """The user line a ReturnFrame's generator waits on, or None (doeff's own or not started)."""
+    if isinstance(mark, int):
+        return None if is_internal(code.co_filename) else CodeLocation.of(code, mark)
+    if isinstance(mark, tuple):
+        user = [(c, n) for c, n in mark if not is_internal(c.co_filename)]
+        return CodeLocation.of(*user[-1]) if user else None
+    if isinstance(mark, CodeLocation):
+        return mark
+    return None
+
+
+def _frame_snapshots(
+    frames: tuple[Any, ...], marks: tuple[Mark, ...]
+) -> tuple[KFrameSnapshot, ...]:
+    """Describe each frame, innermost first; frames with no user line of their own (control
+    frames, doeff's helper programs, programs not started) take the line of the nearest program
+    below them — where the effect that pushed them was yielded."""
+    out: list[KFrameSnapshot] = []
+    below: CodeLocation | None = None
+    for frame, mark in zip(frames, marks, strict=True):
+        kind = frame.__class__.__name__
+        if frame.__class__ is ReturnFrame:
+            own = _own_location(frame.code, mark)
+            if isinstance(mark, CodeLocation):
+                text = f"{frame.name}() raised at {mark.short()}"
+            elif own is not None:
+                text = f"{frame.name}() waiting at {own.short()}"
+            else:
+                state = "not started" if mark is None else "(doeff)"
+                called = f", called at {below.short()}" if below is not None else ""
+                text = f"{frame.name}() {state}{called}"
+            below = own or below
+            out.append(KFrameSnapshot(kind, below, text))
+        else:
+            text = mark if isinstance(mark, str) else frame.describe()
+            out.append(KFrameSnapshot(kind, below, text))
+    out.reverse()
+    return tuple(out)
+
+
+# -- failures: K as it stood when the error appeared -------------------------------------------
+
+
+class FailureRecorder:
+    """Installed as `Machine.capture_hook`: records K, with marks, when an error first appears."""
+
+    __slots__ = ("error", "frames", "m", "marks")
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.error: BaseException | None = None
+        self.frames: tuple[Any, ...] = ()
+        self.marks: tuple[Mark, ...] = ()
+
+    @classmethod
+    def on(cls, m: Machine) -> FailureRecorder:
+        """The machine's recorder, installed on first use (several observers share one)."""
+        hook = m.capture_hook
+        if isinstance(hook, FailureRecorder):
+            return hook
+        recorder = cls(m)
+        m.capture_hook = recorder
+        return recorder
+
+    def __call__(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
+        frames = tuple(self.m.K)
+        self.error = err
+        self.frames = frames
+        # The raising generator has finished, so it has no line to wait on: use the raise's line.
+        marks = list(map(mark_of, frames))
+        if raised_from is not None and frames and frames[-1] is raised_from:
+            marks[-1] = raised_at(raised_from.code, err.__traceback__)
+        self.marks = tuple(marks)
+
+    def final_snapshot(self, result: CESKResult[Any]) -> ExecutionSnapshot:
+        """The last snapshot of a run: "completed" with an empty K, or "failed" with the K that
+        was pending when its error appeared."""
+        m = self.m
+        if result.error is None:
+            return ExecutionSnapshot("completed", (), (), None, m.steps, m.storage)
+        if result.error is self.error:
+            frames, marks = self.frames, self.marks
+        else:
+            frames, marks = (), ()
+        return ExecutionSnapshot("failed", frames, marks, None, m.steps, m.storage)
+
+
+def failed_with(result: CESKResult[Any], err: Exception) -> CESKResult[Any]:
+    """`result` turned into a failure with `err` (the earlier error, if any, as its context)."""
+    if err.__context__ is None and result.error is not None and result.error is not err:
+        err.__context__ = result.error
+    return CESKResult(None, err, CapturedTraceback((), err), result.state, result.log)
+
+
+# -- on_step ------------------------------------------------------------------------------
+
+
+class StepObserver:
+    """Calls `on_step` with a snapshot after every step of one machine, and with the final one."""
+
+    __slots__ = ("_broken", "failures", "hook", "m", "on_step")
+
+    def __init__(self, m: Machine, on_step: Callable[[ExecutionSnapshot], object]) -> None:
+        self.m = m
+        self.on_step = on_step
+        self.failures = FailureRecorder.on(m)
+        self._broken = False
+        self.hook = self._make_hook()
+
+    def _make_hook(self) -> Callable[[int, Any], None]:
+        # Locals in a closure: this runs at every step, and attribute look-ups cost.
+        K = self.m.K
+        storage = self.m.storage
+        on_step = self.on_step
+        snapshot = ExecutionSnapshot
+        mark = mark_of
+        last_frames: tuple[Any, ...] = ()
+        last_marks: tuple[Mark, ...] = ()
+
+        def hook(steps: int, effect: Any) -> None:
+            nonlocal last_frames, last_marks
+            frames = tuple(K)
+            # A step pops at most the top frame, then pushes. So the frames below the old top are
+            # the same objects, waiting on the same lines: only the top and new frames are read.
+            keep = len(last_frames) - 1
+            if 0 < keep <= len(frames) and frames[keep - 1] is last_frames[keep - 1]:
+                marks = last_marks[:keep] + tuple(map(mark, frames[keep:]))
+            else:
+                marks = tuple(map(mark, frames))
+            last_frames = frames
+            last_marks = marks
+            try:
+                on_step(snapshot("running", frames, marks, effect, steps, storage))
+            except BaseException:
+                self._broken = True
+                raise
+
+        return hook
+
+    def finish(self, result: CESKResult[Any]) -> CESKResult[Any]:
+        """Report the final snapshot; if `on_step` raises on it, the run fails with that error.
+
+        A callback that already raised (and so ended the run) is not called again.
+        """
+        if self._broken:
+            return result
+        try:
+            self.on_step(self.failures.final_snapshot(result))
+        except Exception as err:
+            return failed_with(result, err)
+        return result
+
+
+def attach_on_step(m: Machine, on_step: Callable[[ExecutionSnapshot], object]) -> StepObserver:
+    """Make `m` call `on_step` after every step; call `.finish(result)` on the returned observer
+    when the run ends."""
+    observer = StepObserver(m, on_step)
+    m.hook = observer.hook
+    return observer

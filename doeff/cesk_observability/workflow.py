@@ -1,0 +1,416 @@
+"""Background workflows: `run_workflow` runs a program on its own thread, watched by a monitor.
+
+Nobody may read the machine's registers while its thread changes them, and the loop must not
+pay for observers that are not looking. So the machine thread takes every snapshot itself, at a
+step boundary, only when asked: a caller of `snapshot()` queues a request and installs a step
+hook, and the hook answers, then removes itself. Two states cannot answer that way, and need not:
+- *parked*: the machine is inside a handler that may block for long (perform, await, the cache
+  effects, user handlers). Those handlers are wrapped to publish "parked on effect E"; K cannot
+  change until the handler returns, and the handler cannot return while a reader holds the lock,
+  so a reader builds the snapshot itself.
+- *paused* or *ended*: the snapshot taken when the machine stopped stays true.
+If user code computes for a long time between two yields there is no step boundary to answer at:
+`snapshot()` waits `timeout` seconds, then returns the latest snapshot already taken (consistent,
+older: compare `step_count`), and later calls return that at once until the machine answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable, Generator, Mapping
+from types import FrameType
+from typing import Any, Generic, TypeVar
+
+from doeff.cesk.handlers import state_handlers
+from doeff.cesk.machine import Handler, Machine
+from doeff.cesk.result import CESKResult
+from doeff.cesk.run import _entry, build_sync_machine
+from doeff.cesk_observability.snapshot import (
+    ExecutionSnapshot,
+    ExecutionStatus,
+    FailureRecorder,
+    KFrameSnapshot,
+    StepObserver,
+    attach_on_step,
+    capture,
+)
+from doeff.cesk_traceback import CapturedTraceback
+from doeff.errors import CancelledError
+
+T = TypeVar("T")
+
+_RESUME_CODE = Machine.resume.__code__
+_ENDED = ("completed", "failed")
+
+
+def _loop_steps(caller: FrameType | None, m: Machine) -> int:
+    """Steps done before the one in progress, read from the run loop that called a handler.
+
+    The loop keeps its step count in a local (writing it to the machine at every step would slow
+    every run); a parked handler's callers are stable, so reading that local is safe.
+    """
+    frame = caller
+    while frame is not None:
+        if frame.f_code is _RESUME_CODE:
+            steps: int = frame.f_locals["steps"]
+            return steps
+        frame = frame.f_back
+    return m.steps
+
+
+class _Request:
+    """One `snapshot()` call waiting for the machine thread to answer at a step boundary."""
+
+    __slots__ = ("answer", "event")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.answer: ExecutionSnapshot | None = None
+
+
+class _Control:
+    """State shared by the machine thread and its observers; every field is guarded by `lock`."""
+
+    def __init__(self, m: Machine, observer: StepObserver | None) -> None:
+        self.m = m
+        self.observer = observer
+        self.failures = FailureRecorder.on(m)
+        self.base_hook = m.hook  # the on_step observer's, if any: the control hook chains to it
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.status: ExecutionStatus = "pending"
+        self.requests: list[_Request] = []
+        self.pause_requested = False
+        self.cancel_requested = False
+        self.cancel_sent = False
+        self.stalled = False
+        self.parked: tuple[Any, FrameType | None] | None = None
+        self.still: ExecutionSnapshot | None = None  # true until the machine moves again
+        self.last = ExecutionSnapshot("pending", (), (), None, 0, m.storage)
+        self.result: CESKResult[Any] | None = None
+        self.done = threading.Event()
+        self.callbacks: list[Callable[[], None]] = []
+        self.thread_id: int | None = None
+
+    # -- the machine thread --------------------------------------------------------------------
+
+    def run(self, program: Any, close: Callable[[], None]) -> None:
+        """The workflow thread's body: run the program, then publish the end."""
+        m = self.m
+        self.thread_id = threading.get_ident()
+        try:
+            try:
+                with self.lock:
+                    self.status = "running"
+                value, exc = m.start(_entry(program))
+                with self.lock:
+                    # Step 0, so a reader that cannot be answered still has a true state to see.
+                    self.last = ExecutionSnapshot("running", *capture(m), None, m.steps, m.storage)
+                result: CESKResult[Any] = m.resume(value, exc)
+            finally:
+                close()
+        except BaseException as err:  # KeyboardInterrupt/SystemExit the machine re-raised
+            result = CESKResult(None, err, CapturedTraceback((), err), m.store, m.log)
+        if self.observer is not None:
+            result = self.observer.finish(result)
+        self.end(result)
+
+    def end(self, result: CESKResult[Any]) -> None:
+        """Publish the final snapshot and the result, and wake everyone waiting."""
+        with self.lock:
+            final = self.failures.final_snapshot(result)
+            self.status = final.status
+            self.still = self.last = final
+            self.answer(final)
+            self.result = result
+            callbacks, self.callbacks = self.callbacks, []
+        self.done.set()
+        for callback in callbacks:
+            callback()
+
+    def boundary(self, steps: int, effect: Any) -> BaseException | None:
+        """Step hook installed while someone wants something: snapshot, pause, cancel."""
+        if self.base_hook is not None:
+            self.base_hook(steps, effect)
+        m = self.m
+        injected: BaseException | None = None
+        with self.lock:
+            self.stalled = False
+            if self.requests or self.pause_requested:
+                now = ExecutionSnapshot("running", *capture(m), effect, steps, m.storage)
+                self.last = now
+                if self.pause_requested and not self.cancel_requested:
+                    self.pause_here(now)
+                self.answer(now)
+            if self.cancel_requested and not self.cancel_sent:
+                self.cancel_sent = True
+                injected = CancelledError(f"the workflow was cancelled (at step {steps})")
+            cancel_pending = self.cancel_requested and not self.cancel_sent
+            if not (self.requests or self.pause_requested or cancel_pending):
+                m.hook = self.base_hook
+        return injected
+
+    def pause_here(self, now: ExecutionSnapshot) -> None:
+        """Hold the machine thread at this step boundary until resumed or cancelled (lock held)."""
+        paused = now.with_status("paused")
+        self.status = "paused"
+        self.still = self.last = paused
+        self.answer(paused)
+        while self.pause_requested and not self.cancel_requested:
+            self.wake.wait()
+        self.status = "running"
+        self.still = None
+        self.last = now
+
+    def wrap(self, handler: Handler) -> Handler:
+        """`handler`, publishing "parked" while it runs so readers need not wait for it."""
+
+        def parked(effect: Any) -> Any:
+            self.park(effect, sys._getframe(1))
+            try:
+                return handler(effect)
+            finally:
+                with self.lock:
+                    self.parked = None
+                    self.still = None
+
+        parked.__wrapped__ = handler  # type: ignore[attr-defined]
+        return parked
+
+    def park(self, effect: Any, caller: FrameType) -> None:
+        """Record that the machine waits in a handler for `effect`; answer anyone waiting."""
+        with self.lock:
+            self.parked = (effect, caller)
+            self.stalled = False
+            if self.requests:
+                self.answer(self.parked_snapshot())
+
+    # -- any thread, lock held -----------------------------------------------------------------
+
+    def parked_snapshot(self) -> ExecutionSnapshot:
+        """The state while parked in a handler: built once, by whichever thread asks first."""
+        if self.still is None:
+            assert self.parked is not None
+            effect, caller = self.parked
+            m = self.m
+            self.still = self.last = ExecutionSnapshot(
+                "running", *capture(m), effect, _loop_steps(caller, m), m.storage
+            )
+        return self.still
+
+    def answer(self, snapshot: ExecutionSnapshot) -> None:
+        """Hand `snapshot` to every queued request."""
+        for request in self.requests:
+            request.answer = snapshot
+            request.event.set()
+        self.requests.clear()
+
+    def fixed(self) -> ExecutionSnapshot | None:
+        """A snapshot that is true right now without the machine's help, if there is one."""
+        if self.status == "running":
+            return self.parked_snapshot() if self.parked is not None else None
+        if self.status == "pending":
+            return self.last
+        return self.still  # paused or ended
+
+    # -- observers -------------------------------------------------------------------------------
+
+    def snapshot(self, timeout: float | None) -> ExecutionSnapshot:
+        """A consistent snapshot, taken by the machine thread at its next step boundary."""
+        with self.lock:
+            fixed = self.fixed()
+            if fixed is not None:
+                return fixed
+            if threading.get_ident() == self.thread_id or (self.stalled and timeout is not None):
+                return self.last  # the machine cannot answer now (it is us, or it is computing)
+            request = _Request()
+            self.requests.append(request)
+            self.m.hook = self.boundary
+        if not request.event.wait(timeout):
+            with self.lock:
+                if request.answer is None:
+                    self.requests.remove(request)
+                    # The hook stays installed; its next call clears `stalled`.
+                    self.stalled = True
+                    return self.last
+        assert request.answer is not None
+        return request.answer
+
+    def pause(self) -> None:
+        """Ask the machine to stop at its next step boundary."""
+        with self.lock:
+            if self.status not in _ENDED:
+                self.pause_requested = True
+                self.m.hook = self.boundary
+
+    def resume(self) -> None:
+        """Let a paused machine go on (or withdraw a pause it has not reached yet)."""
+        with self.lock:
+            self.pause_requested = False
+            self.wake.notify_all()
+
+    def cancel(self) -> None:
+        """Ask the machine to throw `CancelledError` into the program at its next boundary."""
+        with self.lock:
+            if self.status not in _ENDED:
+                self.cancel_requested = True
+                self.m.hook = self.boundary
+                self.wake.notify_all()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the workflow thread) when the run ends, or now if it has."""
+        with self.lock:
+            if self.result is None:
+                self.callbacks.append(callback)
+                return
+        callback()
+
+
+class ExecutionMonitor:
+    """Read-only, thread-safe view of a running workflow; every method may be called any time.
+
+    `snapshot()` gives every field from one step; the properties each take a snapshot of their
+    own, so read several fields from one `snapshot()` when they must agree.
+    """
+
+    __slots__ = ("_control",)
+
+    def __init__(self, control: _Control) -> None:
+        self._control = control
+
+    def snapshot(self, timeout: float | None = 0.25) -> ExecutionSnapshot:
+        """The state after the latest step, or, if the machine cannot reach a step boundary
+        within `timeout` seconds (user code busy between yields), the latest one taken."""
+        return self._control.snapshot(timeout)
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """pending (before the first step), running, paused, completed or failed."""
+        return self._control.status
+
+    @property
+    def k_stack(self) -> tuple[KFrameSnapshot, ...]:
+        """The K stack now, innermost frame first."""
+        return self.snapshot().k_stack
+
+    @property
+    def current_effect(self) -> Any:
+        """The effect being handled now, or None."""
+        return self.snapshot().current_effect
+
+    @property
+    def step_count(self) -> int:
+        """Steps executed so far."""
+        return self.snapshot().step_count
+
+    def get_cache_entries(self) -> dict[str, Any]:
+        """Every entry of the workflow's durable storage (read now, through the storage)."""
+        storage = self._control.m.storage
+        return dict(storage.items())
+
+
+class WorkflowExecution(Generic[T]):
+    """Handle on a workflow running in a background thread: watch it, steer it, await it.
+
+    >>> execution = run_workflow(pipeline())
+    >>> execution.monitor.snapshot().step_count
+    >>> execution.wait().value
+    """
+
+    __slots__ = ("_control", "monitor", "thread")
+
+    def __init__(self, control: _Control, thread: threading.Thread) -> None:
+        self._control = control
+        self.monitor = ExecutionMonitor(control)
+        self.thread = thread
+
+    @property
+    def result(self) -> CESKResult[T] | None:
+        """None while running, then the `CESKResult`."""
+        return self._control.result
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended."""
+        return self._control.result is not None
+
+    def wait(self, timeout: float | None = None) -> CESKResult[T]:
+        """Block until the run ends and return its result (`TimeoutError` after `timeout` s)."""
+        if not self._control.done.wait(timeout):
+            raise TimeoutError(f"the workflow did not finish within {timeout} s")
+        result = self._control.result
+        assert result is not None
+        return result
+
+    def __await__(self) -> Generator[Any, None, CESKResult[T]]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> CESKResult[T]:
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:
+                pass  # the loop has closed: nobody awaits this any more
+
+        self._control.when_done(wake)
+        await finished
+        result = self._control.result
+        assert result is not None
+        return result
+
+    def pause(self) -> None:
+        """Stop the machine at its next step boundary (status "paused" once it has stopped)."""
+        self._control.pause()
+
+    def resume(self) -> None:
+        """Continue after `pause()`."""
+        self._control.resume()
+
+    def cancel(self) -> None:
+        """Throw `CancelledError` into the program at its current `yield` (its finally blocks
+        run; catch and safe do not stop it); the run then ends "failed". A handler already
+        running (a long `perform`) finishes first."""
+        self._control.cancel()
+
+
+def run_workflow(
+    program: Any,
+    *,
+    storage: Any = None,
+    env: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    on_step: Callable[[ExecutionSnapshot], object] | None = None,
+) -> WorkflowExecution[Any]:
+    """Start `program` on a background thread and return its `WorkflowExecution` at once.
+
+    Arguments are those of `run_sync`.
+
+    >>> execution = run_workflow(pipeline(), storage=SQLiteStorage("wf.db"))
+    >>> print(execution.monitor.snapshot())
+    >>> result = execution.wait()
+    """
+    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    observer = attach_on_step(m, on_step) if on_step is not None else None
+    control = _Control(m, observer)
+    # Handlers that may block get the parked wrapper; the state handlers never block, and
+    # wrapping them would tax the hottest effects.
+    never_block = frozenset(state_handlers(m)) - frozenset(handlers or ())
+    for effect_type, handler in list(m.handlers.items()):
+        if effect_type not in never_block:
+            m.handlers[effect_type] = control.wrap(handler)
+    thread = threading.Thread(
+        target=control.run, args=(program, awaiter.close), name="doeff-workflow", daemon=True
+    )
+    execution: WorkflowExecution[Any] = WorkflowExecution(control, thread)
+    thread.start()
+    return execution
