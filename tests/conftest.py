@@ -6,6 +6,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# The storage contract fixtures (kv_backend, kv, codec, durable): every backend x every codec.
+# pg_server: the session's throwaway PostgreSQL server, stopped when the session ends.
+pytest_plugins = ["pg_server", "storage_fixtures"]
+
 settings.register_profile(
     "ci",
     derandomize=True,

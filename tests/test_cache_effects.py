@@ -1,4 +1,4 @@
-"""Cache effects on the machine: the seed's T1–T7, AC1/AC2/AC6, `cached`, and failures."""
+"""Cache effects on the machine: the seed's T1-T7, AC1/AC2/AC6, `cached`, and failures."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def crud() -> Any:
 
 
 def test_seed_cases_t1_to_t5_on_every_storage(storage: Any) -> None:
-    """Put/get/overwrite/exists/delete behave as the seed's T1–T5 say, on every backend."""
+    """Put/get/overwrite/exists/delete behave as the seed's T1-T5 say, on every backend."""
     assert run_sync(crud(), storage=storage).value == (
         None, {"v": 1}, {"v": 2}, True, False, True, False, None
     )
@@ -267,3 +267,25 @@ def test_cache_effects_are_frozen_dataclasses() -> None:
     eff = CacheGet("k")
     with pytest.raises(AttributeError):
         eff.key = "other"  # type: ignore[misc]
+
+
+class RacingStorage(InMemoryStorage):
+    """A store where another worker writes the step right after this worker's first miss."""
+
+    def get(self, key: str) -> Any:
+        value = super().get(key)
+        if value is None and not super().exists(key):
+            super().put(key, "written by the other worker")
+        return value
+
+
+def test_cached_returns_the_value_another_worker_stored_between_lookups() -> None:
+    """If the step appears between cached()'s two look-ups, it answers that value, not None."""
+    calls: list[int] = []
+
+    @do
+    def workflow() -> Any:
+        return (yield cached("step", lambda: perform(lambda: calls.append(1))))
+
+    assert run_sync(workflow(), storage=RacingStorage()).value == "written by the other worker"
+    assert calls == []

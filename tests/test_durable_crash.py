@@ -32,7 +32,7 @@ WORKER = textwrap.dedent("""
     @do
     def workflow():
         total = 0
-        for i in range(%(steps)d):
+        for i in range(STEPS):
             value = yield cached(f"step:{i}", lambda i=i: perform(compute, i))
             print(f"done {i}", flush=True)   # only after the put returned
             total += value["square"]
@@ -40,7 +40,7 @@ WORKER = textwrap.dedent("""
 
     with Durable(SQLiteKV(db), MsgpackCodec()) as storage:
         print("result", run_sync(workflow(), storage=storage).value, flush=True)
-""") % {"steps": STEPS}
+""").replace("STEPS", str(STEPS))
 
 
 def _attempt(db: Path, ran_log: Path, kill_after: int | None, rng: random.Random) -> list[str]:

@@ -92,10 +92,12 @@ def cacheexists(key: str) -> CacheExists:
 @do
 def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
     hit = yield CacheGet(key)
-    # A stored None is a hit too, which `if (yield cacheget(k)) is None` cannot tell; only then
-    # does it cost a second look-up.
-    if hit is not None or (yield CacheExists(key)):
+    if hit is not None:
         return hit
+    # A stored None is a hit too, which `if (yield cacheget(k)) is None` cannot tell. Read again
+    # on a hit: another worker may have stored the step between the two look-ups.
+    if (yield CacheExists(key)):
+        return (yield CacheGet(key))
     computation = compute()
     if not isinstance(computation, Program | Effect):
         raise TypeError(

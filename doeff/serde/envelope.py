@@ -16,6 +16,7 @@ a cached step result that silently changed would break a replay in a way nobody 
 
 from __future__ import annotations
 
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ from doeff.serde.registry import check_tag, get_codec
 
 MAGIC = b"DF"
 VERSION = 1
+_CRC = struct.Struct("<I")
+_pack_crc = _CRC.pack
+_unpack_crc = _CRC.unpack_from
 _PREFIX = MAGIC + bytes((VERSION,))
 # tag -> (header bytes before the CRC, CRC-32 of those bytes); built once per tag.
 _headers: dict[str, tuple[bytes, int]] = {}
@@ -61,8 +65,7 @@ def seal(value: object, codec: Codec) -> bytes:
         raise EncodeError(
             f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
         ) from exc
-    crc = zlib.crc32(payload, head_crc)
-    return b"".join((head, crc.to_bytes(4, "little"), payload))
+    return b"".join((head, _pack_crc(zlib.crc32(payload, head_crc)), payload))
 
 
 def _parse(data: bytes) -> tuple[str, int]:
@@ -107,14 +110,19 @@ def unseal(data: bytes, codec: Codec | None = None) -> object:
     `codec` (the reader's own, e.g. with its registered types) is used when the record's tag
     matches it; any other tag is looked up with `get_codec`.
     """
+    if codec is not None and type(data) is bytes:
+        # Fast path: a record written by the reader's own codec starts with its cached header.
+        head, head_crc = _header(codec.tag)
+        start = len(head) + 4
+        if data.startswith(head) and len(data) >= start:
+            payload = data[start:]
+            if zlib.crc32(payload, head_crc) != _unpack_crc(data, start - 4)[0]:
+                raise _checksum_error(data, codec.tag)
+            return _decode(codec, codec.tag, payload)
     tag, start = _parse(data)
-    stored = int.from_bytes(data[start - 4 : start], "little")
     payload = data[start:]
-    if zlib.crc32(payload, zlib.crc32(data[: start - 4])) != stored:
-        raise DecodeError(
-            f"corrupt record: checksum mismatch ({len(data)} bytes, codec {tag!r}); "
-            "the record was truncated or changed after it was written"
-        )
+    if zlib.crc32(payload, zlib.crc32(data[: start - 4])) != _unpack_crc(data, start - 4)[0]:
+        raise _checksum_error(data, tag)
     if codec is not None and codec.tag == tag:
         reader = codec
     else:
@@ -127,12 +135,23 @@ def unseal(data: bytes, codec: Codec | None = None) -> object:
                 f"{mine}; call register_codec(...) with an instance of that codec"
                 f" — {_registered()}"
             ) from None
+    return _decode(reader, tag, payload)
+
+
+def _decode(reader: Codec, tag: str, payload: bytes) -> object:
     try:
         return reader.decode(payload)
     except DecodeError:
         raise
     except Exception as exc:  # a user codec's own error: never leak another type
         raise DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}") from exc
+
+
+def _checksum_error(data: bytes, tag: str) -> DecodeError:
+    return DecodeError(
+        f"corrupt record: checksum mismatch ({len(data)} bytes, codec {tag!r}); "
+        "the record was truncated or changed after it was written"
+    )
 
 
 def _registered() -> str:

@@ -40,6 +40,17 @@ class KVStore(Protocol):
         """Delete every entry."""
         ...
 
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every (key, value) pair in one transaction: all of them, or none on error."""
+        ...
+
+    def records(self, prefix: str = "") -> Iterable[tuple[str, bytes, float | None]]:
+        """(key, value, updated_at) for keys starting with `prefix`, sorted by key.
+
+        `updated_at` is a Unix time where the backend records one (SQLite, PostgreSQL), else None.
+        """
+        ...
+
     def close(self) -> None:
         """Release resources; later operations raise `StoreClosedError`. Idempotent."""
         ...
