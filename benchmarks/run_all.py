@@ -1,9 +1,12 @@
-"""Run every benchmark, one after the other (`make bench`). Pass --quick for a short run."""
+"""Run every benchmark, one after the other (`make bench`). Pass --quick for a short run.
+
+Each runs in its own process, as `python benchmarks/NAME.py`, so none inherits another's state.
+"""
 
 from __future__ import annotations
 
-import importlib
 import os
+import subprocess
 import sys
 import time
 
@@ -13,18 +16,21 @@ BENCHMARKS = [
 ]
 
 
-def main() -> None:
-    """Import each benchmark module beside this file and call its `main()`."""
-    sys.path.insert(0, HERE)
+def main() -> int:
+    """Run each benchmark script beside this file; non-zero if any of them failed."""
     quick = ["--quick"] if "--quick" in sys.argv[1:] else []
+    failed = []
     for name in BENCHMARKS:
-        if not os.path.exists(os.path.join(HERE, f"{name}.py")):
-            continue
         print(f"\n=== {name} ===", flush=True)
         started = time.perf_counter()
-        importlib.import_module(name).main(quick)
+        code = subprocess.call([sys.executable, os.path.join(HERE, f"{name}.py"), *quick])
         print(f"({name}: {time.perf_counter() - started:.0f} s)", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,7 +23,7 @@ from doeff import do, run_sync
 from doeff.effects import perform
 from doeff.effects.cache import cached
 from doeff.serde import MsgpackCodec, PickleCodec
-from doeff.storage import Durable, InMemoryKV, InMemoryStorage, LMDBKV, SQLiteKV
+from doeff.storage import LMDBKV, Durable, InMemoryKV, InMemoryStorage, SQLiteKV
 
 PAYLOAD = {"id": 7, "name": "step result", "score": 0.93, "tags": ["a", "b", "c"]}
 

@@ -1,4 +1,4 @@
-"""The `doeff` command (also `python -m doeff`)."""
+"""The `doeff` command (also `python -m doeff`); `doeff --help` lists the commands."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ def main(argv: list[str] | None = None) -> int:
         from doeff.demo import main as demo_main
 
         return demo_main(args[1:])
-    print("usage: doeff demo [--db PATH]\n\n  demo   run a durable workflow, kill it, resume it",
-          file=sys.stderr if args else sys.stdout)
-    return 2 if args and args[0] not in ("-h", "--help") else 0
+    from doeff.cli.app import main as cli_main
+
+    return cli_main(args)
 
 
 if __name__ == "__main__":

@@ -194,7 +194,11 @@ def demo(path: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `doeff demo`."""
-    parser = argparse.ArgumentParser(prog="doeff demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="doeff demo",
+        description="Run a durable workflow on SQLite, SIGKILL it partway, then run it again "
+        "and show which steps were read back from the store.",
+    )
     parser.add_argument("--db", help="SQLite file to use (default: a new temporary file)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -1,0 +1,175 @@
+"""`doeff cache ls|get|rm|clear|stats`: look at and repair the records of a durable store."""
+
+from __future__ import annotations
+
+import argparse
+import pprint
+from collections import defaultdict
+
+from doeff.cli.errors import EXIT_FAILED, CLIError
+from doeff.cli.output import (
+    iso_time,
+    jsonable,
+    plural,
+    print_json,
+    show_key,
+    show_size,
+    show_time,
+    table,
+    warn,
+)
+from doeff.cli.scan import UNSAFE_TAGS, scan
+from doeff.cli.store import open_store, store_label
+from doeff.errors import DecodeError
+from doeff.serde.envelope import peek, unseal
+
+UNREADABLE = "?"  # the codec column of a record without a valid doeff header
+
+
+def cmd_ls(ns: argparse.Namespace) -> int:
+    """List keys with codec, size and update time, read from headers only."""
+    with open_store(ns.store) as kv:
+        records = list(scan(kv, ns.prefix))
+    for r in records:
+        if r.error is not None:
+            warn(f"{show_key(r.key)}: unreadable record: {r.error}")
+    if ns.json:
+        print_json([
+            {"key": r.key, "codec": r.tag, "size": r.size,
+             "updated_at": iso_time(r.updated_at), "error": r.error}
+            for r in records
+        ])
+    else:
+        rows = [[show_key(r.key), r.tag or UNREADABLE, str(r.size), show_time(r.updated_at)]
+                for r in records]
+        print(table(["KEY", "CODEC", "SIZE", "UPDATED (UTC)"], rows, right={2}))
+    return 0
+
+
+def cmd_get(ns: argparse.Namespace) -> int:
+    """Print one value, decoded by the codec its record names."""
+    name = store_label(ns.store)
+    with open_store(ns.store) as kv:
+        raw = kv.get(ns.key)
+    if raw is None:
+        raise CLIError(f"{name}: no key {show_key(ns.key)}", EXIT_FAILED)
+    try:
+        tag = peek(raw).tag
+        if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
+            raise CLIError(
+                f"{show_key(ns.key)} is a {tag} record; loading a pickle runs code stored in "
+                "it, so it is shown only with --unsafe-pickle (use it if you trust who wrote "
+                "the store)",
+                EXIT_FAILED,
+            )
+        value = unseal(raw)
+    except DecodeError as exc:
+        raise CLIError(f"{show_key(ns.key)}: unreadable record: {exc}", EXIT_FAILED) from exc
+    if ns.json:
+        print_json({"key": ns.key, "codec": tag, "size": len(raw), "value": jsonable(value)})
+    else:
+        print(pprint.pformat(value, sort_dicts=False))
+    return 0
+
+
+def cmd_rm(ns: argparse.Namespace) -> int:
+    """Delete the given keys; exit 1 if any was missing."""
+    name = store_label(ns.store)
+    missing = []
+    removed = 0
+    with open_store(ns.store) as kv:
+        for key in ns.keys:
+            if kv.delete(key):
+                removed += 1
+            else:
+                missing.append(key)
+    for key in missing:
+        warn(f"{name}: no key {show_key(key)}")
+    print(f"removed {plural(removed, 'record')}")
+    return EXIT_FAILED if missing else 0
+
+
+def cmd_clear(ns: argparse.Namespace) -> int:
+    """Delete every record, only with --yes."""
+    name = store_label(ns.store)
+    with open_store(ns.store) as kv:
+        count = len(kv)
+        if not ns.yes:
+            raise CLIError(
+                f"clear would delete all {plural(count, 'record')} of {name}; "
+                "add --yes to confirm"
+            )
+        kv.clear()
+    print(f"removed {plural(count, 'record')} from {name}")
+    return 0
+
+
+def cmd_stats(ns: argparse.Namespace) -> int:
+    """Record count and bytes, in all and per codec."""
+    name = store_label(ns.store)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    with open_store(ns.store) as kv:
+        for r in scan(kv):
+            cell = counts[r.tag if r.tag is not None else UNREADABLE]
+            cell[0] += 1
+            cell[1] += r.size
+    total = sum(c for c, _ in counts.values())
+    size = sum(b for _, b in counts.values())
+    by_codec = sorted(counts.items())
+    if ns.json:
+        bad = counts.get(UNREADABLE, [0, 0])
+        print_json({
+            "store": name, "records": total, "bytes": size,
+            "codecs": {t: {"records": c, "bytes": b} for t, (c, b) in by_codec if t != UNREADABLE},
+            "unreadable": {"records": bad[0], "bytes": bad[1]},
+        })
+        return 0
+    print(f"store    {name}\nrecords  {total}\nbytes    {size} ({show_size(size)})")
+    if by_codec:
+        rows = [[t if t != UNREADABLE else "? (unreadable)", str(c), str(b), show_size(b)]
+                for t, (c, b) in by_codec]
+        print()
+        print(table(["CODEC", "RECORDS", "BYTES", ""], rows, right={1, 2, 3}))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ls, get, rm, clear and stats under `doeff cache`."""
+    p = sub.add_parser("ls", help="list keys with codec, size and update time",
+                       description="List the records of STORE: key, codec, size in bytes and "
+                       "update time (UTC; '-' where the backend records none). Only record "
+                       "headers are read, so nothing is decoded or unpickled.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--prefix", default="", metavar="P", help="only keys starting with P")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("get", help="print one value",
+                       description="Print the value under KEY, decoded by the codec recorded "
+                       "in its record (Python repr, or JSON with --json).")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--json", action="store_true",
+                   help="print {key, codec, size, value}; value shown with JSON types only")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="allow loading pickle/cloudpickle records (this runs code from the store)")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("rm", help="delete keys",
+                       description="Delete each KEY from STORE; exit 1 if any was not there.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("keys", metavar="KEY", nargs="+")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("clear", help="delete every record (needs --yes)",
+                       description="Delete every record of STORE. Refuses without --yes.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--yes", action="store_true", help="confirm deleting everything")
+    p.set_defaults(func=cmd_clear)
+
+    p = sub.add_parser("stats", help="record count and bytes, per codec",
+                       description="Count the records of STORE and their bytes, in all and per "
+                       "codec, from record headers only.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=cmd_stats)

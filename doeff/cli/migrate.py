@@ -1,0 +1,98 @@
+"""`doeff cache migrate STORE --to CODEC`: re-encode every record, all or nothing.
+
+Every record is decoded and re-encoded in memory first; only when all of them made it is the
+result written, in one `put_many` transaction. So a value the target codec cannot carry (a
+tuple for JSON, a user type msgpack was not told about...) leaves the store exactly as it was,
+and the command lists every such key with the codec's reason.
+
+Records already in the target codec are left as they are (not decoded, so not unpickled).
+A workflow writing to the store while it migrates may have its write replaced by the older,
+re-encoded value: migrate a store nobody is writing to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from doeff.cli.errors import EXIT_FAILED, CLIError
+from doeff.cli.output import plural, show_key, warn
+from doeff.cli.progress import Progress
+from doeff.cli.scan import UNSAFE_TAGS, Record, scan
+from doeff.cli.store import open_store, store_label
+from doeff.errors import DecodeError, EncodeError, UnknownCodecError
+from doeff.serde.codec import Codec
+from doeff.serde.envelope import seal, unseal
+from doeff.serde.registry import get_codec, registered_tags
+
+
+def _target(tag: str) -> Codec:
+    try:
+        return get_codec(tag)
+    except UnknownCodecError:
+        raise CLIError(
+            f"unknown codec {tag!r}; choose one of {', '.join(registered_tags())}"
+        ) from None
+
+
+def _reencode(todo: list[Record], target: Codec) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The re-encoded (key, record) pairs, and a `KEY: reason` line for each record that failed."""
+    out: list[tuple[str, bytes]] = []
+    failed: list[str] = []
+    with Progress(len(todo), f"re-encoding to {target.tag}") as bar:
+        for r in todo:
+            try:
+                if r.error is not None:
+                    raise DecodeError(r.error)
+                out.append((r.key, seal(unseal(r.raw), target)))
+            except DecodeError as exc:
+                failed.append(f"{show_key(r.key)}: cannot read its {r.tag or 'record'}: {exc}")
+            except EncodeError as exc:
+                failed.append(f"{show_key(r.key)}: {exc}")
+            bar.advance()
+    return out, failed
+
+
+def cmd_migrate(ns: argparse.Namespace) -> int:
+    """Re-encode every record of the store with the target codec, in one transaction."""
+    name = store_label(ns.store)
+    target = _target(ns.to)
+    with open_store(ns.store) as kv:
+        records = list(scan(kv))
+        todo = [r for r in records if r.tag != target.tag]
+        unsafe = [r for r in todo if r.tag in UNSAFE_TAGS]
+        if unsafe and not ns.unsafe_pickle:
+            # Checked from headers before decoding anything: refusing must not half-unpickle.
+            warn(f"{name} has {plural(len(unsafe), 'pickle-family record')}; loading a "
+                 "pickle runs code stored in it, so migrate needs "
+                 "--unsafe-pickle (use it if you trust who wrote the store). Nothing was changed:")
+            for r in unsafe:
+                print(f"  {show_key(r.key)} ({r.tag})", file=sys.stderr)
+            return EXIT_FAILED
+        new, failed = _reencode(todo, target)
+        if failed:
+            warn(f"cannot migrate {len(failed)} of {len(records)} records of {name} to "
+                 f"{target.tag}; nothing was changed:")
+            for line in failed:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_FAILED
+        if new:
+            kv.put_many(new)
+    kept = len(records) - len(new)
+    print(f"migrated {plural(len(new), 'record')} of {name} to "
+          f"{target.tag} ({kept} already {target.tag})")
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `doeff cache migrate`."""
+    p = sub.add_parser("migrate", help="re-encode every record with another codec",
+                       description="Re-encode every record of STORE with CODEC, all or nothing: "
+                       "if any record cannot be read or carried by CODEC, nothing is written and "
+                       "each such key is listed. Records already in CODEC are left as they are.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--to", required=True, metavar="CODEC",
+                   help=f"target codec: {', '.join(registered_tags())}")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="allow reading pickle/cloudpickle records (this runs code from the store)")
+    p.set_defaults(func=cmd_migrate)
