@@ -66,6 +66,10 @@ _RECORDS = (
     "SELECT key, value, updated_at FROM doeff_kv WHERE substr(key, 1, ?) = ? ORDER BY key"
 )
 _CLEAR = "DELETE FROM doeff_kv"
+_HEADER = (
+    "SELECT (SELECT application_id FROM pragma_application_id()), "
+    "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master)"
+)
 _LEN = "SELECT count(*) FROM doeff_kv"
 
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -149,10 +153,10 @@ class SQLiteKV(KVBase):
                 raise
 
     def _header(self, cur: sqlite3.Cursor) -> tuple[int, int, int]:
-        app_id = cur.execute("PRAGMA application_id").fetchone()[0]
-        version = cur.execute("PRAGMA user_version").fetchone()[0]
-        tables = cur.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        return app_id, version, tables
+        # One statement, so one read transaction: three separate reads could straddle another
+        # process's creating commit and see a table without its application_id.
+        row: tuple[int, int, int] = cur.execute(_HEADER).fetchone()
+        return row
 
     def _init_schema(self, cur: sqlite3.Cursor) -> None:
         # Read before writing anything: a foreign or newer file must come out byte-for-byte intact.
