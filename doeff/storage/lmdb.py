@@ -199,7 +199,8 @@ class LMDBKV(KVBase):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _wrap(self, exc: _lmdb.Error, op: str, key: str | None) -> StorageError:
-        if isinstance(exc, _lmdb.DiskError) or "No space left" in str(exc):
+        if (isinstance(exc, _lmdb.DiskError) or "No space left" in str(exc)
+                or (op in _WRITES and _disk_full(self.path))):
             return failure(StorageFullError, self, op, key, exc,
                            "free disk space; the write was not applied")
         if isinstance(exc, _lmdb.InvalidError | _lmdb.VersionMismatchError):
@@ -392,3 +393,20 @@ def _unpack_long(raw: bytes, kb: bytes) -> bytes | None:
     """The value of a hashed record, or None if it holds another key with the same hash."""
     (n,) = _LEN.unpack_from(raw)
     return raw[4 + n:] if raw[4:4 + n] == kb else None
+
+
+_WRITES = frozenset({"put", "put_many", "delete", "clear"})
+_FULL_BELOW = 4 << 20  # free bytes under which a failed write is put down to a full disk
+
+
+def _disk_full(path: str) -> bool:
+    """True when the filesystem holding `path` is (nearly) out of space.
+
+    LMDB reports a commit that ran out of disk as a plain I/O error (EIO), not ENOSPC, so a
+    failed write is classed as "disk full" by looking at the free space it left behind.
+    """
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
