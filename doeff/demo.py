@@ -165,6 +165,16 @@ def show(title: str, attempt: Attempt) -> None:
         print(f"  result: {attempt.result}")
 
 
+def _doeff_command() -> str:
+    """How to run `doeff` from here: the console script beside this interpreter (in make's
+    .venv), as a relative path when that is shorter."""
+    script = os.path.join(os.path.dirname(sys.executable), "doeff")
+    if not os.path.exists(script):
+        return f"{sys.executable} -m doeff"
+    relative = os.path.relpath(script)
+    return relative if len(relative) < len(script) else script
+
+
 def demo(path: str | None) -> int:
     """The whole demo: attempt 1 is killed mid-workflow, attempt 2 resumes it."""
     if path is None:
@@ -188,7 +198,7 @@ def demo(path: str | None) -> int:
     print(f"\nattempt 2 read back {len(finished_before) - len(rerun)} of the "
           f"{len(finished_before)} steps attempt 1 finished, re-ran {len(rerun)} of them, "
           f"and ran the rest.")
-    print(f"inspect the store: python -m doeff cache ls {path}")
+    print(f"inspect the store: {_doeff_command()} cache ls {path}")
     return 0 if second.result is not None and not rerun else 1
 
 

@@ -5,6 +5,7 @@
     │   ├── InvalidYieldError        yielded a value that is neither an Effect nor a program
     │   ├── UnhandledEffectError     yielded an effect no handler answers
     │   ├── EnvKeyError              asked the environment for a key it does not have
+    │   ├── ForeignLoopError         awaited a future of the loop run_sync is blocking
     │   └── CancelledError           the run was cancelled from outside (run_workflow().cancel())
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
@@ -46,6 +47,10 @@ class EnvKeyError(ProgramError, KeyError):
     def __str__(self) -> str:
         # KeyError's str() would wrap the message in quotes.
         return str(self.args[0]) if self.args else ""
+
+
+class ForeignLoopError(ProgramError):
+    """`run_sync` was asked to await a future bound to the event loop it is blocking."""
 
 
 class CancelledError(ProgramError):
@@ -102,6 +107,7 @@ __all__ = [
     "DoeffError",
     "EncodeError",
     "EnvKeyError",
+    "ForeignLoopError",
     "IncompatibleStoreError",
     "InvalidKeyError",
     "InvalidValueError",

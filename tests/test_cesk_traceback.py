@@ -115,3 +115,23 @@ def test_caught_errors_leave_no_traceback_on_success() -> None:
     assert result.value == "fine"
     assert result.traceback is None
     assert result.format_error() == ""
+
+
+@do
+def plain_parse(text: str) -> int:
+    return int(text)  # plain-raise-site
+
+
+@do
+def calls_plain() -> Any:
+    return (yield plain_parse("nope"))  # calls-plain-site
+
+
+def test_a_raising_non_generator_body_is_listed_where_it_raised() -> None:
+    """A @do function whose body is not a generator shows up at its raising line too."""
+    result = run_sync(calls_plain())
+    assert isinstance(result.error, ValueError)
+    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    assert [f.lineno for f in frames] == [_line_of("calls-plain-site")]
+    text = str(result.traceback)
+    assert f"line {_line_of('plain-raise-site')}, in plain_parse" in text

@@ -26,7 +26,7 @@ from doeff.effects import (
     safe,
     tell,
 )
-from doeff.errors import DoeffError, EnvKeyError, UnhandledEffectError
+from doeff.errors import DoeffError, EnvKeyError, ForeignLoopError, UnhandledEffectError
 
 
 @do
@@ -420,6 +420,22 @@ def test_await_inside_running_loop() -> None:
         return run_sync(awaiting()).value
 
     assert asyncio.run(main()) == 8
+
+
+def test_awaiting_a_future_of_the_blocked_loop_is_a_clear_error() -> None:
+    """run_sync inside a loop cannot await that loop's futures: ForeignLoopError says why."""
+
+    @do
+    def prog() -> Any:
+        loop = yield perform(asyncio.get_running_loop)
+        return (yield await_(loop.create_future()))
+
+    async def main() -> Any:
+        return run_sync(prog()).error
+
+    err = asyncio.run(main())
+    assert isinstance(err, ForeignLoopError) and isinstance(err, DoeffError)
+    assert "run_async" in str(err)
 
 
 def test_await_in_a_worker_thread() -> None:

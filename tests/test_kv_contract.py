@@ -222,3 +222,13 @@ def test_records_filter_by_prefix_in_key_order(kv: KVStore) -> None:
     assert [(k, v) for k, v, _ in got] == [("step:1", b"a"), ("step:2", b"b")]
     assert all(t is None or isinstance(t, float) for _, _, t in got)
     assert [k for k, _, _ in kv.records()] == sorted(["step:2", "other", "step:1", "st\u00e9p"])
+
+
+@pytest.mark.parametrize(
+    "prefix", ["a\x00", "\u00e9", "\U0001f389"], ids=["nul", "e-acute", "emoji"]
+)
+def test_records_prefix_with_nul_and_non_ascii(kv: KVStore, prefix: str) -> None:
+    """Prefixes holding NUL or non-ASCII characters select the same keys on every backend."""
+    keys = ["a\x00b", "a\x00", "a", "ab", "\u00e9t\u00e9", "\u00e9", "e", "\U0001f389!", "x"]
+    kv.put_many([(k, k.encode()) for k in keys])
+    assert [k for k, _, _ in kv.records(prefix)] == sorted(k for k in keys if k.startswith(prefix))

@@ -395,6 +395,26 @@ def test_a_raising_callback_ends_the_run_failed_with_its_exception() -> None:
     assert calls == [1, 2, 3, 4, 5]
 
 
+def test_a_raising_callback_runs_finally_effects_and_passes_catch_and_safe() -> None:
+    """After the callback raises, finally_ cleanups run, while catch and safe do not stop it."""
+    error = RuntimeError("observer broke")
+
+    @do
+    def loop() -> Generator[Any, Any, int]:
+        for _ in range(100):
+            yield get("k")
+        return 1
+
+    def callback(snap: ExecutionSnapshot) -> None:
+        if snap.step_count == 10:
+            raise error
+
+    program = safe(catch(finally_(loop(), tell("cleanup ran")), lambda e: "caught"))
+    result = run_sync(program, on_step=callback)
+    assert result.error is error
+    assert result.log == ["cleanup ran"]
+
+
 def test_a_callback_raising_on_the_final_snapshot_fails_the_run() -> None:
     """An exception on the "completed" call is not swallowed: the result becomes a failure."""
 

@@ -151,6 +151,28 @@ def test_cancel_throws_into_the_program_runs_finally_and_fails_the_run() -> None
     assert final.k_stack[1].location.lineno == line("worker-yield")
 
 
+def test_a_swallowed_cancellation_still_fails_the_run() -> None:
+    """A program that catches CancelledError and finishes still ends "failed", cancelled."""
+    stop = threading.Event()
+
+    @do
+    def stubborn() -> Generator[Any, Any, str]:
+        try:
+            yield until_set(stop)
+        except Exception:  # swallows the cancellation
+            pass
+        yield put("after", True)
+        return "finished anyway"
+
+    execution = run_workflow(stubborn())
+    eventually(lambda: execution.monitor.step_count > 10)
+    execution.cancel()
+    result = execution.wait(PATIENCE)
+    assert isinstance(result.error, CancelledError)
+    assert "caught the cancellation" in str(result.error)
+    assert execution.monitor.status == "failed"
+
+
 def test_cancel_while_paused_ends_the_run() -> None:
     """A paused workflow can be cancelled; it leaves the pause and fails with CancelledError."""
     stop = threading.Event()

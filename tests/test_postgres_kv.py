@@ -23,8 +23,13 @@ from doeff.errors import IncompatibleStoreError, StorageError, StorageUnavailabl
 from doeff.serde import PickleCodec
 from doeff.storage import Durable
 
-psycopg = pytest.importorskip("psycopg", reason="install the extra: pip install 'doeff[postgres]'")
-from doeff.storage.postgres import PostgresKV  # noqa: E402  (needs psycopg)
+if os.environ.get("CI"):
+    import psycopg  # in CI these tests must run: a missing extra is a failure, not a skip
+else:
+    psycopg = pytest.importorskip(
+        "psycopg", reason="install the extra: pip install 'doeff[postgres]'"
+    )
+from doeff.storage.postgres import PostgresKV
 
 ROOT = Path(__file__).resolve().parents[1]
 FORK = mp.get_context("fork")
@@ -263,7 +268,8 @@ def test_server_restart_surfaces_unavailable_then_recovers() -> None:
         started = time.monotonic()
         with pytest.raises(StorageUnavailableError) as info:
             kv.put("b", b"2")
-        assert time.monotonic() - started < 15
+        # Only a bound against hanging (timeout=1 s, one retry), far above the expected ~2 s.
+        assert time.monotonic() - started < 60
         assert isinstance(info.value.__cause__, psycopg.Error)
         server.restart()
         # The pool reconnects in the background with backoff (1 s, 2 s, ...), and this store

@@ -13,18 +13,12 @@ from collections.abc import Callable
 from types import CodeType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from doeff.errors import CancelledError
 from doeff.outcome import Err, Ok
 
 if TYPE_CHECKING:
     from doeff.cesk.machine import Machine
 
 Outcome = tuple[Any, BaseException | None]
-
-
-def _catchable(exc: BaseException) -> bool:
-    # Like `except Exception`: KeyboardInterrupt, SystemExit and cancellation pass through.
-    return isinstance(exc, Exception) and not isinstance(exc, CancelledError)
 
 
 def _short(obj: Any, width: int = 40) -> str:
@@ -80,7 +74,7 @@ class CatchFrame(Frame):
         self.handler = handler
 
     def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
-        if exc is None or not _catchable(exc):
+        if exc is None or not m.catchable(exc):
             return value, exc
         try:
             answer = self.handler(exc)
@@ -174,7 +168,7 @@ class SafeFrame(Frame):
     def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
         if exc is None:
             return Ok(value), None
-        if not _catchable(exc):
+        if not m.catchable(exc):
             return None, exc
         return Err(exc), None
 

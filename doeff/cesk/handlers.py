@@ -13,7 +13,7 @@ from doeff.effects.io import Await, Perform
 from doeff.effects.reader import Ask
 from doeff.effects.state import Get, Modify, Put
 from doeff.effects.writer import Tell
-from doeff.errors import DoeffError, EnvKeyError, StorageError
+from doeff.errors import DoeffError, EnvKeyError, ForeignLoopError, StorageError
 
 
 class override:
@@ -98,6 +98,7 @@ class BlockingAwaiter:
         self._thread: threading.Thread | None = None
 
     def __call__(self, eff: Await) -> Any:
+        self._check_not_blocked_loop(eff.awaitable)
         coro = _as_coroutine(eff.awaitable)
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
@@ -115,6 +116,23 @@ class BlockingAwaiter:
         if self._thread is None:
             return self._loop.run_until_complete(coro)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @staticmethod
+    def _check_not_blocked_loop(awaitable: Any) -> None:
+        # A future of the loop running in this thread can only complete when that loop runs,
+        # and run_sync is blocking it: waiting would deadlock or fail deep inside asyncio.
+        if not isinstance(awaitable, asyncio.Future):
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if awaitable.get_loop() is running:
+            raise ForeignLoopError(
+                f"await_({awaitable!r}): this future belongs to the event loop running in this "
+                f"thread, which run_sync blocks while it runs; use `await run_async(...)` "
+                f"to await it on that loop"
+            )
 
     def close(self) -> None:
         """Stop and close the private loop, if one was made."""

@@ -22,6 +22,7 @@ the machine on each step so an observer can attach or detach while a run is in p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import GeneratorType
 from typing import Any
@@ -42,7 +43,7 @@ from doeff.effects.error import Catch, Finally, Safe
 from doeff.effects.io import Await, Gather
 from doeff.effects.reader import Local
 from doeff.effects.writer import Listen
-from doeff.errors import InvalidYieldError, UnhandledEffectError
+from doeff.errors import CancelledError, InvalidYieldError, UnhandledEffectError
 from doeff.program import KleisliProgram, Program
 
 Handler = Callable[[Any], Any]
@@ -60,6 +61,7 @@ class Machine:
     __slots__ = (
         "K",
         "_captured",
+        "_fatal",
         "async_mode",
         "capture_hook",
         "env",
@@ -91,6 +93,9 @@ class Machine:
         self.async_mode = async_mode
         self.pending_await: Any = None
         self._captured: CapturedTraceback | None = None
+        # An error that ends the run whatever the program does (the hook raised): generators
+        # are closed rather than thrown into, and catch/safe let it pass; cleanups still run.
+        self._fatal: BaseException | None = None
         # Called by `_capture` (error path only) so an observer can record K while it still
         # holds the frames that were pending; None unless someone observes the run.
         self.capture_hook: CaptureHook | None = None
@@ -107,6 +112,7 @@ class Machine:
             try:
                 started = program.start()
             except BaseException as err:
+                self._capture(err, None)
                 return None, err
             if isinstance(started, GeneratorType):
                 self.K.append(ReturnFrame(started, program.name))
@@ -140,68 +146,89 @@ class Machine:
 
     def resume(self, value: Any, exc: BaseException | None) -> Any:
         """Step until K is empty; returns the `CESKResult`, or `SUSPEND` to await in async mode."""
+        while True:
+            try:
+                return self._loop(value, exc)
+            except BaseException as err:
+                # The hook (an observer's callback) raised, or an interrupt landed between steps:
+                # the run ends with that error, after the cleanups on K have run.
+                self.hook = None
+                self._capture(err, None)
+                if self._fatal is not None:  # failed again while unwinding: give up on K
+                    self._abandon()
+                    return self._finish(None, self._fatal)
+                self._fatal = err
+                value, exc = None, err
+
+    def catchable(self, exc: BaseException) -> bool:
+        """Whether catch/safe may stop `exc`: like `except Exception`, minus cancellation and
+        an error that ends the run regardless."""
+        return (isinstance(exc, Exception) and not isinstance(exc, CancelledError)
+                and exc is not self._fatal)
+
+    def _loop(self, value: Any, exc: BaseException | None) -> Any:
+        """The run loop proper (see the module docstring); one iteration is one step."""
         K = self.K
         get_handler = self.handlers.get
         steps = self.steps
         frame: Any = None
-        try:
-            while K:
-                frame = K[-1]
-                effect = None
-                if frame.__class__ is ReturnFrame:
-                    try:
-                        if exc is None:
-                            effect = frame.send(value)
-                        else:
-                            err, exc = exc, None
-                            effect = frame.throw(err)
-                    except StopIteration as stop:
+        while K:
+            frame = K[-1]
+            effect = None
+            if frame.__class__ is ReturnFrame:
+                try:
+                    if exc is None:
+                        effect = frame.send(value)
+                    elif exc is self._fatal:
                         K.pop()
-                        value = stop.value
-                    except BaseException as err:
-                        exc = err
-                        self._capture(err, frame)
-                        K.pop()
-                    else:
-                        handler = get_handler(effect.__class__)
-                        if handler is not None:
-                            try:
-                                value = handler(effect)
-                            except BaseException as err:
-                                exc = err
-                                self._capture(err, None)
-                        else:
-                            value, exc = self.dispatch(effect)
-                            if value is SUSPEND:
-                                steps += 1
-                                injected = self._suspend(steps, effect)
-                                if injected is None:
-                                    return SUSPEND
-                                value, exc = None, self._inject(injected, None)
-                                continue
-                else:
-                    K.pop()
-                    value, exc = frame.leave(self, value, exc)
-                    if value is SUSPEND:
-                        steps += 1
-                        injected = self._suspend(steps, None)
-                        if injected is None:
-                            return SUSPEND
-                        value, exc = None, self._inject(injected, None)
+                        self._close(frame)
                         continue
-                steps += 1
-                hook = self.hook
-                if hook is not None:
-                    self.steps = steps
-                    injected = hook(steps, effect)
-                    if injected is not None:
-                        exc = self._inject(injected, exc)
-        except BaseException as err:
-            # The hook (an observer's callback) raised: end the run with its exception.
-            self.steps = steps
-            self._capture(err, None)
-            self._abandon()
-            return self._finish(None, err)
+                    else:
+                        err, exc = exc, None
+                        effect = frame.throw(err)
+                except StopIteration as stop:
+                    K.pop()
+                    value = stop.value
+                except BaseException as err:
+                    exc = err
+                    self._capture(err, frame)
+                    K.pop()
+                else:
+                    handler = get_handler(effect.__class__)
+                    if handler is not None:
+                        try:
+                            value = handler(effect)
+                        except BaseException as err:
+                            exc = err
+                            self._capture(err, None)
+                    elif effect.__class__ is Program:  # a sub-program call: no look-ups
+                        value, exc = self.start(effect)
+                    else:
+                        value, exc = self.dispatch(effect)
+                        if value is SUSPEND:
+                            steps += 1
+                            injected = self._suspend(steps, effect)
+                            if injected is None:
+                                return SUSPEND
+                            value, exc = None, self._inject(injected, None)
+                            continue
+            else:
+                K.pop()
+                value, exc = frame.leave(self, value, exc)
+                if value is SUSPEND:
+                    steps += 1
+                    injected = self._suspend(steps, None)
+                    if injected is None:
+                        return SUSPEND
+                    value, exc = None, self._inject(injected, None)
+                    continue
+            steps += 1
+            hook = self.hook
+            if hook is not None:
+                self.steps = steps
+                injected = hook(steps, effect)
+                if injected is not None:
+                    exc = self._inject(injected, exc)
         self.steps = steps
         return self._finish(value, exc)
 
@@ -243,10 +270,13 @@ class Machine:
         while K:
             frame = K.pop()
             if frame.__class__ is ReturnFrame:
-                try:
-                    frame.gen.close()
-                except BaseException:
-                    pass
+                self._close(frame)
+
+    @staticmethod
+    def _close(frame: ReturnFrame) -> None:
+        """Close a generator the run is giving up on; its `finally:` blocks run."""
+        with contextlib.suppress(Exception):  # the error ending the run matters more
+            frame.gen.close()
 
     def _capture(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
         """Record the program frames pending when `err` first appeared (error path only)."""

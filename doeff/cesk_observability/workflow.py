@@ -41,7 +41,7 @@ from doeff.errors import CancelledError
 
 T = TypeVar("T")
 
-_RESUME_CODE = Machine.resume.__code__
+_LOOP_CODE = Machine._loop.__code__  # the run loop, whose local `steps` a parked handler reads
 _ENDED = ("completed", "failed")
 
 
@@ -53,7 +53,7 @@ def _loop_steps(caller: FrameType | None, m: Machine) -> int:
     """
     frame = caller
     while frame is not None:
-        if frame.f_code is _RESUME_CODE:
+        if frame.f_code is _LOOP_CODE:
             steps: int = frame.f_locals["steps"]
             return steps
         frame = frame.f_back
@@ -111,6 +111,14 @@ class _Control:
                 result: CESKResult[Any] = m.resume(value, exc)
             finally:
                 close()
+            if result.is_ok() and self.cancel_sent:
+                # The program caught the cancellation and went on to finish; it was still
+                # cancelled, so the run must not read as completed.
+                err = CancelledError(
+                    "the workflow was cancelled; the program caught the cancellation and "
+                    "finished anyway (let CancelledError propagate, or re-raise it)"
+                )
+                result = CESKResult(None, err, CapturedTraceback((), err), m.store, m.log)
         except BaseException as err:  # KeyboardInterrupt/SystemExit the machine re-raised
             result = CESKResult(None, err, CapturedTraceback((), err), m.store, m.log)
         if self.observer is not None:

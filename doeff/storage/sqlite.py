@@ -61,9 +61,11 @@ _EXISTS = "SELECT 1 FROM doeff_kv WHERE key = ?"
 _DELETE = "DELETE FROM doeff_kv WHERE key = ?"
 _KEYS = "SELECT key FROM doeff_kv"
 _ITEMS = "SELECT key, value FROM doeff_kv"
-# substr() counts characters, as Python's len() does; BINARY order is code point order, as sorted().
+# Compared as UTF-8 bytes: TEXT functions stop at a NUL, which a key may hold. BINARY order is
+# byte order, which for UTF-8 is code point order, as Python's sorted() gives.
 _RECORDS = (
-    "SELECT key, value, updated_at FROM doeff_kv WHERE substr(key, 1, ?) = ? ORDER BY key"
+    "SELECT key, value, updated_at FROM doeff_kv "
+    "WHERE substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY key"
 )
 _CLEAR = "DELETE FROM doeff_kv"
 _HEADER = (
@@ -364,7 +366,8 @@ class SQLiteKV(KVBase):
         """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
         cur = self._take("records")
         try:
-            return self._exec(cur, _RECORDS, (len(prefix), prefix), "records", None).fetchall()
+            head = prefix.encode("utf-8")
+            return self._exec(cur, _RECORDS, (len(head), head), "records", None).fetchall()
         finally:
             self._give(cur)
 
