@@ -20,6 +20,12 @@ from typing import Any
 _DOEFF_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+def short_repr(obj: Any, width: int = 60) -> str:
+    """`repr(obj)`, cut to `width` characters with "..." (for messages and snapshots)."""
+    text = repr(obj)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def is_internal(filename: str) -> bool:
     """True for code inside the doeff package itself."""
     return filename.startswith(_DOEFF_DIR)

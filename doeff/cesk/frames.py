@@ -13,6 +13,7 @@ from collections.abc import Callable
 from types import CodeType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
+from doeff.cesk_traceback import short_repr
 from doeff.outcome import Err, Ok
 
 if TYPE_CHECKING:
@@ -21,13 +22,10 @@ if TYPE_CHECKING:
 Outcome = tuple[Any, BaseException | None]
 
 
-def _short(obj: Any, width: int = 40) -> str:
-    text = repr(obj)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _callable_name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or _short(fn)
+    return getattr(fn, "__qualname__", None) or short_repr(fn, 40)
 
 
 class Frame:
@@ -101,7 +99,7 @@ class FinallyFrame(Frame):
         return m.start(self.cleanup)
 
     def describe(self) -> str:
-        return f"finally -> {_short(self.cleanup)}"
+        return f"finally -> {short_repr(self.cleanup, 40)}"
 
 
 class ResumeFrame(Frame):
@@ -140,7 +138,7 @@ class LocalFrame(Frame):
         return value, exc
 
     def describe(self) -> str:
-        return f"local {_short(dict(self.updates))}"
+        return f"local {short_repr(dict(self.updates), 40)}"
 
 
 class ListenFrame(Frame):

@@ -37,7 +37,13 @@ from doeff.cesk.frames import (
     SafeFrame,
 )
 from doeff.cesk.result import CESKResult
-from doeff.cesk_traceback import CapturedTraceback, CodeLocation, raised_at, suspended_at
+from doeff.cesk_traceback import (
+    CapturedTraceback,
+    CodeLocation,
+    raised_at,
+    short_repr,
+    suspended_at,
+)
 from doeff.effects.base import Effect
 from doeff.effects.error import Catch, Finally, Safe
 from doeff.effects.io import Await, Gather
@@ -206,22 +212,12 @@ class Machine:
                     else:
                         value, exc = self.dispatch(effect)
                         if value is SUSPEND:
-                            steps += 1
-                            injected = self._suspend(steps, effect)
-                            if injected is None:
-                                return SUSPEND
-                            value, exc = None, self._inject(injected, None)
-                            continue
+                            break
             else:
                 K.pop()
                 value, exc = frame.leave(self, value, exc)
                 if value is SUSPEND:
-                    steps += 1
-                    injected = self._suspend(steps, None)
-                    if injected is None:
-                        return SUSPEND
-                    value, exc = None, self._inject(injected, None)
-                    continue
+                    break
             steps += 1
             hook = self.hook
             if hook is not None:
@@ -229,8 +225,14 @@ class Machine:
                 injected = hook(steps, effect)
                 if injected is not None:
                     exc = self._inject(injected, exc)
-        self.steps = steps
-        return self._finish(value, exc)
+        else:
+            self.steps = steps
+            return self._finish(value, exc)
+        # Left the loop to await (run_async only): this step ends here.
+        injected = self._suspend(steps + 1, effect)
+        if injected is None:
+            return SUSPEND
+        return self._loop(None, self._inject(injected, None))
 
     def _suspend(self, steps: int, effect: Any) -> BaseException | None:
         """End the step that reached an await (run_async): None to go and await, or the error
@@ -354,10 +356,7 @@ class Machine:
 
 
 def _describe(obj: Any) -> str:
-    text = repr(obj)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{text} ({type(obj).__qualname__})"
+    return f"{short_repr(obj, 80)} ({type(obj).__qualname__})"
 
 
 # -- control effects: the ones that push frames rather than answer at once ------------------------

@@ -24,6 +24,7 @@ from doeff.cesk_traceback import (
     _frame_chain,
     is_internal,
     raised_at,
+    short_repr,
 )
 
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
@@ -123,7 +124,7 @@ class ExecutionSnapshot:
 
     def format(self) -> str:
         """A multi-line rendering: a header line, then one line per K frame, innermost first."""
-        effect = "" if self._effect is None else f", handling {_short(self._effect)}"
+        effect = "" if self._effect is None else f", handling {short_repr(self._effect)}"
         lines = [f"{self._status} at step {self._steps}{effect}"]
         for frame in self.k_stack:
             place = frame.location.short() if frame.location is not None else None
@@ -136,12 +137,9 @@ class ExecutionSnapshot:
 
     def __repr__(self) -> str:
         return (f"<ExecutionSnapshot {self._status} step={self._steps} "
-                f"k_depth={len(self._frames)} effect={_short(self._effect)}>")
+                f"k_depth={len(self._frames)} effect={short_repr(self._effect)}>")
 
 
-def _short(obj: Any, width: int = 60) -> str:
-    text = repr(obj)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 # -- capturing: what must be copied now, because the next step changes it ---------------------

@@ -11,10 +11,12 @@ cannot be rebuilt exactly.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from doeff.errors import DecodeError, EncodeError
+
+_Clock = TypeVar("_Clock", datetime, time)
 
 _MICROSECOND = timedelta(microseconds=1)
 _MINUTE = timedelta(minutes=1)
@@ -67,36 +69,34 @@ def _iso_is_exact(tz: tzinfo | None, fold: int) -> bool:
     return len(args) == 1 and not args[0] % _MINUTE
 
 
-def datetime_to_wire(value: datetime) -> Any:
-    """A datetime as an ISO string, or ``[naive_iso, zone, fold]`` when the string is not enough."""
+def clock_to_wire(value: datetime | time) -> Any:
+    """A datetime or time as an ISO string, or ``[naive_iso, zone, fold]`` when the string is
+    not enough."""
     tz = value.tzinfo
     if _iso_is_exact(tz, value.fold):
         return value.isoformat()
     return [value.replace(tzinfo=None, fold=0).isoformat(), zone_to_wire(tz), value.fold]
+
+
+def _clock_from_wire(kind: type[_Clock], wire: Any) -> _Clock:
+    """Rebuild a `kind` (datetime or time) from `clock_to_wire`'s form."""
+    if type(wire) is str:
+        return kind.fromisoformat(wire)
+    naive, zone, fold = wire
+    return kind.fromisoformat(naive).replace(tzinfo=zone_from_wire(zone), fold=fold)
+
+
+datetime_to_wire = time_to_wire = clock_to_wire
 
 
 def datetime_from_wire(wire: Any) -> datetime:
     """Rebuild a datetime from `datetime_to_wire`'s form."""
-    if type(wire) is str:
-        return datetime.fromisoformat(wire)
-    naive, zone, fold = wire
-    return datetime.fromisoformat(naive).replace(tzinfo=zone_from_wire(zone), fold=fold)
-
-
-def time_to_wire(value: time) -> Any:
-    """A time as an ISO string, or ``[naive_iso, zone, fold]`` when the string is not enough."""
-    tz = value.tzinfo
-    if _iso_is_exact(tz, value.fold):
-        return value.isoformat()
-    return [value.replace(tzinfo=None, fold=0).isoformat(), zone_to_wire(tz), value.fold]
+    return _clock_from_wire(datetime, wire)
 
 
 def time_from_wire(wire: Any) -> time:
     """Rebuild a time from `time_to_wire`'s form."""
-    if type(wire) is str:
-        return time.fromisoformat(wire)
-    naive, zone, fold = wire
-    return time.fromisoformat(naive).replace(tzinfo=zone_from_wire(zone), fold=fold)
+    return _clock_from_wire(time, wire)
 
 
 def date_to_wire(value: date) -> str:

@@ -108,20 +108,12 @@ def check_items(items: Iterable[tuple[str, bytes]], store: object) -> list[tuple
     return [(k, check_value(v, store, k)) for k, v in ((check_key(k, store), v) for k, v in items)]
 
 
-class KVBase:
-    """Context-manager plumbing shared by the backends (subclasses define close())."""
+class Closing:
+    """`with store:` closes the store on the way out (subclasses define close())."""
 
     def close(self) -> None:
         """Release resources; idempotent."""
         raise NotImplementedError
-
-    def items(self) -> list[tuple[str, bytes]]:
-        """All (key, value) pairs."""
-        raise NotImplementedError
-
-    def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
-        """(key, value, None) for keys starting with `prefix`, sorted: no update times here."""
-        return sorted((k, v, None) for k, v in self.items() if k.startswith(prefix))
 
     def __enter__(self) -> Self:
         return self
@@ -133,3 +125,15 @@ class KVBase:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class KVBase(Closing):
+    """What the backends share: context management and a `records()` built on `items()`."""
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """All (key, value) pairs."""
+        raise NotImplementedError
+
+    def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
+        """(key, value, None) for keys starting with `prefix`, sorted: no update times here."""
+        return sorted((k, v, None) for k, v in self.items() if k.startswith(prefix))

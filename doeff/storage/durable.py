@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from doeff.errors import DecodeError, EncodeError
 from doeff.serde import Codec, PickleCodec, seal, unseal
+from doeff.storage._common import Closing
 from doeff.storage.base import KVStore
 from doeff.storage.sqlite import SQLiteKV
 
 
-class Durable:
+class Durable(Closing):
     """DurableStorage over any KVStore and Codec; thread-safe when the KVStore is.
 
     >>> from doeff.serde import MsgpackCodec
@@ -71,17 +71,6 @@ class Durable:
 
     def __len__(self) -> int:
         return len(self.kv)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Durable({self.kv!r}, {self.codec!r})"
