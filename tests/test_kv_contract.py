@@ -225,10 +225,10 @@ def test_records_filter_by_prefix_in_key_order(kv: KVStore) -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix", ["a\x00", "\u00e9", "\U0001f389"], ids=["nul", "e-acute", "emoji"]
+    "prefix", ["", "a\x00", "\u00e9", "\U0001f389"], ids=["empty", "nul", "e-acute", "emoji"]
 )
 def test_records_prefix_with_nul_and_non_ascii(kv: KVStore, prefix: str) -> None:
     """Prefixes holding NUL or non-ASCII characters select the same keys on every backend."""
-    keys = ["a\x00b", "a\x00", "a", "ab", "\u00e9t\u00e9", "\u00e9", "e", "\U0001f389!", "x"]
+    keys = ["a\x00b", "a\x00", "a", "ab", "\u00e9t\u00e9", "\u00e9", "e", "\U0001f389!", "x", ""]
     kv.put_many([(k, k.encode()) for k in keys])
     assert [k for k, _, _ in kv.records(prefix)] == sorted(k for k in keys if k.startswith(prefix))

@@ -61,11 +61,12 @@ _EXISTS = "SELECT 1 FROM doeff_kv WHERE key = ?"
 _DELETE = "DELETE FROM doeff_kv WHERE key = ?"
 _KEYS = "SELECT key FROM doeff_kv"
 _ITEMS = "SELECT key, value FROM doeff_kv"
-# Compared as UTF-8 bytes: TEXT functions stop at a NUL, which a key may hold. BINARY order is
-# byte order, which for UTF-8 is code point order, as Python's sorted() gives.
+# Compared as UTF-8 bytes: TEXT functions stop at a NUL, which a key may hold (and substr() of
+# an empty blob is not a blob, hence the empty-prefix case). BINARY order is byte order, which
+# for UTF-8 is code point order, as Python's sorted() gives.
 _RECORDS = (
     "SELECT key, value, updated_at FROM doeff_kv "
-    "WHERE substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY key"
+    "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2 ORDER BY key"
 )
 _CLEAR = "DELETE FROM doeff_kv"
 _HEADER = (
