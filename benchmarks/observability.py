@@ -12,30 +12,11 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Callable, Generator
-from typing import Any
 
-from doeff import do, run_sync
+from interpreter import best_of, getput  # the same loop and timer as the machine's benchmark
+
+from doeff import run_sync
 from doeff.cesk_observability import ExecutionSnapshot, run_workflow
-from doeff.effects import get, put
-
-
-@do
-def getput(n: int) -> Generator[Any, Any, int]:
-    for _ in range(n):
-        v = yield get("k", 0)
-        yield put("k", v + 1)
-    return n
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    """The fastest of `repeat` timings of `fn()`, in seconds (the least disturbed run)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def plain(n: int) -> None:
