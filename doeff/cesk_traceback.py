@@ -8,10 +8,11 @@ user's file and line where that generator is suspended.
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import os
 import traceback as _tb
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FrameType, GeneratorType, TracebackType
 from typing import Any
@@ -64,23 +65,40 @@ def _frame_chain(gen: Any) -> Iterator[FrameType]:
         gen = getattr(gen, "gi_yieldfrom", None) or getattr(gen, "cr_await", None)
 
 
-def suspended_at(gen: GeneratorType[Any, Any, Any]) -> list[CodeLocation]:
-    """User locations where `gen` (and any `yield from` chain below it) is suspended."""
+_GENERATOR = inspect.CO_GENERATOR
+
+# (code, line): a location not yet turned into a CodeLocation, which costs a source look-up.
+Mark = tuple[CodeType, int]
+
+
+def suspended_marks(gen: GeneratorType[Any, Any, Any]) -> list[Mark]:
+    """(code, line) where `gen` (and any `yield from` chain below it) waits, user code only."""
     return [
-        CodeLocation.of(f.f_code, f.f_lineno)
+        (f.f_code, f.f_lineno)
         for f in _frame_chain(gen)
-        if not is_internal(f.f_code.co_filename)
+        if not f.f_code.co_filename.startswith(_DOEFF_DIR)
     ]
 
 
-def raised_at(code: CodeType, tb: TracebackType | None) -> CodeLocation | None:
+def suspended_at(gen: GeneratorType[Any, Any, Any]) -> list[CodeLocation]:
+    """User locations where `gen` (and any `yield from` chain below it) is suspended."""
+    return [CodeLocation.of(code, line) for code, line in suspended_marks(gen)]
+
+
+def raised_line(code: CodeType, tb: TracebackType | None) -> int | None:
     """The line of `code` that an exception left through, read from its traceback."""
     found = None
     while tb is not None:
         if tb.tb_frame.f_code is code:
-            found = CodeLocation.of(code, tb.tb_lineno)
+            found = tb.tb_lineno
         tb = tb.tb_next
     return found
+
+
+def raised_at(code: CodeType, tb: TracebackType | None) -> CodeLocation | None:
+    """`raised_line` as a CodeLocation."""
+    line = raised_line(code, tb)
+    return None if line is None else CodeLocation.of(code, line)
 
 
 def user_python_traceback(exc: BaseException, origin: CodeType | None = None) -> str:
@@ -101,13 +119,44 @@ def user_python_traceback(exc: BaseException, origin: CodeType | None = None) ->
     return "".join(lines)
 
 
-@dataclass(frozen=True)
 class CapturedTraceback:
-    """The program frames pending when `error` happened (outermost first), and its Python trace."""
+    """The program frames pending when `error` happened (outermost first), and its Python trace.
 
-    program_frames: tuple[CodeLocation, ...]
-    error: BaseException
-    origin: CodeType | None = None
+    Built on the error path of every raise, caught ones included, so it keeps bare (code, line)
+    marks and looks the source lines up only when someone reads `program_frames`.
+    """
+
+    __slots__ = ("_frames", "_marks", "error", "origin")
+
+    def __init__(
+        self, marks: Iterable[Mark], error: BaseException, origin: CodeType | None = None
+    ) -> None:
+        self._marks = tuple(marks)
+        self._frames: tuple[CodeLocation, ...] | None = None
+        self.error = error
+        self.origin = origin
+
+    @classmethod
+    def of(cls, error: BaseException) -> CapturedTraceback:
+        """The program frames `error` was thrown through, read from its `__traceback__`.
+
+        The machine throws an exception into each waiting generator in turn, and Python adds
+        every frame it leaves to the traceback, so the generator frames in it, in order, are the
+        programs that were pending (user code only; the last one raised it).
+        """
+        marks = [
+            (frame.f_code, line)
+            for frame, line in _tb.walk_tb(error.__traceback__)
+            if frame.f_code.co_flags & _GENERATOR and not is_internal(frame.f_code.co_filename)
+        ]
+        return cls(marks, error, marks[-1][0] if marks else None)
+
+    @property
+    def program_frames(self) -> tuple[CodeLocation, ...]:
+        """Where each pending program waited, outermost first (the last one raised)."""
+        if self._frames is None:
+            self._frames = tuple(CodeLocation.of(code, line) for code, line in self._marks)
+        return self._frames
 
     @property
     def python_traceback(self) -> str:

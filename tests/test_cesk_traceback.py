@@ -8,7 +8,7 @@ from typing import Any
 
 from doeff import do, run_sync
 from doeff.cesk_traceback import CodeLocation
-from doeff.effects import catch, local, perform
+from doeff.effects import catch, finally_, local, perform
 
 
 def _line_of(marker: str) -> int:
@@ -135,3 +135,27 @@ def test_a_raising_non_generator_body_is_listed_where_it_raised() -> None:
     assert [f.lineno for f in frames] == [_line_of("calls-plain-site")]
     text = str(result.traceback)
     assert f"line {_line_of('plain-raise-site')}, in plain_parse" in text
+
+
+@do
+def cleanup_with_its_own_caught_error() -> Any:
+    try:
+        yield perform(int, "also bad")
+    except ValueError:
+        pass
+
+
+@do
+def fails_through_cleanup() -> Any:
+    return (yield finally_(parse("bad"), cleanup_with_its_own_caught_error()))  # through-cleanup
+
+
+def test_an_error_caught_during_cleanup_does_not_replace_the_traceback() -> None:
+    """An error raised and caught inside a finally_ cleanup leaves the first error's frames."""
+    result = run_sync(fails_through_cleanup())
+    assert isinstance(result.error, ValueError) and "'bad'" in str(result.error)
+    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    assert [(f.lineno, f.function) for f in frames] == [
+        (_line_of("through-cleanup"), "fails_through_cleanup"),
+        (_line_of("raise-site"), "parse"),
+    ]

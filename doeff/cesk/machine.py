@@ -39,10 +39,10 @@ from doeff.cesk.frames import (
 from doeff.cesk.result import CESKResult
 from doeff.cesk_traceback import (
     CapturedTraceback,
-    CodeLocation,
-    raised_at,
+    Mark,
     short_repr,
     suspended_at,
+    suspended_marks,
 )
 from doeff.effects.base import Effect
 from doeff.effects.error import Catch, Finally, Safe
@@ -66,8 +66,9 @@ class Machine:
 
     __slots__ = (
         "K",
-        "_captured",
         "_fatal",
+        "_fatal_trace",
+        "_last_error",
         "async_mode",
         "capture_hook",
         "env",
@@ -98,10 +99,11 @@ class Machine:
         self.steps = 0
         self.async_mode = async_mode
         self.pending_await: Any = None
-        self._captured: CapturedTraceback | None = None
+        self._last_error: BaseException | None = None  # the last one `capture_hook` was told of
         # An error that ends the run whatever the program does (the hook raised): generators
         # are closed rather than thrown into, and catch/safe let it pass; cleanups still run.
         self._fatal: BaseException | None = None
+        self._fatal_trace: CapturedTraceback | None = None
         # Called by `_capture` (error path only) so an observer can record K while it still
         # holds the frames that were pending; None unless someone observes the run.
         self.capture_hook: CaptureHook | None = None
@@ -164,6 +166,7 @@ class Machine:
                     self._abandon()
                     return self._finish(None, self._fatal)
                 self._fatal = err
+                self._fatal_trace = CapturedTraceback(self._k_marks(), err)
                 value, exc = None, err
 
     def catchable(self, exc: BaseException) -> bool:
@@ -261,9 +264,10 @@ class Machine:
             return CESKResult(value, None, None, self.store, self.log)
         if not isinstance(exc, Exception):
             raise exc  # KeyboardInterrupt, SystemExit: K was unwound (finally ran); re-raise.
-        captured = self._captured
-        if captured is None or captured.error is not exc:
-            captured = CapturedTraceback((), exc)
+        if exc is self._fatal and self._fatal_trace is not None:
+            captured = self._fatal_trace  # generators were closed, not thrown into: K as it was
+        else:
+            captured = CapturedTraceback.of(exc)
         return CESKResult(None, exc, captured, self.store, self.log)
 
     def _abandon(self) -> None:
@@ -281,22 +285,23 @@ class Machine:
             frame.gen.close()
 
     def _capture(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
-        """Record the program frames pending when `err` first appeared (error path only)."""
-        if self._captured is not None and self._captured.error is err:
-            return
-        locations: list[CodeLocation] = []
+        """Let an observer record K as it is when `err` first appears (error path only).
+
+        The traceback itself needs nothing here: as an exception is thrown from generator to
+        generator, Python appends each one to its `__traceback__`, which `_finish` reads.
+        """
+        hook = self.capture_hook
+        if hook is not None and err is not self._last_error:
+            self._last_error = err
+            hook(err, raised_from)
+
+    def _k_marks(self) -> list[Mark]:
+        """Where each generator on K waits, outermost first."""
+        marks: list[Mark] = []
         for frame in self.K:
             if frame.__class__ is ReturnFrame:
-                if frame is raised_from:
-                    where = raised_at(frame.code, err.__traceback__)
-                    if where is not None:
-                        locations.append(where)
-                else:
-                    locations.extend(suspended_at(frame.gen))
-        origin = raised_from.code if raised_from is not None else None
-        self._captured = CapturedTraceback(tuple(locations), err, origin)
-        if self.capture_hook is not None:
-            self.capture_hook(err, raised_from)
+                marks.extend(suspended_marks(frame.gen))
+        return marks
 
     def yield_site(self, frame: ReturnFrame) -> str:
         """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""
