@@ -8,7 +8,6 @@ user's file and line where that generator is suspended.
 
 from __future__ import annotations
 
-import inspect
 import linecache
 import os
 import traceback as _tb
@@ -64,8 +63,6 @@ def _frame_chain(gen: Any) -> Iterator[FrameType]:
         yield frame
         gen = getattr(gen, "gi_yieldfrom", None) or getattr(gen, "cr_await", None)
 
-
-_GENERATOR = inspect.CO_GENERATOR
 
 # (code, line): a location not yet turned into a CodeLocation, which costs a source look-up.
 Mark = tuple[CodeType, int]
@@ -135,21 +132,6 @@ class CapturedTraceback:
         self._frames: tuple[CodeLocation, ...] | None = None
         self.error = error
         self.origin = origin
-
-    @classmethod
-    def of(cls, error: BaseException) -> CapturedTraceback:
-        """The program frames `error` was thrown through, read from its `__traceback__`.
-
-        The machine throws an exception into each waiting generator in turn, and Python adds
-        every frame it leaves to the traceback, so the generator frames in it, in order, are the
-        programs that were pending (user code only; the last one raised it).
-        """
-        marks = [
-            (frame.f_code, line)
-            for frame, line in _tb.walk_tb(error.__traceback__)
-            if frame.f_code.co_flags & _GENERATOR and not is_internal(frame.f_code.co_filename)
-        ]
-        return cls(marks, error, marks[-1][0] if marks else None)
 
     @property
     def program_frames(self) -> tuple[CodeLocation, ...]:

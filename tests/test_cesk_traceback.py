@@ -159,3 +159,49 @@ def test_an_error_caught_during_cleanup_does_not_replace_the_traceback() -> None
         (_line_of("through-cleanup"), "fails_through_cleanup"),
         (_line_of("raise-site"), "parse"),
     ]
+
+
+def _plain_generator() -> Any:
+    yield 1
+    raise KeyError("inside a plain generator")  # plain-gen-raise
+
+
+def _consumes_plain_generator() -> list[Any]:
+    return list(_plain_generator())  # consumes-plain
+
+
+@do
+def performs_consumer() -> Any:
+    return (yield perform(_consumes_plain_generator))  # performs-consumer
+
+
+def test_a_plain_generator_inside_a_function_is_not_a_program_frame() -> None:
+    """Only programs are program frames; the function that iterated the generator stays in the
+    Python traceback."""
+    result = run_sync(performs_consumer())
+    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    assert [f.lineno for f in frames] == [_line_of("performs-consumer")]
+    text = result.traceback.python_traceback  # type: ignore[union-attr]
+    assert f"line {_line_of('consumes-plain')}, in _consumes_plain_generator" in text
+    assert f"line {_line_of('plain-gen-raise')}, in _plain_generator" in text
+
+
+SHARED = LookupError("one instance, raised by every run")
+
+
+def _raise_shared() -> None:
+    raise SHARED
+
+
+@do
+def raises_shared() -> Any:
+    yield perform(_raise_shared)  # raises-shared
+
+
+def test_an_exception_instance_raised_again_shows_only_this_runs_frames() -> None:
+    """Raising the same exception object in several runs does not pile up older runs' frames."""
+    for _ in range(3):
+        result = run_sync(raises_shared())
+        assert result.error is SHARED
+    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    assert [f.lineno for f in frames] == [_line_of("raises-shared")]

@@ -470,3 +470,41 @@ def test_without_on_step_no_hook_is_installed() -> None:
                       async_mode=False)
     assert m.hook is None and m.capture_hook is None
     assert m.run(worker(3)).value == 3
+
+
+def test_whatever_step_the_callback_fails_at_the_cleanup_runs_and_its_error_stays() -> None:
+    """Failing at any step, even the one that starts the cleanup, still runs the finally_
+    cleanup; a cleanup that raises does not replace the callback's error."""
+
+    @do
+    def body() -> Generator[Any, Any, None]:
+        yield tell("body")
+        yield get("k")
+
+    @do
+    def failing_cleanup() -> Generator[Any, Any, None]:
+        yield tell("cleanup")
+        raise OSError("cleanup failed too")
+
+    @do
+    def program() -> Generator[Any, Any, str]:
+        try:
+            yield finally_(body(), failing_cleanup())
+        except OSError:
+            return "recovered"  # must not happen: the observer's error ends the run
+        return "done"
+
+    snaps: list[ExecutionSnapshot] = []
+    run_sync(program(), on_step=snaps.append)
+    total = snaps[-1].step_count  # the steps of a run that nothing interrupts
+    for fail_at in range(1, total + 1):
+        error = RuntimeError(f"observer broke at step {fail_at}")
+
+        def callback(snap: ExecutionSnapshot, fail_at: int = fail_at,
+                     error: RuntimeError = error) -> None:
+            if snap.step_count == fail_at:
+                raise error
+
+        result = run_sync(program(), on_step=callback)
+        assert result.error is error, fail_at
+        assert "cleanup" in result.log, fail_at

@@ -112,6 +112,8 @@ class ResumeFrame(Frame):
         self.error = error
 
     def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+        if m.fatal is not None:
+            return None, m.fatal  # nothing replaces the error that ends the run
         if exc is not None:
             # As in Python: the cleanup's error replaces the original, which becomes its context.
             if exc.__context__ is None and self.error is not None and exc is not self.error:

@@ -33,6 +33,7 @@ from doeff.cesk.frames import (
     GatherFrame,
     ListenFrame,
     LocalFrame,
+    ResumeFrame,
     ReturnFrame,
     SafeFrame,
 )
@@ -40,6 +41,7 @@ from doeff.cesk.result import CESKResult
 from doeff.cesk_traceback import (
     CapturedTraceback,
     Mark,
+    raised_line,
     short_repr,
     suspended_at,
     suspended_marks,
@@ -57,6 +59,8 @@ StepHook = Callable[[int, Any], BaseException | None]
 CaptureHook = Callable[[BaseException, ReturnFrame | None], None]
 Outcome = tuple[Any, BaseException | None]
 
+_KEEP_CAPTURES = 16  # tracebacks kept for errors in flight (see Machine._captures)
+
 # Returned in place of a value when the machine must leave its loop to await (run_async).
 SUSPEND: Any = object()
 
@@ -66,9 +70,8 @@ class Machine:
 
     __slots__ = (
         "K",
+        "_captures",
         "_fatal",
-        "_fatal_trace",
-        "_last_error",
         "async_mode",
         "capture_hook",
         "env",
@@ -99,11 +102,12 @@ class Machine:
         self.steps = 0
         self.async_mode = async_mode
         self.pending_await: Any = None
-        self._last_error: BaseException | None = None  # the last one `capture_hook` was told of
+        # id(error) -> (error, its traceback), for errors still on their way out; a few at once
+        # when a cleanup raises while another error waits for it.
+        self._captures: dict[int, tuple[BaseException, CapturedTraceback]] = {}
         # An error that ends the run whatever the program does (the hook raised): generators
         # are closed rather than thrown into, and catch/safe let it pass; cleanups still run.
         self._fatal: BaseException | None = None
-        self._fatal_trace: CapturedTraceback | None = None
         # Called by `_capture` (error path only) so an observer can record K while it still
         # holds the frames that were pending; None unless someone observes the run.
         self.capture_hook: CaptureHook | None = None
@@ -166,8 +170,13 @@ class Machine:
                     self._abandon()
                     return self._finish(None, self._fatal)
                 self._fatal = err
-                self._fatal_trace = CapturedTraceback(self._k_marks(), err)
+                self._drop_pending_await()
                 value, exc = None, err
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error ending the run whatever the program does, once there is one."""
+        return self._fatal
 
     def catchable(self, exc: BaseException) -> bool:
         """Whether catch/safe may stop `exc`: like `except Exception`, minus cancellation and
@@ -189,9 +198,12 @@ class Machine:
                     if exc is None:
                         effect = frame.send(value)
                     elif exc is self._fatal:
-                        K.pop()
-                        self._close(frame)
-                        continue
+                        if not _cleanup_not_started(K, frame):
+                            K.pop()
+                            self._close(frame)
+                            continue
+                        exc = None  # a finally_ cleanup the fatal error reached: run it
+                        effect = frame.send(None)
                     else:
                         err, exc = exc, None
                         effect = frame.throw(err)
@@ -244,10 +256,7 @@ class Machine:
         hook = self.hook
         injected = hook(steps, effect) if hook is not None else None
         if injected is not None:
-            close = getattr(self.pending_await, "close", None)
-            if close is not None:
-                close()  # a coroutine that will never be awaited: no "never awaited" warning
-            self.pending_await = None
+            self._drop_pending_await()
         return injected
 
     def _inject(self, injected: BaseException, pending: BaseException | None) -> BaseException:
@@ -264,10 +273,8 @@ class Machine:
             return CESKResult(value, None, None, self.store, self.log)
         if not isinstance(exc, Exception):
             raise exc  # KeyboardInterrupt, SystemExit: K was unwound (finally ran); re-raise.
-        if exc is self._fatal and self._fatal_trace is not None:
-            captured = self._fatal_trace  # generators were closed, not thrown into: K as it was
-        else:
-            captured = CapturedTraceback.of(exc)
+        entry = self._captures.get(id(exc))
+        captured = entry[1] if entry is not None and entry[0] is exc else CapturedTraceback((), exc)
         return CESKResult(None, exc, captured, self.store, self.log)
 
     def _abandon(self) -> None:
@@ -285,23 +292,38 @@ class Machine:
             frame.gen.close()
 
     def _capture(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
-        """Let an observer record K as it is when `err` first appears (error path only).
+        """Record the program frames pending when `err` first appears (error path only).
 
-        The traceback itself needs nothing here: as an exception is thrown from generator to
-        generator, Python appends each one to its `__traceback__`, which `_finish` reads.
+        K is read now, while it still holds every frame the error will unwind; the exception's
+        own `__traceback__` would not do: it also holds frames of earlier runs when an instance
+        is raised again, and of plain generators the user's functions iterate.
         """
-        hook = self.capture_hook
-        if hook is not None and err is not self._last_error:
-            self._last_error = err
-            hook(err, raised_from)
-
-    def _k_marks(self) -> list[Mark]:
-        """Where each generator on K waits, outermost first."""
+        captures = self._captures
+        entry = captures.get(id(err))
+        if entry is not None and entry[0] is err:
+            return
         marks: list[Mark] = []
         for frame in self.K:
             if frame.__class__ is ReturnFrame:
-                marks.extend(suspended_marks(frame.gen))
-        return marks
+                if frame is raised_from:
+                    line = raised_line(frame.code, err.__traceback__)
+                    if line is not None:
+                        marks.append((frame.code, line))
+                else:
+                    marks.extend(suspended_marks(frame.gen))
+        origin = raised_from.code if raised_from is not None else None
+        captures[id(err)] = (err, CapturedTraceback(marks, err, origin))
+        if len(captures) > _KEEP_CAPTURES:
+            del captures[next(iter(captures))]  # the oldest: long since caught
+        if self.capture_hook is not None:
+            self.capture_hook(err, raised_from)
+
+    def _drop_pending_await(self) -> None:
+        """Close an awaitable that will never be awaited (no "never awaited" warning)."""
+        pending, self.pending_await = self.pending_await, None
+        close = getattr(pending, "close", None)
+        if close is not None:
+            close()
 
     def yield_site(self, frame: ReturnFrame) -> str:
         """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""
@@ -358,6 +380,14 @@ class Machine:
             f"{name} yielded {_describe(effect)} {site}; a program may only yield an "
             f"Effect or a program (the result of calling a @do function).{hint}"
         )
+
+
+def _cleanup_not_started(K: list[Any], frame: ReturnFrame) -> bool:
+    """True for a `finally_` cleanup generator pushed but not yet started: closing it would
+    skip the whole cleanup, so a fatal error runs it instead."""
+    gen = frame.gen
+    fresh = gen.gi_frame is not None and not gen.gi_suspended and not gen.gi_running
+    return fresh and len(K) >= 2 and K[-2].__class__ is ResumeFrame
 
 
 def _describe(obj: Any) -> str:
