@@ -350,3 +350,34 @@ def test_postgresql_store(tmp_path: Path) -> None:
     with psycopg.connect(server.dsn) as conn:
         found = conn.execute("SELECT to_regclass(%s)", (f"{table}_nope",)).fetchone()
     assert found == (None,)
+
+
+def test_get_shows_huge_ints_and_json_keeps_every_key_and_valid_utf8(tmp_path: Path) -> None:
+    """An int past Python's 4300-digit print limit, keys that collide as JSON strings and a
+    lone surrogate all come out readable: no traceback, valid JSON, no entry lost."""
+    store = make_store("sqlite", tmp_path)
+    store.fill([
+        ("big", seal(10**5000, MsgpackCodec())),
+        ("keys", seal({1: "int", "1": "str"}, MsgpackCodec())),
+        ("sur", seal("x\udc80y", PickleCodec())),
+    ])
+    big = doeff("cache", "get", store.url, "big")
+    assert big.returncode == 0, big.stderr
+    digits = big.stdout.strip()
+    assert len(digits) == 5001 and digits == "1" + "0" * 5000
+    keys = doeff("cache", "get", store.url, "keys", "--json")
+    assert keys.returncode == 0, keys.stderr
+    assert json.loads(keys.stdout)["value"] == {"pairs": [[1, "int"], ["1", "str"]]}
+    sur = doeff("cache", "get", store.url, "sur", "--json", "--unsafe-pickle")
+    assert sur.returncode == 0, sur.stderr
+    assert json.loads(sur.stdout)["value"] == "x\udc80y"
+
+
+def test_an_empty_lmdb_data_file_is_not_a_store(tmp_path: Path) -> None:
+    """A directory whose data.mdb is empty is refused with one line and left as it was."""
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "data.mdb").write_bytes(b"")
+    result = doeff("cache", "ls", f"lmdb://{tmp_path / 'env'}")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "empty" in result.stderr
+    assert (tmp_path / "env" / "data.mdb").stat().st_size == 0

@@ -49,6 +49,9 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     ns = parser.parse_args(argv)
+    # Stored ints may be longer than the 4300 digits Python prints by default; showing one
+    # must not fail.
+    sys.set_int_max_str_digits(0)
     try:
         code: int = ns.func(ns)
         sys.stdout.flush()
@@ -67,6 +70,11 @@ def main(argv: list[str]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except KeyboardInterrupt:
-        warn("interrupted")
+        done = getattr(ns, "committed", None)
+        warn("interrupted" + (" after the migration was committed" if done else
+                              "; nothing was written" if done is not None else ""))
         return 130
+    except Exception as exc:  # a bug or an unexpected failure: still one line, not a traceback
+        warn(f"unexpected {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     return code

@@ -57,6 +57,7 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
     """Re-encode every record of the store with the target codec, in one transaction."""
     name = store_label(ns.store)
     target = _target(ns.to)
+    ns.committed = False  # read by the Ctrl-C message: was the store already migrated?
     with open_store(ns.store) as kv:
         records = list(scan(kv))
         todo = [r for r in records if r.tag != target.tag]
@@ -78,6 +79,7 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
             return EXIT_FAILED
         if new:
             kv.put_many(new)
+        ns.committed = True
     kept = len(records) - len(new)
     print(f"migrated {plural(len(new), 'record')} of {name} to "
           f"{target.tag} ({kept} already {target.tag})")

@@ -73,7 +73,11 @@ def jsonable(value: object) -> object:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)  # JSON has no NaN or infinity
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else repr(k): jsonable(v) for k, v in value.items()}
+        if all(isinstance(k, str) for k in value):
+            return {k: jsonable(v) for k, v in value.items()}
+        # JSON keys are strings: {1: .., "1": ..} would collide, so such a dict is shown as
+        # its [key, value] pairs instead of losing an entry.
+        return {"pairs": [[jsonable(k), jsonable(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, set | frozenset):
@@ -88,7 +92,9 @@ def jsonable(value: object) -> object:
 
 def print_json(value: object) -> None:
     """`value` (already JSON types) on stdout, indented, keys in the order given."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    # ensure_ascii: a str holding a lone surrogate must come out as a \u escape, not as bytes
+    # that are not UTF-8 (or a UnicodeEncodeError).
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=True)
     sys.stdout.write("\n")
 
 

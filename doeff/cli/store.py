@@ -96,8 +96,11 @@ def _check_lmdb(url: StoreURL) -> None:
         raise CLIError(f"{url.text}: no such store (no directory at {path})")
     if not os.path.isdir(path):
         raise CLIError(f"{url.text}: not a directory, while an LMDB store is one")
-    if not os.path.isfile(os.path.join(path, "data.mdb")):
+    data = os.path.join(path, "data.mdb")
+    if not os.path.isfile(data):
         raise CLIError(f"{url.text}: no data.mdb in that directory, so not an LMDB store")
+    if os.path.getsize(data) == 0:  # opening it would make it a new store, which reads must not
+        raise CLIError(f"{url.text}: data.mdb is empty, so not a doeff store")
 
 
 def _open_postgres(url: StoreURL) -> KVStore:

@@ -356,10 +356,14 @@ class SQLiteKV(KVBase):
             try:
                 cur.executemany(_PUT, rows)
                 cur.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                # Also on KeyboardInterrupt: the connection goes back to the pool, and must not
+                # go back inside a transaction.
                 with contextlib.suppress(sqlite3.Error):
                     cur.execute("ROLLBACK")
-                raise self._wrap(exc, "put_many", None) from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise self._wrap(exc, "put_many", None) from exc
+                raise
         finally:
             self._give(cur)
 
