@@ -272,7 +272,7 @@ class SQLiteKV(KVBase):
                            "the file is not a SQLite database; it was left untouched")
         if code in _BUSY_CODES or _is_busy(exc):
             return failure(StorageUnavailableError, self, op, key, exc,
-                           f"another connection held the lock for over {_TIMEOUT:.0f} s; "
+                           f"another connection held the lock for {_TIMEOUT:.0f} s or more; "
                            "find the process holding it and retry")
         if code == sqlite3.SQLITE_CANTOPEN:
             return failure(StorageUnavailableError, self, op, key, exc,
