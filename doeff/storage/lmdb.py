@@ -236,13 +236,17 @@ class LMDBKV(KVBase):
                 raise self._wrap(exc, op, key) from exc
             finally:
                 readers.pop()
-            if sh.closed:
-                raise closed_error(self, op)
-            if sh.paused:
-                sh.wait_unpaused()
-            else:
-                with sh.write_lock:
-                    sh.resize(0)
+            self._before_reading_again(sh, op)
+
+    def _before_reading_again(self, sh: _Env, op: str) -> None:
+        """After a read that could not run: fail if closed, else wait out or adopt a resize."""
+        if sh.closed:
+            raise closed_error(self, op)
+        if sh.paused:
+            sh.wait_unpaused()
+        else:
+            with sh.write_lock:
+                sh.resize(0)
 
     @contextmanager
     def _reading(self, op: str) -> Iterator[_lmdb.Transaction]:
@@ -261,13 +265,7 @@ class LMDBKV(KVBase):
                 raise self._wrap(exc, op, None) from exc
             finally:
                 sh.readers.pop()
-            if sh.closed:
-                raise closed_error(self, op)
-            if sh.paused:
-                sh.wait_unpaused()
-            else:
-                with sh.write_lock:
-                    sh.resize(0)
+            self._before_reading_again(sh, op)
 
     def _write(self, op: str, key: str | None, nbytes: int,
                body: Callable[[_lmdb.Transaction], T]) -> T:
