@@ -11,12 +11,13 @@
     run_sync(hello("Ada")).value   # 'HELLO, Ada'
 """
 
-from doeff.cesk import CESKResult, override, run_async, run_sync
-from doeff.cesk_observability import run_workflow
+from doeff.cesk.handlers import override
+from doeff.cesk.result import CESKResult
 from doeff.effects.base import Effect
 from doeff.errors import DoeffError
 from doeff.outcome import Err, Ok
 from doeff.program import KleisliProgram, Program, do
+from doeff.runners import run_async, run_sync, run_workflow
 
 __all__ = [
     "CESKResult",

@@ -9,7 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to a sub-command."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "demo":
-        from doeff.demo import main as demo_main
+        from doeff.cli.demo import main as demo_main
 
         return demo_main(args[1:])
     from doeff.cli.app import main as cli_main

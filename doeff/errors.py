@@ -2,15 +2,20 @@
 
     DoeffError
     ├── ProgramError                 a program did something the machine cannot run
-    │   ├── InvalidYieldError        yielded a value that is neither an Effect nor a program
-    │   ├── UnhandledEffectError     yielded an effect no handler answers
+    │   ├── UsageError               doeff itself was misused; catch and safe never stop these
+    │   │   ├── InvalidYieldError    yielded a value that is neither an Effect nor a program
+    │   │   ├── NotAProgramError     ran or started something that is not a program or effect
+    │   │   ├── UnhandledEffectError yielded an effect no handler answers
+    │   │   ├── InvalidHandlerError  a handlers= table doeff cannot use
+    │   │   └── ForeignLoopError     awaited a future of the loop run_sync is blocking
     │   ├── EnvKeyError              asked the environment for a key it does not have
-    │   ├── ForeignLoopError         awaited a future of the loop run_sync is blocking
-    │   └── CancelledError           the run was cancelled from outside (run_workflow().cancel())
+    │   └── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
+    ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
     │   ├── DecodeError              bytes that are not a valid record for any known codec
-    │   └── UnknownCodecError        no codec is registered under a tag (also a LookupError)
+    │   ├── UnknownCodecError        no codec is registered under a tag (also a LookupError)
+    │   └── RegistrationError        a type or codec that cannot be registered (also a TypeError)
     └── StorageError                 where bytes live
         ├── InvalidKeyError          a key that is not a valid Unicode str (also a TypeError)
         ├── InvalidValueError        a KVStore value that is not bytes (also a TypeError)
@@ -19,7 +24,9 @@
         ├── StorageFullError         the disk (or map) is full
         └── StorageUnavailableError  the backend cannot be reached (connection lost, ...)
 
-Messages say what arrived, where, and what to do about it.
+Messages say what arrived, where, and what to do about it. Where callers would naturally catch a
+built-in exception (`TypeError`, `ValueError`, `KeyError`, `LookupError`) the doeff error derives
+from it too, so `except TypeError` keeps working.
 """
 
 from __future__ import annotations
@@ -33,12 +40,27 @@ class ProgramError(DoeffError):
     """A program asked the machine for something it cannot do."""
 
 
-class InvalidYieldError(ProgramError, TypeError):
+class UsageError(ProgramError):
+    """doeff itself was used wrongly; `catch` and `safe` let these pass, since no handler of the
+    program's own can fix the program's code."""
+
+
+class InvalidYieldError(UsageError, TypeError):
     """A program yielded a value that is neither an `Effect` nor a program."""
 
 
-class UnhandledEffectError(ProgramError):
+class NotAProgramError(UsageError, TypeError):
+    """Something was run as a program (by a runner, `gather`, `catch`, `cached`...) that is not a
+    program or an effect, e.g. an uncalled `@do` function that takes arguments."""
+
+
+class UnhandledEffectError(UsageError):
     """A program yielded an effect for which no handler is registered."""
+
+
+class InvalidHandlerError(UsageError, TypeError, ValueError):
+    """A `handlers=` table doeff cannot use: a key that is not an effect class, a handler that is
+    not callable, or a built-in effect replaced without `override`."""
 
 
 class EnvKeyError(ProgramError, KeyError):
@@ -49,12 +71,23 @@ class EnvKeyError(ProgramError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ForeignLoopError(ProgramError):
+class ForeignLoopError(UsageError):
     """`run_sync` was asked to await a future bound to the event loop it is blocking."""
 
 
-class CancelledError(ProgramError):
-    """The run was cancelled from outside; raised inside the program at its current `yield`."""
+class CancellationError(ProgramError):
+    """The run was cancelled; raised inside the program at its current `yield`.
+
+    Named apart from `asyncio.CancelledError`, which a program awaiting coroutines may meet too.
+    """
+
+
+# The name this error had before it was renamed; kept so old imports keep working.
+CancelledError = CancellationError
+
+
+class InvalidOptionError(DoeffError, ValueError):
+    """An argument that doeff does not accept (a durability mode, a table name, a size...)."""
 
 
 class SerdeError(DoeffError):
@@ -71,6 +104,11 @@ class DecodeError(SerdeError, ValueError):
 
 class UnknownCodecError(SerdeError, LookupError):
     """No codec is registered under the requested tag."""
+
+
+class RegistrationError(SerdeError, TypeError):
+    """A type or codec cannot be registered: an unsupported kind of type, a taken wire name, a
+    tag that cannot go into a record header."""
 
 
 class StorageError(DoeffError):
@@ -102,17 +140,21 @@ class StorageUnavailableError(StorageError):
 
 
 __all__ = [
-    "CancelledError",
+    "CancellationError",
     "DecodeError",
     "DoeffError",
     "EncodeError",
     "EnvKeyError",
     "ForeignLoopError",
     "IncompatibleStoreError",
+    "InvalidHandlerError",
     "InvalidKeyError",
+    "InvalidOptionError",
     "InvalidValueError",
     "InvalidYieldError",
+    "NotAProgramError",
     "ProgramError",
+    "RegistrationError",
     "SerdeError",
     "StorageError",
     "StorageFullError",
@@ -120,4 +162,5 @@ __all__ = [
     "StoreClosedError",
     "UnhandledEffectError",
     "UnknownCodecError",
+    "UsageError",
 ]

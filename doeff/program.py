@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Generator
 from types import GeneratorType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -87,3 +88,16 @@ def do(fn: Callable[P, Any]) -> KleisliProgram[P, Any]:
     'Hello, Ada'
     """
     return KleisliProgram(fn)
+
+
+def entry_program(program: Any) -> Any:
+    """What a runner runs when given `program`: an uncalled `@do` function that needs no
+    arguments is called (doeff's first API typed the argument as a `KleisliProgram`); anything
+    else is run as it is (and one that needs arguments is refused by the machine, by name)."""
+    if isinstance(program, KleisliProgram):
+        try:
+            inspect.signature(program.fn).bind()
+        except (TypeError, ValueError):
+            return program
+        return program()
+    return program

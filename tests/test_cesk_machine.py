@@ -92,7 +92,7 @@ def test_k_holds_the_frame_classes_of_each_construct() -> None:
         yield safe(listen(catch(finally_(local({"a": 1}, leaf()), tell("c")), lambda e: 0)))
 
     # Build the machine by hand to look at K while the program runs.
-    from doeff.cesk.run import build_machine
+    from doeff.runners import build_machine
 
     m = build_machine(env=None, state=None, handlers=None, storage=None, async_mode=False)
     machine_ref.append(m)
@@ -105,7 +105,7 @@ def test_k_holds_the_frame_classes_of_each_construct() -> None:
 
 def test_k_is_empty_after_a_run_and_steps_are_counted() -> None:
     """After a run K is empty and the machine counted one step per transition."""
-    from doeff.cesk.run import build_machine
+    from doeff.runners import build_machine
 
     @do
     def prog() -> Any:

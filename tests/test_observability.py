@@ -12,9 +12,9 @@ import pytest
 from doeff import do, run_async, run_sync
 from doeff.cesk.frames import ReturnFrame
 from doeff.cesk.machine import Machine
-from doeff.cesk.run import build_machine
+from doeff.runners import build_machine
 from doeff.cesk_observability import ExecutionSnapshot, KFrameSnapshot, attach_on_step
-from doeff.cesk_traceback import is_internal
+from doeff.cesk.traceback import is_internal
 from doeff.effects import (
     Tell,
     ask,

@@ -11,17 +11,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import CodeType, GeneratorType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from doeff.cesk_traceback import short_repr
+from doeff.cesk.traceback import short_repr, suspended_at
 from doeff.outcome import Err, Ok
 
-if TYPE_CHECKING:
-    from doeff.cesk.machine import Machine
-
-Outcome = tuple[Any, BaseException | None]
+# C, the control: the value to send into the frame below, or the exception to throw into it.
+Control = tuple[Any, BaseException | None]
 
 
+class Registers(Protocol):
+    """What a frame may read and change in the machine that pops it (the machine implements it)."""
+
+    K: list[Frame]
+    env: dict[Any, Any]
+    log: list[Any]
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error ending the run whatever the program does, once there is one."""
+        ...
+
+    def start(self, program: Any) -> Control:
+        """Push what it takes to run `program`; the control to hand to the top of K."""
+        ...
+
+    def start_if_runnable(self, answer: Any) -> Control:
+        """Run `answer` if it is a program or an effect; otherwise it is the answer itself."""
+        ...
+
+    def catchable(self, exc: BaseException) -> bool:
+        """Whether catch/safe may stop `exc`."""
+        ...
 
 
 def _callable_name(fn: Any) -> str:
@@ -33,7 +54,7 @@ class Frame:
 
     __slots__ = ()
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         """Take the outcome of the computation above; return the outcome for the frame below."""
         raise NotImplementedError
 
@@ -55,8 +76,6 @@ class ReturnFrame(Frame):
         self.name = name
 
     def describe(self) -> str:
-        from doeff.cesk_traceback import suspended_at
-
         where = suspended_at(self.gen)
         if not where:
             return f"{self.name}()"
@@ -71,7 +90,7 @@ class CatchFrame(Frame):
     def __init__(self, handler: Callable[[BaseException], Any]) -> None:
         self.handler = handler
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is None or not m.catchable(exc):
             return value, exc
         try:
@@ -94,7 +113,7 @@ class FinallyFrame(Frame):
     def __init__(self, cleanup: Any) -> None:
         self.cleanup = cleanup
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         m.K.append(ResumeFrame(value, exc))
         return m.start(self.cleanup)
 
@@ -111,7 +130,7 @@ class ResumeFrame(Frame):
         self.value = value
         self.error = error
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if m.fatal is not None:
             return None, m.fatal  # nothing replaces the error that ends the run
         if exc is not None:
@@ -135,7 +154,7 @@ class LocalFrame(Frame):
         self.saved = saved
         self.updates = updates
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         m.env = self.saved
         return value, exc
 
@@ -151,7 +170,7 @@ class ListenFrame(Frame):
     def __init__(self, start: int) -> None:
         self.start = start
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is not None:
             return value, exc
         return (value, m.log[self.start :]), None
@@ -165,7 +184,7 @@ class SafeFrame(Frame):
 
     __slots__ = ()
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is None:
             return Ok(value), None
         if not m.catchable(exc):
@@ -185,13 +204,13 @@ class GatherFrame(Frame):
         self.programs = programs
         self.results: list[Any] = []
 
-    def leave(self, m: Machine, value: Any, exc: BaseException | None) -> Outcome:
+    def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is not None:
             return value, exc
         self.results.append(value)
         return self.next(m)
 
-    def next(self, m: Machine) -> Outcome:
+    def next(self, m: Registers) -> Control:
         """Start the next program, or answer the results when none is left."""
         done = len(self.results)
         if done == len(self.programs):

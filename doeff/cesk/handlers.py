@@ -13,7 +13,14 @@ from doeff.effects.io import Await, Perform
 from doeff.effects.reader import Ask
 from doeff.effects.state import Get, Modify, Put
 from doeff.effects.writer import Tell
-from doeff.errors import DoeffError, EnvKeyError, ForeignLoopError, StorageError
+from doeff.errors import (
+    DoeffError,
+    EnvKeyError,
+    ForeignLoopError,
+    InvalidHandlerError,
+    StorageError,
+)
+from doeff.protocols import DurableStorage
 
 
 class override:
@@ -62,7 +69,7 @@ def perform(eff: Perform) -> Any:
     return eff.fn(*eff.args, **eff.kwargs)
 
 
-def cache_handlers(storage: Any) -> dict[type, Handler]:
+def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
     """The cache effects over a `DurableStorage`; failures surface as a `DoeffError`."""
 
     def guarded(op: str, call: Callable[[Any], Any]) -> Handler:
@@ -162,16 +169,25 @@ def merge_user_handlers(table: dict[type, Handler], user: Mapping[type, Any] | N
         return
     for effect_type, fn in user.items():
         if not isinstance(effect_type, type):
-            raise TypeError(f"handlers keys must be effect classes, got {effect_type!r}")
+            raise InvalidHandlerError(
+                f"handlers keys must be effect classes, got {effect_type!r}; write "
+                f"handlers={{MyEffect: fn}} with the class itself"
+            )
         if isinstance(fn, override):
             fn = fn.fn
         elif effect_type in BUILTIN_EFFECTS:
-            raise ValueError(
+            raise InvalidHandlerError(
                 f"{effect_type.__name__} is a built-in effect; to replace its handler, say so: "
                 f"handlers={{{effect_type.__name__}: override(fn)}}"
             )
         if effect_type in CONTROL_EFFECTS:
-            raise ValueError(f"{effect_type.__name__} is handled by the machine itself")
+            raise InvalidHandlerError(
+                f"{effect_type.__name__} is handled by the machine itself (it pushes frames on "
+                f"K), so it cannot be given a handler; remove it from handlers="
+            )
         if not callable(fn):
-            raise TypeError(f"the handler for {effect_type.__name__} is not callable: {fn!r}")
+            raise InvalidHandlerError(
+                f"the handler for {effect_type.__name__} is not callable: {fn!r}; give a "
+                f"function that takes the effect and returns its answer"
+            )
         table[effect_type] = fn

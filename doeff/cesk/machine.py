@@ -16,8 +16,10 @@ to do when the computation above them finishes. Because K is data and the loop i
 `while`, nesting depth costs list entries, not Python recursion.
 
 One iteration of the loop is one step: resume the top generator and handle what it yields, or
-pop a finished frame. An optional `hook(steps, effect)` runs after every step; it is read from
-the machine on each step so an observer can attach or detach while a run is in progress.
+pop a finished frame. The step count is published on the machine (`steps`) at every step, so an
+observer on another thread reads it from there. An optional `hook(steps, effect)` runs after every
+step; it is read from the machine on each step so an observer can attach or detach while a run is
+in progress.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from typing import Any
 
 from doeff.cesk.frames import (
     CatchFrame,
+    Control,
     FinallyFrame,
+    Frame,
     GatherFrame,
     ListenFrame,
     LocalFrame,
@@ -38,9 +42,9 @@ from doeff.cesk.frames import (
     SafeFrame,
 )
 from doeff.cesk.result import CESKResult
-from doeff.cesk_traceback import (
+from doeff.cesk.traceback import (
     CapturedTraceback,
-    Mark,
+    CodeMark,
     raised_line,
     short_repr,
     suspended_at,
@@ -51,13 +55,19 @@ from doeff.effects.error import Catch, Finally, Safe
 from doeff.effects.io import Await, Gather
 from doeff.effects.reader import Local
 from doeff.effects.writer import Listen
-from doeff.errors import CancelledError, InvalidYieldError, UnhandledEffectError
+from doeff.errors import (
+    CancellationError,
+    InvalidYieldError,
+    NotAProgramError,
+    UnhandledEffectError,
+    UsageError,
+)
 from doeff.program import KleisliProgram, Program
+from doeff.protocols import DurableStorage
 
 Handler = Callable[[Any], Any]
 StepHook = Callable[[int, Any], BaseException | None]
 CaptureHook = Callable[[BaseException, ReturnFrame | None], None]
-Outcome = tuple[Any, BaseException | None]
 
 _KEEP_CAPTURES = 16  # tracebacks kept for errors in flight (see Machine._captures)
 
@@ -89,10 +99,10 @@ class Machine:
         handlers: dict[type, Handler],
         env: dict[Any, Any] | None = None,
         store: dict[Any, Any] | None = None,
-        storage: Any = None,
+        storage: DurableStorage | None = None,
         async_mode: bool = False,
     ) -> None:
-        self.K: list[Any] = []
+        self.K: list[Frame] = []
         self.env: dict[Any, Any] = dict(env) if env else {}
         self.store: dict[Any, Any] = dict(store) if store else {}
         self.log: list[Any] = []
@@ -114,7 +124,7 @@ class Machine:
 
     # -- starting programs -------------------------------------------------------------------
 
-    def start(self, program: Any) -> Outcome:
+    def start(self, program: Any) -> Control:
         """Push what it takes to run `program`; return the outcome to hand to the top of K.
 
         A generator program gets a `ReturnFrame` and is started by sending it None; a `@do`
@@ -135,14 +145,11 @@ class Machine:
         if isinstance(program, GeneratorType):
             self.K.append(ReturnFrame(program, program.__name__))
             return None, None
-        if isinstance(program, KleisliProgram):
-            return None, TypeError(
-                f"{program!r} is a @do function, not a program: call it, e.g. "
-                f"{getattr(program.fn, '__name__', 'f')}()"
-            )
-        return None, TypeError(f"expected a program or an effect, got {_describe(program)}")
+        refused = _not_a_program(program)
+        self._capture(refused, None)
+        return None, refused
 
-    def start_if_runnable(self, answer: Any) -> Outcome:
+    def start_if_runnable(self, answer: Any) -> Control:
         """Run `answer` if it is a program or an effect; otherwise it is the answer itself."""
         if isinstance(answer, Program | Effect | GeneratorType):
             return self.start(answer)
@@ -179,9 +186,11 @@ class Machine:
         return self._fatal
 
     def catchable(self, exc: BaseException) -> bool:
-        """Whether catch/safe may stop `exc`: like `except Exception`, minus cancellation and
-        an error that ends the run regardless."""
-        return (isinstance(exc, Exception) and not isinstance(exc, CancelledError)
+        """Whether catch/safe may stop `exc`: like `except Exception`, minus cancellation,
+        misuse of doeff itself (no handler of the program's can fix its code), and an error that
+        ends the run regardless."""
+        return (isinstance(exc, Exception)
+                and not isinstance(exc, CancellationError | UsageError)
                 and exc is not self._fatal)
 
     def _loop(self, value: Any, exc: BaseException | None) -> Any:
@@ -189,11 +198,10 @@ class Machine:
         K = self.K
         get_handler = self.handlers.get
         steps = self.steps
-        frame: Any = None
         while K:
             frame = K[-1]
             effect = None
-            if frame.__class__ is ReturnFrame:
+            if type(frame) is ReturnFrame:
                 try:
                     if exc is None:
                         effect = frame.send(value)
@@ -234,14 +242,13 @@ class Machine:
                 if value is SUSPEND:
                     break
             steps += 1
+            self.steps = steps  # published for observers; a slot write costs within noise
             hook = self.hook
             if hook is not None:
-                self.steps = steps
                 injected = hook(steps, effect)
                 if injected is not None:
                     exc = self._inject(injected, exc)
         else:
-            self.steps = steps
             return self._finish(value, exc)
         # Left the loop to await (run_async only): this step ends here.
         injected = self._suspend(steps + 1, effect)
@@ -282,7 +289,7 @@ class Machine:
         K = self.K
         while K:
             frame = K.pop()
-            if frame.__class__ is ReturnFrame:
+            if type(frame) is ReturnFrame:
                 self._close(frame)
 
     @staticmethod
@@ -302,9 +309,9 @@ class Machine:
         entry = captures.get(id(err))
         if entry is not None and entry[0] is err:
             return
-        marks: list[Mark] = []
+        marks: list[CodeMark] = []
         for frame in self.K:
-            if frame.__class__ is ReturnFrame:
+            if type(frame) is ReturnFrame:
                 if frame is raised_from:
                     line = raised_line(frame.code, err.__traceback__)
                     if line is not None:
@@ -333,7 +340,7 @@ class Machine:
         loc = where[-1]
         return f'at {loc.filename}:{loc.lineno} in {loc.function}(): "{loc.code}"'
 
-    def dispatch(self, effect: Any) -> Outcome:
+    def dispatch(self, effect: Any) -> Control:
         """Answer anything yielded: an effect, a control effect, a program, or an invalid value.
 
         The loop answers plain effects inline (the hot path) and comes here for the rest; an
@@ -357,7 +364,7 @@ class Machine:
 
     def _top_generator(self) -> ReturnFrame | None:
         for frame in reversed(self.K):
-            if frame.__class__ is ReturnFrame:
+            if type(frame) is ReturnFrame:
                 return frame
         return None
 
@@ -382,52 +389,66 @@ class Machine:
         )
 
 
-def _cleanup_not_started(K: list[Any], frame: ReturnFrame) -> bool:
+def _cleanup_not_started(K: list[Frame], frame: ReturnFrame) -> bool:
     """True for a `finally_` cleanup generator pushed but not yet started: closing it would
     skip the whole cleanup, so a fatal error runs it instead."""
     gen = frame.gen
     fresh = gen.gi_frame is not None and not gen.gi_suspended and not gen.gi_running
-    return fresh and len(K) >= 2 and K[-2].__class__ is ResumeFrame
+    return fresh and len(K) >= 2 and type(K[-2]) is ResumeFrame
 
 
 def _describe(obj: Any) -> str:
     return f"{short_repr(obj, 80)} ({type(obj).__qualname__})"
 
 
+def _not_a_program(obj: Any) -> NotAProgramError:
+    """The error for running something that is neither a program nor an effect."""
+    if isinstance(obj, KleisliProgram):
+        name = getattr(obj.fn, "__name__", "f")
+        return NotAProgramError(
+            f"{obj!r} is a @do function, not a program: call it to get one, e.g. {name}(...)"
+        )
+    hint = " To await it, use await_(it)." if hasattr(obj, "__await__") else ""
+    return NotAProgramError(
+        f"expected a program (the result of calling a @do function) or an effect, got "
+        f"{_describe(obj)}.{hint}"
+    )
+
+
 # -- control effects: the ones that push frames rather than answer at once ------------------------
 
 
-def _local(m: Machine, eff: Local) -> Outcome:
+def _local(m: Machine, eff: Local) -> Control:
     m.K.append(LocalFrame(m.env, eff.updates))
     m.env = {**m.env, **eff.updates}
     return m.start(eff.program)
 
 
-def _listen(m: Machine, eff: Listen) -> Outcome:
+def _listen(m: Machine, eff: Listen) -> Control:
     m.K.append(ListenFrame(len(m.log)))
     return m.start(eff.program)
 
 
-def _catch(m: Machine, eff: Catch) -> Outcome:
+def _catch(m: Machine, eff: Catch) -> Control:
     m.K.append(CatchFrame(eff.handler))
     return m.start(eff.program)
 
 
-def _finally(m: Machine, eff: Finally) -> Outcome:
+def _finally(m: Machine, eff: Finally) -> Control:
     m.K.append(FinallyFrame(eff.cleanup))
     return m.start(eff.program)
 
 
-def _safe(m: Machine, eff: Safe) -> Outcome:
+def _safe(m: Machine, eff: Safe) -> Control:
     m.K.append(SafeFrame())
     return m.start(eff.program)
 
 
-def _gather(m: Machine, eff: Gather) -> Outcome:
+def _gather(m: Machine, eff: Gather) -> Control:
     return GatherFrame(eff.programs).next(m)
 
 
-def _await(m: Machine, eff: Await) -> Outcome:
+def _await(m: Machine, eff: Await) -> Control:
     # Reached only in async mode (run_sync registers a blocking handler for Await instead).
     if not m.async_mode:
         return None, UnhandledEffectError("await_ has no handler in this run")
@@ -435,7 +456,7 @@ def _await(m: Machine, eff: Await) -> Outcome:
     return SUSPEND, None
 
 
-_CONTROL: dict[type, Callable[[Machine, Any], Outcome]] = {
+_CONTROL: dict[type, Callable[[Machine, Any], Control]] = {
     Local: _local,
     Listen: _listen,
     Catch: _catch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from doeff.cesk_traceback import CapturedTraceback
+from doeff.cesk.traceback import CapturedTraceback
 
 T = TypeVar("T")
 

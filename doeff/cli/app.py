@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Look at, repair and migrate the records of a durable store.",
         epilog=_EPILOG, formatter_class=fmt,
     )
-    # Listed for --help only: main() hands `demo` to doeff.demo before parsing.
+    # Listed for --help only: main() hands `demo` to doeff.cli.demo before parsing.
     top.add_parser("demo", help="run a durable workflow, kill it, resume it", add_help=False)
     sub = cache_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     cache.add_commands(sub)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from doeff.cli.errors import CLIError, one_line
-from doeff.errors import IncompatibleStoreError, StorageError
+from doeff.errors import IncompatibleStoreError, InvalidOptionError, StorageError
 from doeff.storage.base import KVStore
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
@@ -107,7 +107,7 @@ def _open_postgres(url: StoreURL) -> KVStore:
     try:
         import psycopg
 
-        from doeff.storage.postgres import PostgresKV
+        from doeff.storage.backends.postgres import PostgresKV
     except ImportError as exc:
         raise CLIError(
             f"{url.text}: postgresql:// stores need psycopg ({exc}); "
@@ -127,7 +127,7 @@ def _open_postgres(url: StoreURL) -> KVStore:
         raise CLIError(f"{url.text}: no such store (the database has no table {url.table})")
     try:
         return PostgresKV(url.target, table=url.table)
-    except ValueError as exc:  # a table name PostgresKV refuses
+    except InvalidOptionError as exc:  # a table name PostgresKV refuses
         raise CLIError(f"{url.text}: {exc}") from exc
 
 
@@ -138,11 +138,11 @@ def open_store(text: str) -> KVStore:
         if url.kind == "postgresql":
             return _open_postgres(url)
         if url.kind == "lmdb":
-            from doeff.storage.lmdb import LMDBKV
+            from doeff.storage.backends.lmdb import LMDBKV
 
             _check_lmdb(url)
             return LMDBKV(url.target)
-        from doeff.storage.sqlite import SQLiteKV
+        from doeff.storage.backends.sqlite import SQLiteKV
 
         _check_sqlite(url)
         return SQLiteKV(url.target)

@@ -5,8 +5,8 @@
 
     storage = Durable(SQLiteKV("wf.db"), MsgpackCodec())
 
-`Durable`/`SQLiteStorage` (which pull in the codecs) and `PostgresKV` (psycopg) are imported on
-first use, so the byte-level backends load nothing they do not need.
+`PostgresKV` is imported on first use: it needs psycopg, an optional extra, which
+`import doeff.storage` must not require.
 """
 
 from __future__ import annotations
@@ -14,26 +14,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from doeff.storage.backends.lmdb import LMDBKV
+from doeff.storage.backends.memory import InMemoryKV
+from doeff.storage.backends.sqlite import SQLiteKV
 from doeff.storage.base import DurableStorage, KVStore
-from doeff.storage.lmdb import LMDBKV
-from doeff.storage.memory import InMemoryKV, InMemoryStorage
-from doeff.storage.sqlite import SQLiteKV
+from doeff.storage.durable import Durable
+from doeff.storage.presets import InMemoryStorage, SQLiteStorage
 
 if TYPE_CHECKING:
-    from doeff.storage.durable import Durable, SQLiteStorage
-    from doeff.storage.postgres import PostgresKV
-
-_LAZY = {
-    "Durable": "doeff.storage.durable",
-    "SQLiteStorage": "doeff.storage.durable",
-    "PostgresKV": "doeff.storage.postgres",
-}
+    from doeff.storage.backends.postgres import PostgresKV
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
+    if name == "PostgresKV":
+        value = importlib.import_module("doeff.storage.backends.postgres").PostgresKV
         globals()[name] = value  # later look-ups skip this function
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,14 @@
-"""The two storage protocols: `KVStore` (str -> bytes, where bytes live) and `DurableStorage`
-(str -> object, what the cache effects talk to)."""
+"""The storage protocols: `KVStore` (str -> bytes, where bytes live) and `DurableStorage`
+(str -> object, what the cache effects talk to; defined in `doeff.protocols`), and `Closing`,
+the context-manager behaviour every store shares."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
+
+from doeff.protocols import DurableStorage
 
 
 @runtime_checkable
@@ -67,34 +70,23 @@ class KVStore(Protocol):
     ) -> None: ...
 
 
-@runtime_checkable
-class DurableStorage(Protocol):
-    """The seed's protocol for the cache effects; implementations must be thread-safe."""
+class Closing:
+    """`with store:` closes the store on the way out (subclasses define close())."""
 
-    def get(self, key: str) -> Any | None:
-        """Get value by key. Returns None if not found."""
-        ...
+    def close(self) -> None:
+        """Release resources; idempotent."""
+        raise NotImplementedError
 
-    def put(self, key: str, value: Any) -> None:
-        """Store value with key. Overwrites if exists."""
-        ...
+    def __enter__(self) -> Self:
+        return self
 
-    def delete(self, key: str) -> bool:
-        """Delete key. Returns True if key existed."""
-        ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
-    def exists(self, key: str) -> bool:
-        """Check if key exists."""
-        ...
 
-    def keys(self) -> Iterable[str]:
-        """Iterate over all keys."""
-        ...
-
-    def items(self) -> Iterable[tuple[str, Any]]:
-        """Iterate over all (key, value) pairs."""
-        ...
-
-    def clear(self) -> None:
-        """Delete all entries."""
-        ...
+__all__ = ["Closing", "DurableStorage", "KVStore"]

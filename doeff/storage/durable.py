@@ -7,15 +7,11 @@ pickle stays readable after switching to msgpack.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 from doeff.errors import DecodeError, EncodeError
-from doeff.serde import Codec, PickleCodec, seal, unseal
-from doeff.storage._common import Closing
-from doeff.storage.base import KVStore
-from doeff.storage.sqlite import SQLiteKV
+from doeff.serde import Codec, seal, unseal
+from doeff.storage.base import Closing, KVStore
 
 
 class Durable(Closing):
@@ -53,13 +49,13 @@ class Durable(Closing):
         """True if `key` is stored."""
         return self.kv.exists(key)
 
-    def keys(self) -> Iterator[str]:
-        """All keys (a snapshot)."""
-        return iter(self.kv.keys())
+    def keys(self) -> list[str]:
+        """A snapshot of all keys."""
+        return list(self.kv.keys())
 
-    def items(self) -> Iterator[tuple[str, Any]]:
-        """All (key, value) pairs, each decoded through its own codec tag."""
-        return ((key, self._decode(key, data)) for key, data in self.kv.items())
+    def items(self) -> list[tuple[str, Any]]:
+        """A snapshot of all (key, value) pairs, each decoded through its own codec tag."""
+        return [(key, self._decode(key, data)) for key, data in self.kv.items()]
 
     def clear(self) -> None:
         """Delete every entry."""
@@ -83,20 +79,3 @@ class Durable(Closing):
                 f"{self!r}: the record under {key!r:.80} cannot be decoded: {exc}; "
                 f"delete it (store.delete(key)) to recompute the step"
             ) from exc
-
-
-class SQLiteStorage(Durable):
-    """The seed's SQLite storage: a Durable over SQLiteKV, pickle unless `codec=` says otherwise.
-
-    >>> with SQLiteStorage(":memory:") as store:
-    ...     store.put("step:1", (1, 2)); store.get("step:1")
-    (1, 2)
-    """
-
-    def __init__(self, db_path: str | os.PathLike[str], *, codec: Codec | None = None,
-                 durability: str = "normal") -> None:
-        super().__init__(SQLiteKV(db_path, durability=durability),
-                         PickleCodec() if codec is None else codec)
-
-    def __repr__(self) -> str:
-        return f"SQLiteStorage({self.kv!r}, codec={self.codec!r})"

@@ -1,4 +1,8 @@
-"""Background workflows: `run_workflow` runs a program on its own thread, watched by a monitor.
+"""Watching a workflow that runs on its own thread: its control, monitor and handle.
+
+`doeff.runners.run_workflow` starts the thread; this module holds what the thread and its
+observers share (`WorkflowControl`), the read-only `ExecutionMonitor` and the
+`WorkflowExecution` handle.
 
 Nobody may read the machine's registers while its thread changes them, and the loop must not
 pay for observers that are not looking. So the machine thread takes every snapshot itself, at a
@@ -17,47 +21,27 @@ older: compare `step_count`), and later calls return that at once until the mach
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
-from collections.abc import Callable, Generator, Mapping
-from types import FrameType
+from collections.abc import Callable, Collection, Generator
 from typing import Any, Generic, TypeVar
 
 from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import Handler, Machine
 from doeff.cesk.result import CESKResult
-from doeff.cesk.run import _entry, build_sync_machine
-from doeff.cesk_observability.snapshot import (
+from doeff.cesk.traceback import CapturedTraceback
+from doeff.errors import CancellationError
+from doeff.observability.snapshot import (
     ExecutionSnapshot,
     ExecutionStatus,
     FailureRecorder,
     KFrameSnapshot,
     StepObserver,
-    attach_on_step,
     capture,
 )
-from doeff.cesk_traceback import CapturedTraceback
-from doeff.errors import CancelledError
 
 T = TypeVar("T")
 
-_LOOP_CODE = Machine._loop.__code__  # the run loop, whose local `steps` a parked handler reads
 _ENDED = ("completed", "failed")
-
-
-def _loop_steps(caller: FrameType | None, m: Machine) -> int:
-    """Steps done before the one in progress, read from the run loop that called a handler.
-
-    The loop keeps its step count in a local (writing it to the machine at every step would slow
-    every run); a parked handler's callers are stable, so reading that local is safe.
-    """
-    frame = caller
-    while frame is not None:
-        if frame.f_code is _LOOP_CODE:
-            steps: int = frame.f_locals["steps"]
-            return steps
-        frame = frame.f_back
-    return m.steps
 
 
 class _Request:
@@ -70,7 +54,7 @@ class _Request:
         self.answer: ExecutionSnapshot | None = None
 
 
-class _Control:
+class WorkflowControl:
     """State shared by the machine thread and its observers; every field is guarded by `lock`."""
 
     def __init__(self, m: Machine, observer: StepObserver | None) -> None:
@@ -86,7 +70,7 @@ class _Control:
         self.cancel_requested = False
         self.cancel_sent = False
         self.stalled = False
-        self.parked: tuple[Any, FrameType | None] | None = None
+        self.parked: Any = None  # the effect whose handler the machine waits in, if any
         self.still: ExecutionSnapshot | None = None  # true until the machine moves again
         self.last = ExecutionSnapshot("pending", (), (), None, 0, m.storage)
         self.result: CESKResult[Any] | None = None
@@ -96,6 +80,18 @@ class _Control:
 
     # -- the machine thread --------------------------------------------------------------------
 
+    def wrap_handlers(self, user_handlers: Collection[type]) -> None:
+        """Make every handler that may block publish "parked" while it runs (see `wrap`).
+
+        The state handlers never block, and wrapping them would tax the hottest effects; a user's
+        replacement of one of them might block, so it is wrapped.
+        """
+        m = self.m
+        never_block = frozenset(state_handlers(m)) - frozenset(user_handlers)
+        for effect_type, handler in list(m.handlers.items()):
+            if effect_type not in never_block:
+                m.handlers[effect_type] = self.wrap(handler)
+
     def run(self, program: Any, close: Callable[[], None]) -> None:
         """The workflow thread's body: run the program, then publish the end."""
         m = self.m
@@ -104,7 +100,7 @@ class _Control:
             try:
                 with self.lock:
                     self.status = "running"
-                value, exc = m.start(_entry(program))
+                value, exc = m.start(program)
                 with self.lock:
                     # Step 0, so a reader that cannot be answered still has a true state to see.
                     self.last = ExecutionSnapshot("running", *capture(m), None, m.steps, m.storage)
@@ -114,9 +110,9 @@ class _Control:
             if result.is_ok() and self.cancel_sent:
                 # The program caught the cancellation and went on to finish; it was still
                 # cancelled, so the run must not read as completed.
-                err = CancelledError(
+                err = CancellationError(
                     "the workflow was cancelled; the program caught the cancellation and "
-                    "finished anyway (let CancelledError propagate, or re-raise it)"
+                    "finished anyway (let CancellationError propagate, or re-raise it)"
                 )
                 result = CESKResult(None, err, CapturedTraceback((), err), m.store, m.log)
         except BaseException as err:  # KeyboardInterrupt/SystemExit the machine re-raised
@@ -154,7 +150,7 @@ class _Control:
                 self.answer(now)
             if self.cancel_requested and not self.cancel_sent:
                 self.cancel_sent = True
-                injected = CancelledError(f"the workflow was cancelled (at step {steps})")
+                injected = CancellationError(f"the workflow was cancelled (at step {steps})")
             cancel_pending = self.cancel_requested and not self.cancel_sent
             if not (self.requests or self.pause_requested or cancel_pending):
                 m.hook = self.base_hook
@@ -176,7 +172,7 @@ class _Control:
         """`handler`, publishing "parked" while it runs so readers need not wait for it."""
 
         def parked(effect: Any) -> Any:
-            self.park(effect, sys._getframe(1))
+            self.park(effect)
             try:
                 return handler(effect)
             finally:
@@ -187,10 +183,10 @@ class _Control:
         parked.__wrapped__ = handler  # type: ignore[attr-defined]
         return parked
 
-    def park(self, effect: Any, caller: FrameType) -> None:
+    def park(self, effect: Any) -> None:
         """Record that the machine waits in a handler for `effect`; answer anyone waiting."""
         with self.lock:
-            self.parked = (effect, caller)
+            self.parked = effect
             self.stalled = False
             if self.requests:
                 self.answer(self.parked_snapshot())
@@ -200,11 +196,11 @@ class _Control:
     def parked_snapshot(self) -> ExecutionSnapshot:
         """The state while parked in a handler: built once, by whichever thread asks first."""
         if self.still is None:
-            assert self.parked is not None
-            effect, caller = self.parked
             m = self.m
+            # m.steps counts the steps before the one in progress: the loop publishes it after
+            # each step, and this step ends when the handler returns.
             self.still = self.last = ExecutionSnapshot(
-                "running", *capture(m), effect, _loop_steps(caller, m), m.storage
+                "running", *capture(m), self.parked, m.steps, m.storage
             )
         return self.still
 
@@ -260,7 +256,7 @@ class _Control:
             self.wake.notify_all()
 
     def cancel(self) -> None:
-        """Ask the machine to throw `CancelledError` into the program at its next boundary."""
+        """Ask the machine to throw `CancellationError` into the program at its next boundary."""
         with self.lock:
             if self.status not in _ENDED:
                 self.cancel_requested = True
@@ -285,7 +281,7 @@ class ExecutionMonitor:
 
     __slots__ = ("_control",)
 
-    def __init__(self, control: _Control) -> None:
+    def __init__(self, control: WorkflowControl) -> None:
         self._control = control
 
     def snapshot(self, timeout: float | None = 0.25) -> ExecutionSnapshot:
@@ -316,7 +312,7 @@ class ExecutionMonitor:
     def get_cache_entries(self) -> dict[str, Any]:
         """Every entry of the workflow's durable storage (read now, through the storage)."""
         storage = self._control.m.storage
-        return dict(storage.items())
+        return {} if storage is None else dict(storage.items())
 
 
 class WorkflowExecution(Generic[T]):
@@ -329,7 +325,7 @@ class WorkflowExecution(Generic[T]):
 
     __slots__ = ("_control", "monitor", "thread")
 
-    def __init__(self, control: _Control, thread: threading.Thread) -> None:
+    def __init__(self, control: WorkflowControl, thread: threading.Thread) -> None:
         self._control = control
         self.monitor = ExecutionMonitor(control)
         self.thread = thread
@@ -384,41 +380,7 @@ class WorkflowExecution(Generic[T]):
         self._control.resume()
 
     def cancel(self) -> None:
-        """Throw `CancelledError` into the program at its current `yield` (its finally blocks
+        """Throw `CancellationError` into the program at its current `yield` (its finally blocks
         run; catch and safe do not stop it); the run then ends "failed". A handler already
         running (a long `perform`) finishes first."""
         self._control.cancel()
-
-
-def run_workflow(
-    program: Any,
-    *,
-    storage: Any = None,
-    env: Mapping[Any, Any] | None = None,
-    handlers: Mapping[type, Any] | None = None,
-    state: Mapping[Any, Any] | None = None,
-    on_step: Callable[[ExecutionSnapshot], object] | None = None,
-) -> WorkflowExecution[Any]:
-    """Start `program` on a background thread and return its `WorkflowExecution` at once.
-
-    Arguments are those of `run_sync`.
-
-    >>> execution = run_workflow(pipeline(), storage=SQLiteStorage("wf.db"))
-    >>> print(execution.monitor.snapshot())
-    >>> result = execution.wait()
-    """
-    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
-    observer = attach_on_step(m, on_step) if on_step is not None else None
-    control = _Control(m, observer)
-    # Handlers that may block get the parked wrapper; the state handlers never block, and
-    # wrapping them would tax the hottest effects.
-    never_block = frozenset(state_handlers(m)) - frozenset(handlers or ())
-    for effect_type, handler in list(m.handlers.items()):
-        if effect_type not in never_block:
-            m.handlers[effect_type] = control.wrap(handler)
-    thread = threading.Thread(
-        target=control.run, args=(program, awaiter.close), name="doeff-workflow", daemon=True
-    )
-    execution: WorkflowExecution[Any] = WorkflowExecution(control, thread)
-    thread.start()
-    return execution

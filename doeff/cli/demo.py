@@ -19,10 +19,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from doeff.cesk.run import run_sync
 from doeff.effects.cache import cached
 from doeff.effects.io import perform
 from doeff.program import do
+from doeff.runners import run_sync
 
 STEP_SECONDS = 0.4
 KILL_DURING = "summarize"  # the step in flight when attempt 1 is killed

@@ -8,17 +8,18 @@
     print(execution.monitor.snapshot())     # from any thread, at any time
     result = execution.wait()
 
-See docs/observability.md.
+See docs/observability.md. (`run_workflow` itself lives with the other runners, in
+`doeff.runners`.)
 """
 
-from doeff.cesk_observability.snapshot import (
+from doeff.observability.monitor import ExecutionMonitor, WorkflowControl, WorkflowExecution
+from doeff.observability.snapshot import (
     ExecutionSnapshot,
     ExecutionStatus,
     KFrameSnapshot,
     StepObserver,
     attach_on_step,
 )
-from doeff.cesk_observability.workflow import ExecutionMonitor, WorkflowExecution, run_workflow
 
 __all__ = [
     "ExecutionMonitor",
@@ -26,7 +27,7 @@ __all__ = [
     "ExecutionStatus",
     "KFrameSnapshot",
     "StepObserver",
+    "WorkflowControl",
     "WorkflowExecution",
     "attach_on_step",
-    "run_workflow",
 ]

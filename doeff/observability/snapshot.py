@@ -18,14 +18,15 @@ from typing import Any, Literal
 from doeff.cesk.frames import GatherFrame, ReturnFrame
 from doeff.cesk.machine import Machine
 from doeff.cesk.result import CESKResult
-from doeff.cesk_traceback import (
+from doeff.cesk.traceback import (
     CapturedTraceback,
     CodeLocation,
-    _frame_chain,
+    frame_chain,
     is_internal,
     raised_at,
     short_repr,
 )
+from doeff.protocols import DurableStorage
 
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
 
@@ -33,7 +34,7 @@ ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
 #   ReturnFrame: int (line its own generator waits on), a chain of (code, line) when it delegates
 #   with `yield from`, a CodeLocation (the line it raised from), or None (not started yet).
 #   GatherFrame: its description (its progress changes while it stays on K). Others: None.
-Mark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
+FrameMark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
 
 _NOTHING: Any = object()
 _keys_lock = threading.Lock()
@@ -49,7 +50,7 @@ class KFrameSnapshot:
 
 
 class ExecutionSnapshot:
-    """The state of a run after one step (immutable; the seed's fields).
+    """The state of a run after one step (immutable).
 
     - `status`: "pending", "running", "paused", "completed" or "failed".
     - `k_stack`: K innermost first: `k_stack[0]` is the `ReturnFrame` of the generator that
@@ -69,10 +70,10 @@ class ExecutionSnapshot:
         self,
         status: ExecutionStatus,
         frames: tuple[Any, ...],
-        marks: tuple[Mark, ...],
+        marks: tuple[FrameMark, ...],
         effect: Any,
         steps: int,
-        storage: Any,
+        storage: DurableStorage | None,
     ) -> None:
         self._status = status
         self._frames = frames
@@ -145,7 +146,7 @@ class ExecutionSnapshot:
 # -- capturing: what must be copied now, because the next step changes it ---------------------
 
 
-def mark_of(frame: Any) -> Mark:
+def mark_of(frame: Any) -> FrameMark:
     """The part of `frame` that later steps change: a suspended generator's line, a gather's
     progress."""
     cls = frame.__class__
@@ -156,14 +157,14 @@ def mark_of(frame: Any) -> Mark:
         if gen.gi_yieldfrom is None:
             lineno: int = gen.gi_frame.f_lineno
             return lineno
-        return tuple((f.f_code, f.f_lineno) for f in _frame_chain(gen))
+        return tuple((f.f_code, f.f_lineno) for f in frame_chain(gen))
     if cls is GatherFrame:
         text: str = frame.describe()
         return text
     return None
 
 
-def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[Mark, ...]]:
+def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[FrameMark, ...]]:
     """K's frames and their marks, read in full (on the machine thread, or while it is parked)."""
     frames = tuple(m.K)
     return frames, tuple(map(mark_of, frames))
@@ -172,7 +173,7 @@ def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[Mark, ...]]:
 # -- decoding: building the k_stack when someone reads it ------------------------------------
 
 
-def _own_location(code: CodeType, mark: Mark) -> CodeLocation | None:
+def _own_location(code: CodeType, mark: FrameMark) -> CodeLocation | None:
     """The user line a ReturnFrame's generator waits on, or None (doeff's own or not started)."""
     if isinstance(mark, int):
         return None if is_internal(code.co_filename) else CodeLocation.of(code, mark)
@@ -185,7 +186,7 @@ def _own_location(code: CodeType, mark: Mark) -> CodeLocation | None:
 
 
 def _frame_snapshots(
-    frames: tuple[Any, ...], marks: tuple[Mark, ...]
+    frames: tuple[Any, ...], marks: tuple[FrameMark, ...]
 ) -> tuple[KFrameSnapshot, ...]:
     """Describe each frame, innermost first; frames with no user line of their own (control
     frames, doeff's helper programs, programs not started) take the line of the nearest program
@@ -225,7 +226,7 @@ class FailureRecorder:
         self.m = m
         self.error: BaseException | None = None
         self.frames: tuple[Any, ...] = ()
-        self.marks: tuple[Mark, ...] = ()
+        self.marks: tuple[FrameMark, ...] = ()
 
     @classmethod
     def on(cls, m: Machine) -> FailureRecorder:
@@ -290,7 +291,7 @@ class StepObserver:
         snapshot = ExecutionSnapshot
         mark = mark_of
         last_frames: tuple[Any, ...] = ()
-        last_marks: tuple[Mark, ...] = ()
+        last_marks: tuple[FrameMark, ...] = ()
 
         def hook(steps: int, effect: Any) -> None:
             nonlocal last_frames, last_marks

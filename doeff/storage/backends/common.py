@@ -1,4 +1,4 @@
-"""What every KVStore backend shares: key and value checks, error messages, fork hooks, closing.
+"""What every KVStore backend shares: key and value checks, error messages, fork hooks.
 
 Written once here so that every backend accepts exactly the same keys and words its errors the
 same way.
@@ -9,22 +9,31 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Literal, Protocol
 
-from doeff.errors import InvalidKeyError, InvalidValueError, StorageError, StoreClosedError
+from doeff.errors import (
+    IncompatibleStoreError,
+    InvalidKeyError,
+    InvalidOptionError,
+    InvalidValueError,
+    StorageError,
+    StoreClosedError,
+)
+from doeff.storage.base import Closing
 
 Durability = Literal["normal", "full"]
 DURABILITIES: tuple[Durability, ...] = ("normal", "full")
 
 
 def check_durability(durability: str, store: str) -> Durability:
-    """Return `durability` if it is one of DURABILITIES, else raise ValueError."""
+    """Return `durability` if it is one of DURABILITIES, else raise InvalidOptionError."""
     if durability == "normal":
         return "normal"
     if durability == "full":
         return "full"
-    raise ValueError(f"{store}: durability must be one of {DURABILITIES}, got {durability!r}")
+    raise InvalidOptionError(
+        f"{store}: durability must be one of {DURABILITIES}, got {durability!r}"
+    )
 
 
 def key_bytes(key: object, store: object) -> bytes:
@@ -71,6 +80,21 @@ def closed_error(store: object, op: str) -> StoreClosedError:
     )
 
 
+def foreign_store(store: object, what: str, found: str, advice: str) -> IncompatibleStoreError:
+    """The error for a store location that holds something doeff did not write."""
+    return IncompatibleStoreError(
+        f"{store!r}: {what} is {found}, not a doeff store; it was left untouched. {advice}"
+    )
+
+
+def newer_store(store: object, what: str, version: int, supported: int) -> IncompatibleStoreError:
+    """The error for a store written by a newer doeff schema than this one reads."""
+    return IncompatibleStoreError(
+        f"{store!r}: {what} has doeff schema version {version}, newer than the {supported} this "
+        f"doeff reads; it was left untouched. Upgrade doeff"
+    )
+
+
 def failure(
     cls: type[StorageError], store: object, op: str, key: str | None, cause: object, hint: str
 ) -> StorageError:
@@ -106,25 +130,6 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 def check_items(items: Iterable[tuple[str, bytes]], store: object) -> list[tuple[str, bytes]]:
     """Validate a whole batch before any of it is written, so a bad pair writes nothing."""
     return [(k, check_value(v, store, k)) for k, v in ((check_key(k, store), v) for k, v in items)]
-
-
-class Closing:
-    """`with store:` closes the store on the way out (subclasses define close())."""
-
-    def close(self) -> None:
-        """Release resources; idempotent."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class KVBase(Closing):

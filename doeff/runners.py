@@ -1,0 +1,238 @@
+"""Runners: `run_sync`, `run_async` and `run_workflow` build a machine for one run, wire its
+handlers, storage and observers, and drive it.
+
+This is the top layer of the library: the only one that knows the machine (`doeff.cesk`),
+observability (`doeff.observability`) and storage at once. The machine itself only knows the
+`DurableStorage` protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from doeff.cesk.handlers import (
+    BlockingAwaiter,
+    cache_handlers,
+    merge_user_handlers,
+    perform,
+    state_handlers,
+)
+from doeff.cesk.machine import SUSPEND, Handler, Machine
+from doeff.cesk.result import CESKResult
+from doeff.effects.base import Effect
+from doeff.effects.io import Await, Perform
+from doeff.observability.monitor import WorkflowControl, WorkflowExecution
+from doeff.observability.snapshot import ExecutionSnapshot, StepObserver, attach_on_step
+from doeff.program import KleisliProgram, Program, entry_program
+from doeff.protocols import DurableStorage
+
+T = TypeVar("T")
+OnStep = Callable[[ExecutionSnapshot], object]
+
+
+def default_storage() -> DurableStorage:
+    """A fresh in-memory store: what the cache effects use when a run is given no `storage=`."""
+    # Imported here: a run with its own storage never loads the codecs InMemoryStorage's
+    # package brings along.
+    from doeff.storage.presets import InMemoryStorage
+
+    return InMemoryStorage()
+
+
+def build_machine(
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    async_mode: bool = False,
+) -> Machine:
+    """A machine with the built-in handlers, the cache handlers over `storage`, and the user's.
+
+    Under `async_mode` the machine leaves its loop at each `await_` (see `run_async`); otherwise
+    `await_` is answered by a blocking handler (see `build_sync_machine`).
+    """
+    if storage is None:
+        storage = default_storage()
+    table: dict[type, Handler] = {}
+    m = Machine(table, dict(env or {}), dict(state or {}), storage, async_mode)
+    table.update(state_handlers(m))
+    table[Perform] = perform
+    table.update(cache_handlers(storage))
+    merge_user_handlers(table, handlers)
+    return m
+
+
+def build_sync_machine(
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+) -> tuple[Machine, BlockingAwaiter]:
+    """A machine for a blocking run, and the awaiter its `await_` effects use (close it after)."""
+    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=False)
+    awaiter = BlockingAwaiter()
+    if Await not in m.handlers:
+        m.handlers[Await] = awaiter
+    return m, awaiter
+
+
+def _report_end(observer: StepObserver | None, result: CESKResult[T]) -> CESKResult[T]:
+    # The last snapshot says "completed" or "failed"; if that call raises, the run fails with it.
+    return result if observer is None else observer.finish(result)
+
+
+@overload
+def run_sync(
+    program: Program[T] | KleisliProgram[[], T],
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[T]: ...
+@overload
+def run_sync(
+    program: Effect,
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[Any]: ...
+def run_sync(
+    program: Program[Any] | KleisliProgram[[], Any] | Effect,
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[Any]:
+    """Run `program` to the end on this thread and return its `CESKResult`.
+
+    Args:
+        program: a program (the result of calling a `@do` function), a `@do` function that
+            takes no arguments, or an effect.
+        env: the environment `ask` reads.
+        state: the initial store for `get`/`put`/`modify`.
+        handlers: `{EffectClass: fn}`; `fn(effect)` returns the answer. Replacing a built-in
+            effect's handler must be explicit: `{Get: override(fn)}`.
+        storage: the `DurableStorage` the cache effects use (default: a fresh InMemoryStorage).
+        on_step: called after every step with an `ExecutionSnapshot`, and once more with the
+            final one (status "completed" or "failed"); if it raises, the run fails with that.
+
+    Works in a thread with no event loop and in one where a loop is running (awaits then run on
+    a private loop in a helper thread).
+    """
+    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    observer = attach_on_step(m, on_step) if on_step is not None else None
+    try:
+        result = m.run(entry_program(program))
+    finally:
+        awaiter.close()
+    return _report_end(observer, result)
+
+
+@overload
+async def run_async(
+    program: Program[T] | KleisliProgram[[], T],
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[T]: ...
+@overload
+async def run_async(
+    program: Effect,
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[Any]: ...
+async def run_async(
+    program: Program[Any] | KleisliProgram[[], Any] | Effect,
+    *,
+    env: Mapping[Any, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    storage: DurableStorage | None = None,
+    on_step: OnStep | None = None,
+) -> CESKResult[Any]:
+    """Like `run_sync`, but awaits `await_` effects on the caller's running event loop."""
+    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True)
+    observer = attach_on_step(m, on_step) if on_step is not None else None
+    outcome = m.run(entry_program(program))
+    while outcome is SUSPEND:
+        awaitable, m.pending_await = m.pending_await, None
+        try:
+            value = await awaitable
+        except BaseException as err:
+            outcome = m.resume(None, err)
+        else:
+            outcome = m.resume(value, None)
+    result: CESKResult[Any] = outcome
+    return _report_end(observer, result)
+
+
+@overload
+def run_workflow(
+    program: Program[T] | KleisliProgram[[], T],
+    *,
+    storage: DurableStorage | None = None,
+    env: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    on_step: OnStep | None = None,
+) -> WorkflowExecution[T]: ...
+@overload
+def run_workflow(
+    program: Effect,
+    *,
+    storage: DurableStorage | None = None,
+    env: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    on_step: OnStep | None = None,
+) -> WorkflowExecution[Any]: ...
+def run_workflow(
+    program: Program[Any] | KleisliProgram[[], Any] | Effect,
+    *,
+    storage: DurableStorage | None = None,
+    env: Mapping[Any, Any] | None = None,
+    handlers: Mapping[type, Any] | None = None,
+    state: Mapping[Any, Any] | None = None,
+    on_step: OnStep | None = None,
+) -> WorkflowExecution[Any]:
+    """Start `program` on a background thread and return its `WorkflowExecution` at once.
+
+    Arguments are those of `run_sync`.
+
+    >>> execution = run_workflow(pipeline(), storage=SQLiteStorage("wf.db"))
+    >>> print(execution.monitor.snapshot())
+    >>> result = execution.wait()
+    """
+    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    observer = attach_on_step(m, on_step) if on_step is not None else None
+    control = WorkflowControl(m, observer)
+    control.wrap_handlers(handlers or ())
+    thread = threading.Thread(
+        target=control.run, args=(entry_program(program), awaiter.close),
+        name="doeff-workflow", daemon=True,
+    )
+    execution: WorkflowExecution[Any] = WorkflowExecution(control, thread)
+    thread.start()
+    return execution
+
+
+__all__ = ["build_machine", "build_sync_machine", "default_storage", "run_async", "run_sync",
+           "run_workflow"]

@@ -1,0 +1,1 @@
+"""KVStore backends, one module each: where bytes live (they import nothing from serde)."""

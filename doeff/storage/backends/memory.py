@@ -1,0 +1,97 @@
+"""`InMemoryKV`: a KVStore in a dict, for tests and for workflows that need no durability.
+
+`DictStore` holds what it shares with `InMemoryStorage` (objects, no codec; in
+`doeff.storage.presets`): a lock-guarded dict with the store verbs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from doeff.storage.backends.common import KVBase, check_items, check_key, check_value, closed_error
+
+
+class DictStore(KVBase):
+    """A lock-guarded dict with the KVStore verbs; subclasses decide what a value may be."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+        # Single dict operations are atomic under the GIL, but snapshots and clear() must not
+        # interleave with writers on free-threaded builds, so they (and close) take the lock.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _live(self, op: str) -> dict[str, Any]:
+        if self._closed:
+            raise closed_error(self, op)
+        return self._data
+
+    def get(self, key: str) -> Any | None:
+        """Return the value under `key`, or None when missing."""
+        return self._live("get").get(check_key(key, self))
+
+    def delete(self, key: str) -> bool:
+        """Remove `key`; True if it existed."""
+        data = self._live("delete")
+        return data.pop(check_key(key, self), _MISSING) is not _MISSING
+
+    def exists(self, key: str) -> bool:
+        """True if `key` is stored."""
+        return check_key(key, self) in self._live("exists")
+
+    def keys(self) -> list[str]:
+        """A snapshot of all keys."""
+        with self._lock:
+            return list(self._live("keys"))
+
+    def items(self) -> list[tuple[str, Any]]:
+        """A snapshot of all (key, value) pairs."""
+        with self._lock:
+            return list(self._live("items").items())
+
+    def clear(self) -> None:
+        """Delete every entry."""
+        with self._lock:
+            self._live("clear").clear()
+
+    def close(self) -> None:
+        """Drop the data; later operations raise StoreClosedError. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._data = {}
+
+    def __len__(self) -> int:
+        return len(self._live("len"))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+_MISSING = object()
+
+
+class InMemoryKV(DictStore):
+    """A thread-safe KVStore in a dict: bytes values, nothing survives the process."""
+
+    def get(self, key: str) -> bytes | None:
+        """Return the bytes under `key`, or None when missing."""
+        value: bytes | None = super().get(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        data = self._live("put")
+        key = check_key(key, self)
+        data[key] = check_value(value, self, key)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every pair at once; a bad pair anywhere in the batch writes nothing."""
+        batch = check_items(items, self)
+        with self._lock:
+            self._live("put_many").update(batch)
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """A snapshot of all (key, value) pairs."""
+        return super().items()
