@@ -11,6 +11,7 @@
     │   ├── EnvKeyError              asked the environment for a key it does not have
     │   └── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
     ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
+    ├── WaitTimeoutError             a wait for a run ended before the run (also a TimeoutError)
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
     │   ├── DecodeError              bytes that are not a valid record for any known codec
@@ -90,6 +91,10 @@ class InvalidOptionError(DoeffError, ValueError):
     """An argument that doeff does not accept (a durability mode, a table name, a size...)."""
 
 
+class WaitTimeoutError(DoeffError, TimeoutError):
+    """Waiting for a run gave up after its timeout; the run itself goes on."""
+
+
 class SerdeError(DoeffError):
     """Converting between objects and bytes failed."""
 
@@ -163,4 +168,5 @@ __all__ = [
     "UnhandledEffectError",
     "UnknownCodecError",
     "UsageError",
+    "WaitTimeoutError",
 ]

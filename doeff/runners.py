@@ -23,6 +23,7 @@ from doeff.cesk.machine import SUSPEND, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.effects.base import Effect
 from doeff.effects.io import Await, Perform
+from doeff.errors import InvalidOptionError
 from doeff.observability.monitor import WorkflowControl, WorkflowExecution
 from doeff.observability.snapshot import ExecutionSnapshot, StepObserver, attach_on_step
 from doeff.program import KleisliProgram, Program, entry_program
@@ -54,6 +55,7 @@ def build_machine(
     Under `async_mode` the machine leaves its loop at each `await_` (see `run_async`); otherwise
     `await_` is answered by a blocking handler (see `build_sync_machine`).
     """
+    _check_options(env=env, state=state, handlers=handlers, storage=storage)
     if storage is None:
         storage = default_storage()
     table: dict[type, Handler] = {}
@@ -63,6 +65,35 @@ def build_machine(
     table.update(cache_handlers(storage))
     merge_user_handlers(table, handlers)
     return m
+
+
+def _check_options(**given: Any) -> None:
+    """InvalidOptionError for a run option of the wrong kind, before anything runs."""
+    for name in ("env", "state", "handlers"):
+        value = given[name]
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidOptionError(
+                f"{name}= must be a mapping (e.g. a dict), got {type(value).__name__} "
+                f"{value!r:.60}"
+            )
+    storage = given["storage"]
+    if storage is not None and not isinstance(storage, DurableStorage):
+        raise InvalidOptionError(
+            f"storage= must be a DurableStorage (get, put, delete, exists, keys, items, clear), "
+            f"got {type(storage).__name__}; e.g. Durable(SQLiteKV('wf.db'), MsgpackCodec())"
+        )
+
+
+def _observe(m: Machine, on_step: OnStep | None) -> StepObserver | None:
+    """The observer feeding `on_step`, or None: observing costs nothing when unused."""
+    if on_step is None:
+        return None
+    if not callable(on_step):
+        raise InvalidOptionError(
+            f"on_step= must be callable (it is called with an ExecutionSnapshot), got "
+            f"{on_step!r:.60}"
+        )
+    return attach_on_step(m, on_step)
 
 
 def build_sync_machine(
@@ -131,7 +162,7 @@ def run_sync(
     a private loop in a helper thread).
     """
     m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
-    observer = attach_on_step(m, on_step) if on_step is not None else None
+    observer = _observe(m, on_step)
     try:
         result = m.run(entry_program(program))
     finally:
@@ -170,7 +201,7 @@ async def run_async(
 ) -> CESKResult[Any]:
     """Like `run_sync`, but awaits `await_` effects on the caller's running event loop."""
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True)
-    observer = attach_on_step(m, on_step) if on_step is not None else None
+    observer = _observe(m, on_step)
     outcome = m.run(entry_program(program))
     while outcome is SUSPEND:
         awaitable, m.pending_await = m.pending_await, None
@@ -222,7 +253,7 @@ def run_workflow(
     >>> result = execution.wait()
     """
     m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
-    observer = attach_on_step(m, on_step) if on_step is not None else None
+    observer = _observe(m, on_step)
     control = WorkflowControl(m, observer)
     control.wrap_handlers(handlers or ())
     thread = threading.Thread(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_serde_roundtrip import Box, Level
 
-from doeff.errors import DoeffError, EncodeError
+from doeff.errors import DoeffError, EncodeError, RegistrationError
 from doeff.serde import Codec, JSONCodec, MsgpackCodec, PickleCodec
 
 
@@ -123,5 +123,5 @@ def test_pickle_encode_error_names_the_type() -> None:
 
 def test_registering_a_plain_class_is_refused() -> None:
     """Only dataclasses and Enums can be registered."""
-    with pytest.raises(EncodeError, match="only dataclasses and Enum"):
+    with pytest.raises(RegistrationError, match="only dataclasses and Enum"):
         MsgpackCodec(types=[MyStr])

@@ -7,7 +7,7 @@ import enum
 
 import pytest
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, EncodeError, RegistrationError
 from doeff.serde import JSONCodec, MsgpackCodec, TypeRegistry
 
 
@@ -96,9 +96,9 @@ def test_conflicting_registrations_are_refused() -> None:
     """One name cannot mean two classes, and one class cannot have two names."""
     types = TypeRegistry([Point])
     types.register(Point)  # the same pair again is fine
-    with pytest.raises(EncodeError, match="already bound"):
+    with pytest.raises(RegistrationError, match="already bound"):
         types.register(Color, name=f"{__name__}.Point")
-    with pytest.raises(EncodeError, match="already registered"):
+    with pytest.raises(RegistrationError, match="already registered"):
         types.register(Point, name="other.Point")
 
 

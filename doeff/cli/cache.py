@@ -6,6 +6,7 @@ import argparse
 import pprint
 from collections import defaultdict
 
+from doeff.cli.args import add_store, add_unsafe_pickle
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import (
     iso_time,
@@ -18,7 +19,7 @@ from doeff.cli.output import (
     table,
     warn,
 )
-from doeff.cli.scan import UNSAFE_TAGS, scan
+from doeff.cli.scan import UNSAFE_TAGS, pickle_refusal, scan
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError
 from doeff.serde.envelope import peek, unseal
@@ -56,12 +57,7 @@ def cmd_get(ns: argparse.Namespace) -> int:
     try:
         tag = peek(raw).tag
         if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
-            raise CLIError(
-                f"{show_key(ns.key)} is a {tag} record; loading a pickle runs code stored in "
-                "it, so it is shown only with --unsafe-pickle (use it if you trust who wrote "
-                "the store)",
-                EXIT_FAILED,
-            )
+            raise CLIError(pickle_refusal(f"{show_key(ns.key)} is a {tag} record"), EXIT_FAILED)
         value = unseal(raw)
     except DecodeError as exc:
         raise CLIError(f"{show_key(ns.key)}: unreadable record: {exc}", EXIT_FAILED) from exc
@@ -139,7 +135,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                        description="List the records of STORE: key, codec, size in bytes and "
                        "update time (UTC; '-' where the backend records none). Only record "
                        "headers are read, so nothing is decoded or unpickled.")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("--prefix", default="", metavar="P", help="only keys starting with P")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=cmd_ls)
@@ -147,29 +143,28 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("get", help="print one value",
                        description="Print the value under KEY, decoded by the codec recorded "
                        "in its record (Python repr, or JSON with --json).")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--json", action="store_true",
                    help="print {key, codec, size, value}; value shown with JSON types only")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="allow loading pickle/cloudpickle records (this runs code from the store)")
+    add_unsafe_pickle(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("rm", help="delete keys",
                        description="Delete each KEY from STORE; exit 1 if any was not there.")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("keys", metavar="KEY", nargs="+")
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("clear", help="delete every record (needs --yes)",
                        description="Delete every record of STORE. Refuses without --yes.")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("--yes", action="store_true", help="confirm deleting everything")
     p.set_defaults(func=cmd_clear)
 
     p = sub.add_parser("stats", help="record count and bytes, per codec",
                        description="Count the records of STORE and their bytes, in all and per "
                        "codec, from record headers only.")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_stats)

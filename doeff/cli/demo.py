@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,12 +176,59 @@ def _doeff_command() -> str:
     return relative if len(relative) < len(script) else script
 
 
-def demo(path: str | None) -> int:
+def _reuse(path: str) -> str | None:
+    """Empty the demo store at `path` for a new demo, or say why it must be left alone.
+
+    The demo starts from an empty store, but it only ever empties a store that holds nothing
+    but its own `demo:` records: any other file at `path` is someone else's and stays as it is.
+    """
+    from doeff.errors import DoeffError
+    from doeff.storage import SQLiteKV
+
+    if not os.path.isfile(path):
+        return f"{path} exists and is not a file"
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            return f"{path} is not a SQLite database"
+    try:
+        with SQLiteKV(path) as kv:
+            others = [k for k in kv.keys() if not k.startswith("demo:")]
+            if others:
+                return f"{path} holds records the demo did not write (e.g. {others[0]!r})"
+            kv.clear()
+    except DoeffError as exc:
+        return f"{path} is not a store of this demo: {exc}"
+    return None
+
+
+def _show_store(path: str) -> None:
+    """What `doeff cache ls` says about the store, as a user would see it."""
+    cmd = [sys.executable, "-m", "doeff", "cache", "ls", path]
+    listing = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    print(f"\n$ doeff cache ls {path}")
+    print((listing.stdout or listing.stderr).rstrip())
+
+
+def demo(path: str | None, keep: bool) -> int:
     """The whole demo: attempt 1 is killed mid-workflow, attempt 2 resumes it."""
+    scratch = None
     if path is None:
-        path = os.path.join(tempfile.mkdtemp(prefix="doeff-demo-"), "workflow.db")
+        scratch = tempfile.mkdtemp(prefix="doeff-demo-")
+        path = os.path.join(scratch, "workflow.db")
     elif os.path.exists(path):
-        os.remove(path)  # the demo always starts from an empty store
+        why = _reuse(path)
+        if why is not None:
+            print(f"doeff demo: {why}; it was left untouched. Pass --db with a new path.",
+                  file=sys.stderr)
+            return 2
+    try:
+        return _run_demo(path, keep or scratch is None)
+    finally:
+        if scratch is not None and not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_demo(path: str, kept: bool) -> int:
     print("doeff demo: a durable 5-step workflow, killed partway, then run again")
     print(f"store: {path}  (SQLite, WAL; values encoded with msgpack)")
     print(f"each step takes {STEP_SECONDS:.1f} s when it really runs")
@@ -198,7 +246,11 @@ def demo(path: str | None) -> int:
     print(f"\nattempt 2 read back {len(finished_before) - len(rerun)} of the "
           f"{len(finished_before)} steps attempt 1 finished, re-ran {len(rerun)} of them, "
           f"and ran the rest.")
-    print(f"inspect the store: {_doeff_command()} cache ls {path}")
+    _show_store(path)
+    if kept:
+        print(f"\nthe store is kept: {_doeff_command()} cache ls {path}")
+    else:
+        print("\nthe temporary store was removed (doeff demo --keep keeps it for a look)")
     return 0 if second.result is not None and not rerun else 1
 
 
@@ -209,9 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Run a durable workflow on SQLite, SIGKILL it partway, then run it again "
         "and show which steps were read back from the store.",
     )
-    parser.add_argument("--db", help="SQLite file to use (default: a new temporary file)")
+    parser.add_argument("--db", help="SQLite file to use (default: a new temporary file, "
+                        "removed at the end); an existing file is only reused if it is a store "
+                        "of an earlier demo")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary store to inspect it afterwards")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.db)
-    return demo(args.db)
+    return demo(args.db, args.keep)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from doeff.cli.args import add_store, add_unsafe_pickle
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import plural, show_key, warn
 from doeff.cli.progress import Progress
-from doeff.cli.scan import UNSAFE_TAGS, Record, scan
+from doeff.cli.scan import UNSAFE_TAGS, Record, pickle_refusal, scan
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError, EncodeError, UnknownCodecError
 from doeff.serde.codec import Codec
@@ -64,9 +65,8 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
         unsafe = [r for r in todo if r.tag in UNSAFE_TAGS]
         if unsafe and not ns.unsafe_pickle:
             # Checked from headers before decoding anything: refusing must not half-unpickle.
-            warn(f"{name} has {plural(len(unsafe), 'pickle-family record')}; loading a "
-                 "pickle runs code stored in it, so migrate needs "
-                 "--unsafe-pickle (use it if you trust who wrote the store). Nothing was changed:")
+            warn(pickle_refusal(f"{name} has {plural(len(unsafe), 'pickle-family record')}")
+                 + ". Nothing was changed:")
             for r in unsafe:
                 print(f"  {show_key(r.key)} ({r.tag})", file=sys.stderr)
             return EXIT_FAILED
@@ -92,9 +92,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                        description="Re-encode every record of STORE with CODEC, all or nothing: "
                        "if any record cannot be read or carried by CODEC, nothing is written and "
                        "each such key is listed. Records already in CODEC are left as they are.")
-    p.add_argument("store", metavar="STORE")
+    add_store(p)
     p.add_argument("--to", required=True, metavar="CODEC",
                    help=f"target codec: {', '.join(registered_tags())}")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="allow reading pickle/cloudpickle records (this runs code from the store)")
+    add_unsafe_pickle(p)
     p.set_defaults(func=cmd_migrate)

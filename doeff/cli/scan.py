@@ -13,6 +13,12 @@ from doeff.storage.base import KVStore
 UNSAFE_TAGS = frozenset({"pickle", "cloudpickle"})
 
 
+def pickle_refusal(subject: str) -> str:
+    """The one message every command gives when it will not load a pickle without the flag."""
+    return (f"{subject}; loading a pickle runs code stored in it, so this needs --unsafe-pickle "
+            "(use it if you trust who wrote the store)")
+
+
 @dataclass(frozen=True)
 class Record:
     """One stored record as its header describes it; `error` is set when it has no valid header."""

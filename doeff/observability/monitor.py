@@ -29,7 +29,7 @@ from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.cesk.traceback import CapturedTraceback
-from doeff.errors import CancellationError
+from doeff.errors import CancellationError, WaitTimeoutError
 from doeff.observability.snapshot import (
     ExecutionSnapshot,
     ExecutionStatus,
@@ -341,9 +341,13 @@ class WorkflowExecution(Generic[T]):
         return self._control.result is not None
 
     def wait(self, timeout: float | None = None) -> CESKResult[T]:
-        """Block until the run ends and return its result (`TimeoutError` after `timeout` s)."""
+        """Block until the run ends and return its result (`WaitTimeoutError`, a `TimeoutError`,
+        after `timeout` s)."""
         if not self._control.done.wait(timeout):
-            raise TimeoutError(f"the workflow did not finish within {timeout} s")
+            raise WaitTimeoutError(
+                f"the workflow did not finish within {timeout} s; it is still running (wait "
+                f"again, or cancel() it)"
+            )
         result = self._control.result
         assert result is not None
         return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from doeff.errors import SerdeError, UnknownCodecError
+from doeff.errors import RegistrationError, UnknownCodecError
 from doeff.serde.cloudpickle import CloudpickleCodec
 from doeff.serde.codec import Codec
 from doeff.serde.json import JSONCodec
@@ -16,9 +16,11 @@ _codecs: dict[str, Codec] = {}
 
 
 def check_tag(tag: object) -> bytes:
-    """The tag as ASCII bytes, or `SerdeError` if it cannot go into an envelope header."""
+    """The tag as ASCII bytes, or `RegistrationError` if it cannot go into an envelope header."""
     if type(tag) is not str or not 0 < len(tag) < 256 or not tag.isascii() or not tag.isprintable():
-        raise SerdeError(f"a codec tag must be 1-255 printable ASCII characters, got {tag!r}")
+        raise RegistrationError(
+            f"a codec tag must be 1-255 printable ASCII characters, got {tag!r}"
+        )
     return tag.encode("ascii")
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, RegistrationError
 
 
 def type_name(cls: type) -> str:
@@ -38,17 +38,23 @@ class TypeRegistry:
         if not isinstance(cls, type) or not (
             dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum)
         ):
-            raise EncodeError(
+            raise RegistrationError(
                 f"only dataclasses and Enum subclasses can be registered, got {cls!r}"
             )
         wire = type_name(cls) if name is None else name
         with self._lock:
             bound = self._by_name.get(wire)
             if bound is not None and bound is not cls:
-                raise EncodeError(f"wire name {wire!r} is already bound to {type_name(bound)}")
+                raise RegistrationError(
+                    f"wire name {wire!r} is already bound to {type_name(bound)}; register "
+                    f"{type_name(cls)} under another name=..."
+                )
             old = self._by_type.get(cls)
             if old is not None and old != wire:
-                raise EncodeError(f"{type_name(cls)} is already registered as {old!r}")
+                raise RegistrationError(
+                    f"{type_name(cls)} is already registered as {old!r}; a type has one wire "
+                    f"name per codec (register it again under {old!r}, or not at all)"
+                )
             self._by_name[wire] = cls
             self._by_type[cls] = wire
 

@@ -233,8 +233,10 @@ class PostgresKV(KVBase):
         self._q_delete = q("DELETE FROM {kv} WHERE key_hash = %b")
         self._q_keys = q("SELECT key FROM {kv}")
         self._q_items = q("SELECT key, value FROM {kv}")
+        # bytea compares byte by byte, and UTF-8 byte order is code point order: str order.
         self._q_records = q(
             "SELECT key, value, extract(epoch FROM updated_at)::float8 FROM {kv}"
+            " WHERE substring(key FROM 1 FOR %b::integer) = %b ORDER BY key"
         )
         self._q_clear = q("DELETE FROM {kv}")
         self._q_len = q("SELECT count(*) FROM {kv}")
@@ -398,9 +400,10 @@ class PostgresKV(KVBase):
 
     def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
         """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
-        rows = self._all(self._q_records, "records")
-        found = [(bytes(k).decode("utf-8"), bytes(v), t) for k, v, t in rows]
-        return sorted(r for r in found if r[0].startswith(prefix))
+        head = key_bytes(prefix, self)
+        rows = self._run("records", None, lambda c: c.execute(
+            self._q_records, (len(head), head), binary=True).fetchall())
+        return [(bytes(k).decode("utf-8"), bytes(v), t) for k, v, t in rows]
 
     def clear(self) -> None:
         """Delete every entry (safe to repeat, so retried after a lost connection)."""
