@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from doeff.effects.base import Effect
-from doeff.errors import InvalidKeyError
+from doeff.errors import InvalidKeyError, NotAProgramError
 from doeff.program import Program, do
 
 
@@ -100,7 +100,7 @@ def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
         return (yield CacheGet(key))
     computation = compute()
     if not isinstance(computation, Program | Effect):
-        raise TypeError(
+        raise NotAProgramError(
             f"cached({key!r}, compute): compute() returned {computation!r}, not a program or an "
             f"effect; wrap a plain function call as perform(fn, *args)"
         )
@@ -119,7 +119,7 @@ def cached(key: str, compute: Callable[[], Any]) -> Program[Any]:
     """
     _check_key("cached", key)
     if not callable(compute):
-        raise TypeError(
+        raise NotAProgramError(
             f"cached({key!r}, compute): compute must be a zero-argument callable returning a "
             f"program or effect, got {compute!r}; write cached(key, lambda: ...)"
         )
