@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from doeff import do, run_sync
-from doeff.effects import catch, perform, safe
+from doeff.effects import catch, perform, put, safe
 from doeff.effects.cache import (
     CacheGet,
     cached,
@@ -20,7 +20,7 @@ from doeff.effects.cache import (
     cacheget,
     cacheput,
 )
-from doeff.errors import DoeffError, EncodeError, InvalidKeyError, StorageError
+from doeff.errors import DoeffError, EncodeError, InvalidKeyError, NotAProgramError, StorageError
 from doeff.serde import MsgpackCodec, PickleCodec
 from doeff.storage import Durable, DurableStorage, InMemoryKV, InMemoryStorage, SQLiteKV
 from doeff.storage.sqlite import SQLiteStorage
@@ -127,7 +127,8 @@ def test_cached_computes_only_on_miss_and_caches_none() -> None:
 
 
 def test_cached_accepts_a_program_and_rejects_plain_values() -> None:
-    """compute may return a program; returning a plain value is a clear TypeError."""
+    """compute may return a program; returning a plain value is a misuse that even safe()
+    does not swallow: NotAProgramError, a TypeError, pointing at perform()."""
 
     @do
     def sub() -> Any:
@@ -136,12 +137,13 @@ def test_cached_accepts_a_program_and_rejects_plain_values() -> None:
     @do
     def workflow() -> Any:
         ok = yield cached("p", lambda: sub())
-        bad = yield safe(cached("q", lambda: 42))
-        return ok, bad
+        yield put("ok", ok)
+        return (yield safe(cached("q", lambda: 42)))
 
-    ok, bad = run_sync(workflow()).value
-    assert ok == "from program"
-    assert isinstance(bad.error, TypeError) and "perform(fn" in str(bad.error)
+    result = run_sync(workflow())
+    assert result.state["ok"] == "from program"
+    assert isinstance(result.error, NotAProgramError) and isinstance(result.error, TypeError)
+    assert "perform(fn" in str(result.error)
 
 
 def test_non_str_key_is_a_type_error_when_the_effect_is_built() -> None:
