@@ -436,8 +436,9 @@ def test_catching_an_error_does_not_leave_a_stale_failure_behind() -> None:
 # -- cache_keys ------------------------------------------------------------------------------------
 
 
-def test_cache_keys_are_read_only_when_asked_and_once_per_snapshot() -> None:
-    """Taking snapshots never lists the store; reading cache_keys lists it once per snapshot."""
+def test_cache_keys_are_listed_on_first_read_then_fixed_for_that_snapshot() -> None:
+    """Taking snapshots never lists the store; a snapshot lists it once, on its first
+    cache_keys read, and keeps that listing; another snapshot lists the store as it is then."""
     storage = DictStorage()
 
     @do
@@ -449,9 +450,13 @@ def test_cache_keys_are_read_only_when_asked_and_once_per_snapshot() -> None:
     run_sync(writes(), storage=storage, on_step=snaps.append)
     assert storage.keys_calls == 0
     last = snaps[-1]
-    assert set(last.cache_keys) == {f"k{i}" for i in range(50)}
-    assert last.cache_keys == last.cache_keys
-    assert storage.keys_calls == 1
+    written = {f"k{i}" for i in range(50)}
+    first_read = last.cache_keys
+    assert set(first_read) == written and storage.keys_calls == 1
+    storage.put("written later", 0)
+    assert last.cache_keys == first_read and storage.keys_calls == 1
+    assert set(snaps[0].cache_keys) == written | {"written later"}
+    assert storage.keys_calls == 2
 
 
 def test_snapshots_are_read_only() -> None:
