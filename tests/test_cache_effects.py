@@ -1,4 +1,5 @@
-"""Cache effects on the machine: the seed's T1-T7, AC1/AC2/AC6, `cached`, and failures."""
+"""Cache effects on the machine: put/get/overwrite/exists/delete, replay, swappable storage
+(T1-T7, AC1, AC2, AC5, AC6 of ISSUE-CORE-424), `cached`, and failures."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def crud() -> Any:
     return missing, first, second, present, absent, deleted, deleted_again, gone
 
 
-def test_seed_cases_t1_to_t5_on_every_storage(storage: Any) -> None:
-    """Put/get/overwrite/exists/delete behave as the seed's T1-T5 say, on every backend."""
+def test_cache_put_get_overwrite_exists_delete_on_every_storage(storage: Any) -> None:
+    """cacheput/cacheget/cacheexists/cachedelete answer as T1-T5 of ISSUE-CORE-424 say, on memory
+    and SQLite storage alike."""
     assert run_sync(crud(), storage=storage).value == (
         None, {"v": 1}, {"v": 2}, True, False, True, False, None
     )

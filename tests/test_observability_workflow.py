@@ -319,7 +319,7 @@ def test_four_threads_polling_a_200000_step_workflow() -> None:
     assert execution.monitor.snapshot().step_count == reference[-1].step_count + 2 * (n - 2)
 
 
-# -- the seed's example, as written ---------------------------------------------------------------
+# -- ISSUE-CORE-424's asyncio monitoring example, as written -------------------------------------
 
 
 @do
@@ -333,10 +333,10 @@ def my_workflow() -> Generator[Any, Any, int]:
     return result
 
 
-def test_the_seeds_asyncio_monitoring_example_runs(
+def test_the_feature_requests_asyncio_monitoring_example_runs(
     tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The seed's `run_with_monitoring` runs unchanged and returns the workflow's result."""
+    """`run_with_monitoring` from ISSUE-CORE-424 runs unchanged and returns the result."""
     from doeff.storage.sqlite import SQLiteStorage
 
     monkeypatch.chdir(tmp_path)
