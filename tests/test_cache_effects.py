@@ -264,7 +264,7 @@ def test_cache_effects_answer_through_in_memory_kv_with_every_codec() -> None:
         assert run_sync(crud(), storage=storage).value[1:3] == ({"v": 1}, {"v": 2})
 
 
-def test_cache_effects_are_frozen_dataclasses() -> None:
+def test_cache_effects_cannot_be_changed_after_construction() -> None:
     """Effects carry data only and cannot be changed after construction."""
     eff = CacheGet("k")
     with pytest.raises(AttributeError):

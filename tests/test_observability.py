@@ -259,9 +259,9 @@ def live_view(m: Machine) -> list[tuple[str, int | None, str | None]]:
 
 
 def view(snap: ExecutionSnapshot, like: list[tuple[str, int | None, str | None]]) -> list[Any]:
-    """`snap.k_stack` reduced to what `live_view` could check."""
+    """`snap.k_stack` reduced to what `live_view` could check (frame for frame: same length)."""
     out = []
-    for frame, (_, lineno, text) in zip(snap.k_stack, like, strict=False):
+    for frame, (_, lineno, text) in zip(snap.k_stack, like, strict=True):
         loc_line = frame.location.lineno if frame.location is not None and lineno else None
         out.append((frame.frame_type, loc_line, frame.description if text else None))
     return out
@@ -285,7 +285,7 @@ def test_every_snapshot_matches_the_live_k_then_and_later() -> None:
 
     observer = attach_on_step(m, check)
     result = observer.finish(m.run(everything()))
-    assert result.is_ok()
+    assert result.is_ok(), result.error  # an assertion failing in `check` ends the run
     assert {"CatchFrame", "LocalFrame", "FinallyFrame", "ResumeFrame", "ListenFrame",
             "GatherFrame", "SafeFrame", "ReturnFrame"} <= kinds
     # Again, reading each snapshot only after the run, when every generator has moved on.
