@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,24 @@ def test_cached_accepts_a_program_and_rejects_plain_values() -> None:
     assert isinstance(bad.error, TypeError) and "perform(fn" in str(bad.error)
 
 
-def test_non_str_key_is_a_type_error_when_the_effect_is_built() -> None:
+# Each cache effect's constructor, taking a key of any type (what an untyped caller may pass).
+KEYED_CONSTRUCTORS: dict[str, Callable[[Any], object]] = {
+    "cacheget": cacheget,
+    "cacheput": lambda key: cacheput(key, 1),
+    "cachedelete": cachedelete,
+    "cacheexists": cacheexists,
+    "cached": lambda key: cached(key, lambda: perform(int)),
+}
+
+
+@pytest.mark.parametrize("build", KEYED_CONSTRUCTORS.values(), ids=KEYED_CONSTRUCTORS.keys())
+def test_non_str_key_is_a_type_error_when_the_effect_is_built(
+    build: Callable[[Any], object],
+) -> None:
     """A non-str key fails at construction with a TypeError that is also a DoeffError."""
-    for build in (lambda: cacheget(1), lambda: cacheput(b"k", 1), lambda: cachedelete(None),
-                  lambda: cacheexists(("a",)), lambda: cached(3, lambda: perform(int))):
+    for key in (1, b"k", None, ("a",)):
         with pytest.raises(TypeError) as info:
-            build()
+            build(key)
         assert isinstance(info.value, InvalidKeyError) and isinstance(info.value, DoeffError)
         assert "must be a str" in str(info.value)
 

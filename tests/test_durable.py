@@ -106,7 +106,9 @@ def test_corrupt_record_is_decode_error_naming_the_key(kv_backend: KVBackend,
         assert info.value.__cause__ is not None
         with pytest.raises(DecodeError, match="'bad key'"):
             dict(store.items())
-        store.kv.put("truncated", store.kv.get("good")[:-1])  # type: ignore[index]
+        good = store.kv.get("good")
+        assert good is not None
+        store.kv.put("truncated", good[:-1])
         with pytest.raises(DecodeError, match="'truncated'"):
             store.get("truncated")
         assert store.get("good") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from storage_fixtures import KVBackend
@@ -210,8 +211,12 @@ def test_put_many_writes_every_pair(kv: KVStore) -> None:
 def test_put_many_with_a_bad_pair_writes_nothing(kv: KVStore) -> None:
     """A batch holding one invalid pair raises and leaves the store exactly as it was."""
     kv.put("a", b"keep")
-    for bad in ([("a", b"x"), ("b", "not bytes")], [("a", b"x"), (7, b"v")],  # type: ignore[list-item]
-                [("a", b"x"), ("\ud800", b"v")]):
+    batches: list[list[tuple[Any, Any]]] = [  # deliberately ill-typed pairs
+        [("a", b"x"), ("b", "not bytes")],
+        [("a", b"x"), (7, b"v")],
+        [("a", b"x"), ("\ud800", b"v")],
+    ]
+    for bad in batches:
         with pytest.raises(StorageError):
             kv.put_many(bad)
         assert list(kv.items()) == [("a", b"keep")]

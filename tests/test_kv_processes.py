@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,8 @@ def test_four_processes_thousand_puts_each(backend: str, inherited: bool, tmp_pa
     parent.close()
 
 
-def _open_at_once(path: str, start: object, worker: int) -> None:
-    start.wait()  # type: ignore[attr-defined]
+def _open_at_once(path: str, start: EventType, worker: int) -> None:
+    start.wait()
     with SQLiteKV(path) as kv:
         kv.put(f"w{worker}", b"x")
 

@@ -100,20 +100,20 @@ def on_error(exc: BaseException) -> int:
 
 @do
 def inner() -> Generator[Any, Any, int]:
-    user = yield ask("user")
+    user: str = yield ask("user")
     yield tell("probe-inner")  # @inner-probe
     return len(user)
 
 
 @do
 def middle() -> Generator[Any, Any, int]:
-    value = yield local({"user": "ada"}, inner())  # @middle-local
+    value: int = yield local({"user": "ada"}, inner())  # @middle-local
     return value
 
 
 @do
 def outer() -> Generator[Any, Any, int]:
-    result = yield catch(middle(), on_error)  # @outer-catch
+    result: int = yield catch(middle(), on_error)  # @outer-catch
     return result
 
 
@@ -149,7 +149,7 @@ def cleanup() -> Generator[Any, Any, None]:
 
 @do
 def guarded() -> Generator[Any, Any, int]:
-    value = yield finally_(body(), cleanup())  # @guarded-finally
+    value: int = yield finally_(body(), cleanup())  # @guarded-finally
     return value
 
 
@@ -247,10 +247,10 @@ def live_view(m: Machine) -> list[tuple[str, int | None, str | None]]:
         lineno = None
         text = None
         if isinstance(frame, ReturnFrame):
-            gen = frame.gen
-            if (gen.gi_suspended and gen.gi_yieldfrom is None
+            gen, gen_frame = frame.gen, frame.gen.gi_frame
+            if (gen.gi_suspended and gen_frame is not None and gen.gi_yieldfrom is None
                     and not is_internal(gen.gi_code.co_filename)):
-                lineno = gen.gi_frame.f_lineno
+                lineno = gen_frame.f_lineno
                 text = frame.describe()
         else:
             text = frame.describe()
@@ -325,8 +325,8 @@ def test_run_async_reports_steps_and_the_final_snapshot() -> None:
 
     @do
     def waits() -> Generator[Any, Any, int]:
-        x = yield await_(asyncio.sleep(0, result=4))
-        y = yield get("k", 1)
+        x: int = yield await_(asyncio.sleep(0, result=4))
+        y: int = yield get("k", 1)
         return x + y
 
     snaps: list[ExecutionSnapshot] = []

@@ -133,7 +133,8 @@ def test_cancel_throws_into_the_program_runs_finally_and_fails_the_run() -> None
     @do
     def worker() -> Generator[Any, Any, int]:
         try:
-            return (yield until_set(stop))  # @worker-yield
+            rounds: int = yield until_set(stop)  # @worker-yield
+            return rounds
         finally:
             cleaned.append("worker")
 
@@ -219,7 +220,8 @@ def test_monitor_called_from_inside_the_workflow_does_not_deadlock() -> None:
     @do
     def introspective() -> Generator[Any, Any, int]:
         yield put("a", 1)
-        return (yield perform(look))
+        step_count: int = yield perform(look)
+        return step_count
 
     execution = run_workflow(introspective())
     holder.append(execution)
@@ -255,7 +257,8 @@ def counted(n: int) -> Generator[Any, Any, int]:
 @do
 def stress(n: int, ready: threading.Event) -> Generator[Any, Any, int]:
     yield perform(ready.wait, PATIENCE)
-    return (yield local({"run": "stress"}, counted(n)))
+    counted_to: int = yield local({"run": "stress"}, counted(n))
+    return counted_to
 
 
 def test_four_threads_polling_a_200000_step_workflow() -> None:
@@ -324,7 +327,7 @@ def test_four_threads_polling_a_200000_step_workflow() -> None:
 
 @do
 def my_workflow() -> Generator[Any, Any, int]:
-    result = yield cacheget("expensive_step")
+    result: int | None = yield cacheget("expensive_step")
     if result is None:
         result = yield perform(sum, range(10))
         yield cacheput("expensive_step", result)
