@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check doeff
-	$(VENV)/bin/mypy --strict doeff
+	$(VENV)/bin/ruff check doeff tests benchmarks
+	$(VENV)/bin/mypy --strict doeff tests
 
 bench: $(STAMP)
 	@$(PY) benchmarks/run_all.py

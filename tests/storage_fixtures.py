@@ -102,7 +102,7 @@ def _durable(kind: str, tmp_path: Path) -> Iterator[Any]:
     if kind == "InMemoryStorage":
         store = InMemoryStorage()
     elif kind == "SQLiteStorage":
-        store = SQLiteStorage(tmp_path / "seed.db")
+        store = SQLiteStorage(tmp_path / "sqlite-storage.db")
     else:
         name, codec_name = kind.split("+")
         backend = _available(next(b for b in KV_BACKENDS if b.name == name))
@@ -115,7 +115,7 @@ def _durable(kind: str, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(params=DURABLE_KINDS)
 def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """Every DurableStorage: Durable over each backend x codec, plus the seed's two classes."""
+    """Every DurableStorage: Durable over each backend x codec, InMemoryStorage, SQLiteStorage."""
     yield from _durable(request.param, tmp_path)
 
 

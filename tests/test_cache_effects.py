@@ -1,10 +1,12 @@
-"""Cache effects on the machine: the seed's T1-T7, AC1/AC2/AC6, `cached`, and failures."""
+"""Cache effects on the machine: put/get/overwrite/exists/delete, replay, swappable storage
+(T1-T7, AC1, AC2, AC5, AC6 of ISSUE-CORE-424), `cached`, and failures."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,9 @@ def crud() -> Any:
     return missing, first, second, present, absent, deleted, deleted_again, gone
 
 
-def test_seed_cases_t1_to_t5_on_every_storage(storage: Any) -> None:
-    """Put/get/overwrite/exists/delete behave as the seed's T1-T5 say, on every backend."""
+def test_cache_put_get_overwrite_exists_delete_on_every_storage(storage: Any) -> None:
+    """cacheput/cacheget/cacheexists/cachedelete answer as T1-T5 of ISSUE-CORE-424 say, on memory
+    and SQLite storage alike."""
     assert run_sync(crud(), storage=storage).value == (
         None, {"v": 1}, {"v": 2}, True, False, True, False, None
     )
@@ -146,12 +149,24 @@ def test_cached_accepts_a_program_and_rejects_plain_values() -> None:
     assert "perform(fn" in str(result.error)
 
 
-def test_non_str_key_is_a_type_error_when_the_effect_is_built() -> None:
+# Each cache effect's constructor, taking a key of any type (what an untyped caller may pass).
+KEYED_CONSTRUCTORS: dict[str, Callable[[Any], object]] = {
+    "cacheget": cacheget,
+    "cacheput": lambda key: cacheput(key, 1),
+    "cachedelete": cachedelete,
+    "cacheexists": cacheexists,
+    "cached": lambda key: cached(key, lambda: perform(int)),
+}
+
+
+@pytest.mark.parametrize("build", KEYED_CONSTRUCTORS.values(), ids=KEYED_CONSTRUCTORS.keys())
+def test_non_str_key_is_a_type_error_when_the_effect_is_built(
+    build: Callable[[Any], object],
+) -> None:
     """A non-str key fails at construction with a TypeError that is also a DoeffError."""
-    for build in (lambda: cacheget(1), lambda: cacheput(b"k", 1), lambda: cachedelete(None),
-                  lambda: cacheexists(("a",)), lambda: cached(3, lambda: perform(int))):
+    for key in (1, b"k", None, ("a",)):
         with pytest.raises(TypeError) as info:
-            build()
+            build(key)
         assert isinstance(info.value, InvalidKeyError) and isinstance(info.value, DoeffError)
         assert "must be a str" in str(info.value)
 
@@ -264,7 +279,7 @@ def test_cache_effects_answer_through_in_memory_kv_with_every_codec() -> None:
         assert run_sync(crud(), storage=storage).value[1:3] == ({"v": 1}, {"v": 2})
 
 
-def test_cache_effects_are_frozen_dataclasses() -> None:
+def test_cache_effects_cannot_be_changed_after_construction() -> None:
     """Effects carry data only and cannot be changed after construction."""
     eff = CacheGet("k")
     with pytest.raises(AttributeError):

@@ -5,10 +5,24 @@ from __future__ import annotations
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from doeff import do, run_sync
 from doeff.cesk import CatchFrame, FinallyFrame, ListenFrame, LocalFrame, ReturnFrame, SafeFrame
 from doeff.cesk.machine import Machine
-from doeff.effects import Perform, catch, finally_, get, listen, local, perform, put, safe, tell
+from doeff.effects import (
+    Perform,
+    ask,
+    catch,
+    finally_,
+    get,
+    listen,
+    local,
+    perform,
+    put,
+    safe,
+    tell,
+)
 
 
 @do
@@ -39,17 +53,34 @@ def test_100k_deep_error_unwinds_to_outer_catch() -> None:
     assert run_sync(prog()).value == "caught bottom"
 
 
-def test_100k_nested_locals_and_finallys_unwind() -> None:
-    """Deeply nested control frames (local inside finally, 100,000 levels) unwind correctly."""
+@pytest.mark.parametrize("fail", [False, True], ids=["value", "error"])
+def test_100k_nested_finallys_each_run_once_innermost_first_with_env_restored(fail: bool) -> None:
+    """100,000 nested finally_(local(...)) run every cleanup once, innermost first, each seeing
+    the environment its own local put back, whether the bottom answers or raises."""
+    depth = 100_000
+    ran: list[tuple[int, Any]] = []
 
     @do
-    def wrap(depth: int) -> Any:
-        if depth == 0:
-            return (yield get("cleanups", 0))
-        return (yield finally_(local({"d": depth}, wrap(depth - 1)),
-                               perform(lambda: None)))
+    def cleanup(level: int) -> Any:
+        seen = yield ask("d")  # the local at this level has already restored the outer env
+        yield perform(ran.append, (level, seen))
 
-    assert run_sync(wrap(100_000)).value == 0
+    @do
+    def wrap(level: int) -> Any:
+        if level == 0:
+            inner = yield ask("d")
+            if fail:
+                raise ValueError(f"bottom saw d={inner}")
+            return inner
+        return (yield finally_(local({"d": level}, wrap(level - 1)), cleanup(level)))
+
+    @do
+    def prog() -> Any:
+        return (yield catch(wrap(depth), lambda e: f"caught: {e}"))
+
+    result = run_sync(prog(), env={"d": "outer"})
+    assert result.value == ("caught: bottom saw d=1" if fail else 1)
+    assert ran == [(level, level + 1) for level in range(1, depth)] + [(depth, "outer")]
 
 
 def _peak_bytes(steps: int) -> int:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import inspect
 import os
+from pathlib import Path
 from typing import Any
 
-from doeff import do, run_sync
-from doeff.cesk_traceback import CodeLocation
+from doeff import CESKResult, do, run_sync
+from doeff.cesk_traceback import CapturedTraceback, CodeLocation
 from doeff.effects import catch, finally_, local, perform
+
+_LINES = Path(__file__).read_text().splitlines()
 
 
 def _line_of(marker: str) -> int:
     """The line number in this file of the line that ends with `# <marker>`."""
-    lines = inspect.getsource(inspect.getmodule(_line_of)).splitlines()  # type: ignore[arg-type]
-    matches = [i + 1 for i, text in enumerate(lines) if text.rstrip().endswith(f"# {marker}")]
+    matches = [i + 1 for i, text in enumerate(_LINES) if text.rstrip().endswith(f"# {marker}")]
     assert len(matches) == 1, marker
     return matches[0]
+
+
+def traceback_of(result: CESKResult[Any]) -> CapturedTraceback:
+    """The traceback of a failed run (failing the test if the run has none)."""
+    assert result.traceback is not None, f"no traceback: the run answered {result!r}"
+    return result.traceback
 
 
 @do
@@ -41,7 +48,7 @@ def test_traceback_lists_pending_program_frames_with_user_lines() -> None:
     """The captured frames are pipeline -> load -> parse at this file's lines, outermost first."""
     result = run_sync(pipeline())
     assert isinstance(result.error, ValueError)
-    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(result).program_frames
     assert [(f.filename, f.lineno, f.function) for f in frames] == [
         (__file__, _line_of("pipeline-waits"), "pipeline"),
         (__file__, _line_of("load-waits"), "load"),
@@ -57,14 +64,14 @@ def test_traceback_never_shows_doeff_internals() -> None:
 
     pkg = os.path.dirname(doeff.__file__)
     result = run_sync(pipeline())
-    text = str(result.traceback)
+    text = str(traceback_of(result))
     assert pkg not in text
-    assert all(not f.filename.startswith(pkg) for f in result.traceback.program_frames)  # type: ignore[union-attr]
+    assert all(not f.filename.startswith(pkg) for f in traceback_of(result).program_frames)
 
 
 def test_traceback_str_reads_like_python() -> None:
     """str(traceback) shows File/line/function lines, the source text and the exception."""
-    text = str(run_sync(pipeline()).traceback)
+    text = str(traceback_of(run_sync(pipeline())))
     assert f'File "{__file__}", line {_line_of("raise-site")}, in parse' in text
     assert "return int(text)  # raise-site" in text
     assert "ValueError: invalid literal for int()" in text
@@ -83,7 +90,7 @@ def outer_effect() -> Any:
 
 def test_handler_error_points_at_the_yield_that_asked() -> None:
     """An error raised by a handler is located at the user's yield line."""
-    frames = run_sync(outer_effect()).traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(run_sync(outer_effect())).program_frames
     assert [(f.lineno, f.function) for f in frames] == [
         (_line_of("outer-effect-site"), "outer_effect"),
         (_line_of("effect-site"), "failing_effect"),
@@ -100,7 +107,7 @@ def rethrow() -> Any:
 
 def test_a_new_error_raised_while_handling_is_located_where_raised() -> None:
     """A new exception raised in an except block is located at its own raise line."""
-    frames = run_sync(rethrow()).traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(run_sync(rethrow())).program_frames
     assert [f.lineno for f in frames] == [_line_of("rethrow-site")]
 
 
@@ -131,9 +138,9 @@ def test_a_raising_non_generator_body_is_listed_where_it_raised() -> None:
     """A @do function whose body is not a generator shows up at its raising line too."""
     result = run_sync(calls_plain())
     assert isinstance(result.error, ValueError)
-    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(result).program_frames
     assert [f.lineno for f in frames] == [_line_of("calls-plain-site")]
-    text = str(result.traceback)
+    text = str(traceback_of(result))
     assert f"line {_line_of('plain-raise-site')}, in plain_parse" in text
 
 
@@ -154,7 +161,7 @@ def test_an_error_caught_during_cleanup_does_not_replace_the_traceback() -> None
     """An error raised and caught inside a finally_ cleanup leaves the first error's frames."""
     result = run_sync(fails_through_cleanup())
     assert isinstance(result.error, ValueError) and "'bad'" in str(result.error)
-    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(result).program_frames
     assert [(f.lineno, f.function) for f in frames] == [
         (_line_of("through-cleanup"), "fails_through_cleanup"),
         (_line_of("raise-site"), "parse"),
@@ -179,9 +186,9 @@ def test_a_plain_generator_inside_a_function_is_not_a_program_frame() -> None:
     """Only programs are program frames; the function that iterated the generator stays in the
     Python traceback."""
     result = run_sync(performs_consumer())
-    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(result).program_frames
     assert [f.lineno for f in frames] == [_line_of("performs-consumer")]
-    text = result.traceback.python_traceback  # type: ignore[union-attr]
+    text = traceback_of(result).python_traceback
     assert f"line {_line_of('consumes-plain')}, in _consumes_plain_generator" in text
     assert f"line {_line_of('plain-gen-raise')}, in _plain_generator" in text
 
@@ -203,5 +210,5 @@ def test_an_exception_instance_raised_again_shows_only_this_runs_frames() -> Non
     for _ in range(3):
         result = run_sync(raises_shared())
         assert result.error is SHARED
-    frames = result.traceback.program_frames  # type: ignore[union-attr]
+    frames = traceback_of(result).program_frames
     assert [f.lineno for f in frames] == [_line_of("raises-shared")]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from doeff.serde import JSONCodec, MsgpackCodec, PickleCodec, seal
+from doeff.serde import Codec, JSONCodec, MsgpackCodec, PickleCodec, seal
 from doeff.storage import LMDBKV, KVStore, SQLiteKV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ class Booby:
         return (open, (str(self.path), "w"))
 
 
-SAMPLE = {
+SAMPLE: dict[str, tuple[object, Codec]] = {
     "fetch": ([{"id": 1, "amount": 10.5}], MsgpackCodec()),
     "enrich": ((1, 2, frozenset({3})), MsgpackCodec()),
     "summary": ({"orders": 40}, JSONCodec()),

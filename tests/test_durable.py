@@ -1,4 +1,5 @@
-"""The DurableStorage contract on Durable (every backend x codec) and the seed's two classes."""
+"""The DurableStorage contract on Durable (every backend x codec), InMemoryStorage and
+SQLiteStorage."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def test_is_durable_storage(durable: Any) -> None:
     assert isinstance(durable, DurableStorage)
 
 
-def test_t1_t3_put_get_overwrite(durable: Any) -> None:
-    """T1 and T3: put then get returns the value; a second put replaces it."""
+def test_put_then_get_returns_the_value_and_a_second_put_replaces_it(durable: Any) -> None:
+    """Put then get returns the value; a second put replaces it (T1 and T3)."""
     durable.put("step", VALUE)
     assert durable.get("step") == VALUE
     durable.put("step", {"v": 2})
@@ -31,13 +32,15 @@ def test_t1_t3_put_get_overwrite(durable: Any) -> None:
     assert len(durable) == 1
 
 
-def test_t2_get_missing_is_none(durable: Any) -> None:
-    """T2: get of a missing key returns None."""
+def test_get_of_a_missing_key_is_none(durable: Any) -> None:
+    """Get of a missing key returns None (T2)."""
     assert durable.get("nothing here") is None
 
 
-def test_t4_t5_delete_and_exists(durable: Any) -> None:
-    """T4 and T5: exists tells stored from missing; delete returns whether the key existed."""
+def test_exists_tells_stored_from_missing_and_delete_says_whether_it_removed(
+    durable: Any,
+) -> None:
+    """exists tells stored from missing; delete returns whether the key existed (T4 and T5)."""
     durable.put("k", [1])
     assert durable.exists("k") and not durable.exists("j")
     assert durable.delete("k") is True
@@ -103,7 +106,9 @@ def test_corrupt_record_is_decode_error_naming_the_key(kv_backend: KVBackend,
         assert info.value.__cause__ is not None
         with pytest.raises(DecodeError, match="'bad key'"):
             dict(store.items())
-        store.kv.put("truncated", store.kv.get("good")[:-1])  # type: ignore[index]
+        good = store.kv.get("good")
+        assert good is not None
+        store.kv.put("truncated", good[:-1])
         with pytest.raises(DecodeError, match="'truncated'"):
             store.get("truncated")
         assert store.get("good") == 1
@@ -119,12 +124,13 @@ def test_switching_codec_keeps_old_records_readable(tmp_path: Path) -> None:
         assert store.get("new") == [3]
 
 
-def test_seed_names_and_defaults(tmp_path: Path) -> None:
-    """The seed's import paths work; SQLiteStorage defaults to pickle and accepts codec=."""
-    from doeff.storage.memory import InMemoryStorage as SeedMemory
+def test_storage_classes_import_paths_and_sqlite_storage_defaults(tmp_path: Path) -> None:
+    """The import paths ISSUE-CORE-424 names work; SQLiteStorage defaults to pickle, accepts
+    codec= and keeps values across connections (T6)."""
+    from doeff.storage.memory import InMemoryStorage as MemoryFromItsPath
     from doeff.storage.sqlite import SQLiteStorage
 
-    assert SeedMemory is InMemoryStorage
+    assert MemoryFromItsPath is InMemoryStorage
     with SQLiteStorage(tmp_path / "a.db") as store:
         assert isinstance(store.codec, PickleCodec)
         store.put("k", {1: (2,)})
@@ -135,8 +141,8 @@ def test_seed_names_and_defaults(tmp_path: Path) -> None:
         assert store.get("k") == {1: (2,)}
 
 
-def test_ac6_in_memory_storage_keeps_objects_as_they_are() -> None:
-    """AC6: InMemoryStorage stores the very object, unserialized, even an unpicklable one."""
+def test_in_memory_storage_keeps_the_very_object_unserialized() -> None:
+    """InMemoryStorage stores the very object, unserialized, even an unpicklable one (AC6)."""
     store = InMemoryStorage()
     lock = threading.Lock()
     store.put("lock", lock)

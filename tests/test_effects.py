@@ -342,21 +342,31 @@ def test_safe_answers_ok_or_err() -> None:
         err.unwrap()
 
 
-def test_keyboard_interrupt_runs_finally_then_escapes() -> None:
-    """A KeyboardInterrupt is not caught by catch/safe: cleanups run, then run_sync re-raises."""
+def test_keyboard_interrupt_passes_catch_and_safe_runs_cleanups_then_escapes() -> None:
+    """A KeyboardInterrupt is not stopped by catch or safe: the finally_ cleanup and the
+    program's own `finally:` run (innermost first), then run_sync re-raises it."""
+    events: list[str] = []
 
     def interrupt() -> None:
+        events.append("interrupt")
         raise KeyboardInterrupt
+
+    def handler(e: BaseException) -> str:
+        events.append(f"catch handler saw {type(e).__name__}")
+        return "swallowed"
 
     @do
     def prog() -> Any:
         try:
-            yield safe(catch(perform(interrupt), lambda e: "swallowed"))
+            guarded = finally_(perform(interrupt), perform(events.append, "finally_ cleanup"))
+            yield safe(catch(guarded, handler))
         finally:
-            yield tell("python finally")
+            yield perform(events.append, "python finally")
+        yield perform(events.append, "after the try")  # never reached
 
     with pytest.raises(KeyboardInterrupt):
         run_sync(prog())
+    assert events == ["interrupt", "finally_ cleanup", "python finally"]
 
 
 def test_result_value_raises_the_error() -> None:

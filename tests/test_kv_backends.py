@@ -164,23 +164,29 @@ def test_lmdb_growth_while_other_threads_read(tmp_path: Path) -> None:
     kv.put("stable", b"s")
     stop = threading.Event()
     errors: list[BaseException] = []
+    reads = [0, 0, 0]
+    reading = threading.Barrier(4)
 
-    def reader() -> None:
+    def reader(index: int) -> None:
         try:
+            reading.wait(30)
             while not stop.is_set():
                 assert kv.get("stable") == b"s"
+                reads[index] += 1
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
+    reading.wait(30)  # every reader is about to read before the map starts growing
     for i in range(30):
         kv.put(f"big{i}", b"y" * 100_000)
     stop.set()
     for thread in threads:
         thread.join()
     assert errors == []
+    assert all(n > 0 for n in reads), reads
     kv.close()
 
 

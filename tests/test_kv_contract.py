@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from storage_fixtures import KVBackend
@@ -27,35 +28,35 @@ def test_is_a_kvstore(kv: KVStore) -> None:
     assert isinstance(kv, KVStore)
 
 
-def test_t1_put_then_get(kv: KVStore) -> None:
-    """T1: a value put under a key is returned by get."""
+def test_put_then_get_returns_the_value(kv: KVStore) -> None:
+    """A value put under a key is returned by get (T1)."""
     kv.put("k", b"value")
     assert kv.get("k") == b"value"
 
 
-def test_t2_get_missing_is_none(kv: KVStore) -> None:
-    """T2: get of a key never stored returns None."""
+def test_get_of_a_key_never_stored_is_none(kv: KVStore) -> None:
+    """Get of a key never stored returns None (T2)."""
     assert kv.get("missing") is None
 
 
-def test_t3_put_overwrites(kv: KVStore) -> None:
-    """T3: a second put under the same key replaces the value."""
+def test_second_put_replaces_the_value(kv: KVStore) -> None:
+    """A second put under the same key replaces the value (T3)."""
     kv.put("k", b"old")
     kv.put("k", b"new")
     assert kv.get("k") == b"new"
     assert len(kv) == 1
 
 
-def test_t4_delete(kv: KVStore) -> None:
-    """T4: delete returns True for a stored key and removes it, False when missing."""
+def test_delete_removes_a_stored_key_and_says_whether_it_existed(kv: KVStore) -> None:
+    """Delete returns True for a stored key and removes it, False when missing (T4)."""
     kv.put("k", b"v")
     assert kv.delete("k") is True
     assert kv.get("k") is None
     assert kv.delete("k") is False
 
 
-def test_t5_exists(kv: KVStore) -> None:
-    """T5: exists is True for a stored key and False otherwise."""
+def test_exists_is_true_only_for_stored_keys(kv: KVStore) -> None:
+    """exists is True for a stored key and False otherwise (T5)."""
     kv.put("k", b"")
     assert kv.exists("k") is True
     assert kv.exists("other") is False
@@ -162,8 +163,10 @@ def test_context_manager_closes(kv_backend: KVBackend, tmp_path: Path) -> None:
         store.get("k")
 
 
-def test_t6_persists_across_reopen(persistent_backend: KVBackend, tmp_path: Path) -> None:
-    """T6: a persistent backend returns, after close and reopen, what was written before."""
+def test_persistent_backend_keeps_data_across_close_and_reopen(
+    persistent_backend: KVBackend, tmp_path: Path
+) -> None:
+    """A persistent backend returns, after close and reopen, what was written before (T6)."""
     with persistent_backend.open(tmp_path) as store:
         store.put("k", b"v")
         store.put("\u00e9" * 3000, b"long")
@@ -208,8 +211,12 @@ def test_put_many_writes_every_pair(kv: KVStore) -> None:
 def test_put_many_with_a_bad_pair_writes_nothing(kv: KVStore) -> None:
     """A batch holding one invalid pair raises and leaves the store exactly as it was."""
     kv.put("a", b"keep")
-    for bad in ([("a", b"x"), ("b", "not bytes")], [("a", b"x"), (7, b"v")],  # type: ignore[list-item]
-                [("a", b"x"), ("\ud800", b"v")]):
+    batches: list[list[tuple[Any, Any]]] = [  # deliberately ill-typed pairs
+        [("a", b"x"), ("b", "not bytes")],
+        [("a", b"x"), (7, b"v")],
+        [("a", b"x"), ("\ud800", b"v")],
+    ]
+    for bad in batches:
         with pytest.raises(StorageError):
             kv.put_many(bad)
         assert list(kv.items()) == [("a", b"keep")]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,8 @@ def run_python(code: str, *args: str) -> str:
 
 
 @pytest.mark.parametrize("backend", OPENERS)
-def test_ac5_persists_across_process_restart(backend: str, tmp_path: Path) -> None:
-    """AC5: what one process put is read back by a second process started afterwards."""
+def test_a_later_process_reads_what_an_earlier_process_put(backend: str, tmp_path: Path) -> None:
+    """What one process put is read back by a second process started afterwards (AC5)."""
     run_python(f"""
         import sys; {OPEN_CODE[backend]}
         kv.put("step:1", b"done"); kv.put("é" * 2000, b"long"); kv.close()
@@ -51,8 +52,10 @@ def test_ac5_persists_across_process_restart(backend: str, tmp_path: Path) -> No
     assert out.split() == ["b'done'", "b'long'", "2"]
 
 
-def test_ac5_sqlite_storage_persists_objects_across_processes(tmp_path: Path) -> None:
-    """AC5 for SQLiteStorage: an object pickled by one process is read back by another."""
+def test_sqlite_storage_objects_pickled_by_one_process_are_read_by_another(
+    tmp_path: Path,
+) -> None:
+    """An object SQLiteStorage pickled in one process is read back by another (AC5)."""
     code = """
         import sys
         from doeff.storage.sqlite import SQLiteStorage
@@ -62,7 +65,7 @@ def test_ac5_sqlite_storage_persists_objects_across_processes(tmp_path: Path) ->
         else:
             print(s.get("result"))
     """
-    db = str(tmp_path / "seed.db")
+    db = str(tmp_path / "sqlite-storage.db")
     run_python(code, db, "write")
     assert run_python(code, db, "read").strip() == "{'rows': (1, 2), 'ok': True}"
 
@@ -95,8 +98,8 @@ def test_four_processes_thousand_puts_each(backend: str, inherited: bool, tmp_pa
     parent.close()
 
 
-def _open_at_once(path: str, start: object, worker: int) -> None:
-    start.wait()  # type: ignore[attr-defined]
+def _open_at_once(path: str, start: EventType, worker: int) -> None:
+    start.wait()
     with SQLiteKV(path) as kv:
         kv.put(f"w{worker}", b"x")
 
@@ -135,15 +138,17 @@ def test_sigkill_loses_no_acknowledged_put(backend: str, tmp_path: Path) -> None
             [sys.executable, "-c", textwrap.dedent(KILL_LOOP.format(open=OPEN_CODE[backend])),
              str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
-        acked = -1
+        acked, kill_at = -1, 150 + 97 * round_
         for line in proc.stdout:
             acked = int(line)
-            if acked >= 150 + 97 * round_:
+            if acked >= kill_at:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
         proc.wait()
         for line in proc.stdout:  # acks already in the pipe when the kill landed
             acked = int(line)
+        # The writer really got that far and died of the kill (not of an error of its own).
+        assert acked >= kill_at and proc.returncode == -signal.SIGKILL, (acked, proc.returncode)
         with OPENERS[backend](tmp_path) as kv:
             assert all(kv.get(f"k{i}") == b"v" * (i % 500) for i in range(acked + 1))
     if backend == "sqlite":

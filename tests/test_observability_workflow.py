@@ -133,7 +133,8 @@ def test_cancel_throws_into_the_program_runs_finally_and_fails_the_run() -> None
     @do
     def worker() -> Generator[Any, Any, int]:
         try:
-            return (yield until_set(stop))  # @worker-yield
+            rounds: int = yield until_set(stop)  # @worker-yield
+            return rounds
         finally:
             cleaned.append("worker")
 
@@ -219,7 +220,8 @@ def test_monitor_called_from_inside_the_workflow_does_not_deadlock() -> None:
     @do
     def introspective() -> Generator[Any, Any, int]:
         yield put("a", 1)
-        return (yield perform(look))
+        step_count: int = yield perform(look)
+        return step_count
 
     execution = run_workflow(introspective())
     holder.append(execution)
@@ -255,7 +257,8 @@ def counted(n: int) -> Generator[Any, Any, int]:
 @do
 def stress(n: int, ready: threading.Event) -> Generator[Any, Any, int]:
     yield perform(ready.wait, PATIENCE)
-    return (yield local({"run": "stress"}, counted(n)))
+    counted_to: int = yield local({"run": "stress"}, counted(n))
+    return counted_to
 
 
 def test_four_threads_polling_a_200000_step_workflow() -> None:
@@ -319,12 +322,12 @@ def test_four_threads_polling_a_200000_step_workflow() -> None:
     assert execution.monitor.snapshot().step_count == reference[-1].step_count + 2 * (n - 2)
 
 
-# -- the seed's example, as written ---------------------------------------------------------------
+# -- ISSUE-CORE-424's asyncio monitoring example, as written -------------------------------------
 
 
 @do
 def my_workflow() -> Generator[Any, Any, int]:
-    result = yield cacheget("expensive_step")
+    result: int | None = yield cacheget("expensive_step")
     if result is None:
         result = yield perform(sum, range(10))
         yield cacheput("expensive_step", result)
@@ -333,10 +336,10 @@ def my_workflow() -> Generator[Any, Any, int]:
     return result
 
 
-def test_the_seeds_asyncio_monitoring_example_runs(
+def test_the_feature_requests_asyncio_monitoring_example_runs(
     tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The seed's `run_with_monitoring` runs unchanged and returns the workflow's result."""
+    """`run_with_monitoring` from ISSUE-CORE-424 runs unchanged and returns the result."""
     from doeff.storage.sqlite import SQLiteStorage
 
     monkeypatch.chdir(tmp_path)

@@ -152,7 +152,8 @@ def test_run_sync_rejects_non_programs_clearly() -> None:
 
 
 def test_uncalled_zero_argument_do_function_runs() -> None:
-    """The seed types run_sync's program as a KleisliProgram: an uncalled one is called."""
+    """An uncalled zero-argument @do function given to run_sync is called (ISSUE-CORE-424 types
+    run_sync's program as a KleisliProgram)."""
 
     @do
     def prog() -> Any:

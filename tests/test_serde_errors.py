@@ -49,6 +49,9 @@ class CustomZone(tzinfo):
     def dst(self, dt: datetime | None) -> timedelta:
         return timedelta(0)
 
+    def tzname(self, dt: datetime | None) -> str:
+        return "CUSTOM+2"
+
 
 Pair = collections.namedtuple("Pair", "a b")
 
