@@ -12,9 +12,8 @@ import pytest
 from doeff import do, run_async, run_sync
 from doeff.cesk.frames import ReturnFrame
 from doeff.cesk.machine import Machine
-from doeff.runners import build_machine
-from doeff.cesk_observability import ExecutionSnapshot, KFrameSnapshot, attach_on_step
 from doeff.cesk.traceback import is_internal
+from doeff.cesk_observability import ExecutionSnapshot, KFrameSnapshot, attach_on_step
 from doeff.effects import (
     Tell,
     ask,
@@ -31,6 +30,7 @@ from doeff.effects import (
     safe,
     tell,
 )
+from doeff.runners import build_machine
 
 HERE = os.path.abspath(__file__)
 with open(HERE) as _source:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from doeff import KleisliProgram, Program, do, run_sync
+from doeff import CESKResult, KleisliProgram, Program, do, run_sync
 from doeff.effects import get, perform, put
-from doeff.errors import InvalidYieldError, ProgramError
+from doeff.errors import InvalidYieldError, NotAProgramError, ProgramError
 
 
 def test_do_returns_a_lazy_program() -> None:
@@ -146,8 +146,8 @@ def test_invalid_yield_can_be_caught_inside_the_program() -> None:
 
 def test_run_sync_rejects_non_programs_clearly() -> None:
     """Passing something that is not a program to run_sync is an error saying what arrived."""
-    result = run_sync(123)
-    assert isinstance(result.error, TypeError)
+    result: CESKResult[Any] = run_sync(123)  # type: ignore[call-overload]
+    assert isinstance(result.error, NotAProgramError) and isinstance(result.error, TypeError)
     assert "123 (int)" in str(result.error)
 
 
