@@ -120,8 +120,8 @@ def test_a_text_block_with_prose_before_it_is_not_output_and_fails(tmp_path: Pat
 
 def test_blocks_share_one_namespace_in_a_temporary_directory(tmp_path: Path) -> None:
     """Later blocks see earlier definitions and files; the files stay out of the caller's cwd."""
-    page = ("```python\nopen('made.txt', 'w').write('hi')\nx = 2\n```\n\n"
-            "```python\nprint(open('made.txt').read(), x, __name__)\n```\n\n"
+    page = ("```python\nfrom pathlib import Path\nPath('made.txt').write_text('hi')\nx = 2\n```\n\n"
+            "```python\nprint(Path('made.txt').read_text(), x, __name__)\n```\n\n"
             "```text\nhi 2 __main__\n```\n")
     assert _run(tmp_path, page) == []
     assert not (Path.cwd() / "made.txt").exists()
