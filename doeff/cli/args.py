@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from doeff.cli.store import FORMS
-
 
 def add_store(parser: argparse.ArgumentParser) -> None:
     """The positional STORE argument (parsed later by `doeff.cli.store.open_store`)."""
-    parser.add_argument("store", metavar="STORE", help=f"the store: {FORMS}")
+    parser.add_argument("store", metavar="STORE", help="the store to open (forms below)")
 
 
 def add_unsafe_pickle(parser: argparse.ArgumentParser) -> None:
