@@ -248,9 +248,13 @@ def run_workflow(
 
     Arguments are those of `run_sync`.
 
-    >>> execution = run_workflow(pipeline(), storage=SQLiteStorage("wf.db"))
-    >>> print(execution.monitor.snapshot())
-    >>> result = execution.wait()
+    >>> from doeff.storage import SQLiteStorage
+    >>> execution = run_workflow(cached("total", lambda: perform(sum, [1, 2, 3])),
+    ...                          storage=SQLiteStorage("wf.db"))
+    >>> execution.wait().value
+    6
+    >>> execution.monitor.snapshot().status
+    'completed'
     """
     m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
     observer = _observe(m, on_step)

@@ -12,7 +12,10 @@ T = TypeVar("T")
 class CESKResult(Generic[T]):
     """The end of a run: `value` on success, `error` and `traceback` on failure.
 
-    >>> result = run_sync(program())
+    >>> @do
+    ... def answer():
+    ...     return (yield perform(lambda: 42))
+    >>> result = run_sync(answer())
     >>> result.is_ok(), result.value
     (True, 42)
     """

@@ -318,9 +318,11 @@ class ExecutionMonitor:
 class WorkflowExecution(Generic[T]):
     """Handle on a workflow running in a background thread: watch it, steer it, await it.
 
-    >>> execution = run_workflow(pipeline())
-    >>> execution.monitor.snapshot().step_count
+    >>> execution = run_workflow(perform(sum, [1, 2, 3]))
     >>> execution.wait().value
+    6
+    >>> execution.monitor.snapshot().status
+    'completed'
     """
 
     __slots__ = ("_control", "monitor", "thread")

@@ -60,7 +60,17 @@ class ExecutionSnapshot:
     - `cache_keys`: the keys in durable storage, read from storage when first accessed (so as of
       that moment, not of the step: listing a large store at every step would be too slow).
 
-    >>> run_sync(program(), on_step=lambda s: print(s.step_count, s.k_stack[0].description))
+    >>> @do
+    ... def bump():
+    ...     n = yield get("n", 0)
+    ...     yield put("n", n + 1)
+    >>> def show(s):
+    ...     print(s.step_count, s.status, s.current_effect, len(s.k_stack))
+    >>> _ = run_sync(bump(), on_step=show)
+    1 running Get(key='n', default=0) 1
+    2 running Put(key='n', value=1) 1
+    3 running None 0
+    3 completed None 0
     """
 
     __slots__ = ("_cache_keys", "_effect", "_frames", "_k_stack", "_marks", "_status",

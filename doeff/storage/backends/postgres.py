@@ -101,9 +101,11 @@ def _lost(exc: BaseException, conn: Conn | None) -> bool:
 class PostgresKV(KVBase):
     """A KVStore in a PostgreSQL table, safe across threads, processes and hosts.
 
-    >>> with PostgresKV("host=db.internal dbname=app user=worker") as kv:  # doctest: +SKIP
-    ...     kv.put("step:1", b"done"); kv.get("step:1")
-    b'done'
+    For example (with a server at the DSN's address)::
+
+        with PostgresKV("host=db.internal dbname=app user=worker") as kv:
+            kv.put("step:1", b"done")
+            kv.get("step:1")  # b'done'
 
     `min_size`/`max_size` bound the connection pool (one connection per concurrently running
     operation); `timeout` is how long an operation waits for a connection; `retries` is how
