@@ -135,13 +135,20 @@ def calls_plain() -> Any:
 
 
 def test_a_raising_non_generator_body_is_listed_where_it_raised() -> None:
-    """A @do function whose body is not a generator shows up at its raising line too."""
+    """A @do body that never yields is the last program frame, at its raising line, and the
+    Python traceback starts there instead of repeating the programs waiting on it."""
     result = run_sync(calls_plain())
     assert isinstance(result.error, ValueError)
-    frames = traceback_of(result).program_frames
-    assert [f.lineno for f in frames] == [_line_of("calls-plain-site")]
-    text = str(traceback_of(result))
-    assert f"line {_line_of('plain-raise-site')}, in plain_parse" in text
+    tb = traceback_of(result)
+    assert [(f.lineno, f.function) for f in tb.program_frames] == [
+        (_line_of("calls-plain-site"), "calls_plain"),
+        (_line_of("plain-raise-site"), "plain_parse"),
+    ]
+    python = tb.python_traceback.splitlines()
+    assert python[0] == "Traceback (most recent call last):"
+    assert python[1].endswith(f"line {_line_of('plain-raise-site')}, in plain_parse")
+    assert "calls_plain" not in tb.python_traceback
+    assert python[-1].startswith("ValueError: invalid literal")
 
 
 @do

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from types import GeneratorType
+from types import CodeType, GeneratorType
 from typing import Any
 
 from doeff.cesk.frames import (
@@ -134,7 +134,9 @@ class Machine:
             try:
                 started = program.start()
             except BaseException as err:
-                self._capture(err, None)
+                # A body that is not a generator raised: it never reached K, so its code is
+                # named here, to end the traceback at the user's raise as a generator's would.
+                self._capture(err, None, getattr(program.fn, "__code__", None))
                 return None, err
             if isinstance(started, GeneratorType):
                 self.K.append(ReturnFrame(started, program.name))
@@ -298,8 +300,12 @@ class Machine:
         with contextlib.suppress(Exception):  # the error ending the run matters more
             frame.gen.close()
 
-    def _capture(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
+    def _capture(self, err: BaseException, raised_from: ReturnFrame | None,
+                 raised_in: CodeType | None = None) -> None:
         """Record the program frames pending when `err` first appears (error path only).
+
+        `raised_from` is the frame whose generator raised; `raised_in`, the code of a program
+        body that raised without ever being a generator on K.
 
         K is read now, while it still holds every frame the error will unwind; the exception's
         own `__traceback__` would not do: it also holds frames of earlier runs when an instance
@@ -318,7 +324,11 @@ class Machine:
                         marks.append((frame.code, line))
                 else:
                     marks.extend(suspended_marks(frame.gen))
-        origin = raised_from.code if raised_from is not None else None
+        origin = raised_from.code if raised_from is not None else raised_in
+        if raised_in is not None:
+            line = raised_line(raised_in, err.__traceback__)
+            if line is not None:
+                marks.append((raised_in, line))
         captures[id(err)] = (err, CapturedTraceback(marks, err, origin))
         if len(captures) > _KEEP_CAPTURES:
             del captures[next(iter(captures))]  # the oldest: long since caught
