@@ -276,6 +276,38 @@ def test_effects_survive_pickle_and_copy(data: st.DataObject) -> None:
         assert type(clone) is cls and clone == eff
 
 
+class LoudGet(Get):
+    """A plain subclass of a built-in effect."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedGet(Get):
+    """A dataclass subclass of a built-in effect, with a field of its own."""
+
+    timeout: float = 1.0
+
+
+class NamedCacheGet(CacheGet):
+    """A subclass of a cache effect."""
+
+
+def test_subclasses_of_builtin_effects_are_built_as_dataclasses() -> None:
+    """Plain and dataclass subclasses build, compare, print, pickle and check keys as before."""
+    loud = LoudGet("k")
+    assert (loud.key, loud.default) == ("k", None) and type(loud) is LoudGet
+    assert repr(loud) == "LoudGet(key='k', default=None)" and loud == LoudGet("k")
+    timed = TimedGet("k", 0, 2.5)
+    assert (timed.key, timed.default, timed.timeout) == ("k", 0, 2.5)
+    assert repr(timed) == "TimedGet(key='k', default=0, timeout=2.5)"
+    for eff in (loud, timed):
+        assert pickle.loads(pickle.dumps(eff)) == eff
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            eff.key = "other"  # type: ignore[misc]
+    not_a_str: Any = 3
+    with pytest.raises(InvalidKeyError, match=r"^namedcacheget key must be a str"):
+        NamedCacheGet(not_a_str)
+
+
 @dataclasses.dataclass(frozen=True)
 class Fetch(Effect):
     url: str

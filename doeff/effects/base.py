@@ -59,11 +59,12 @@ def effect(cls: type[E]) -> type[E]:
 
     Written as a dataclass (`field(default_factory=...)` and `__post_init__` included), and one
     in every respect but construction: instead of an `__init__` it gets a generated `__new__`
-    that fills the slots with plain attribute stores, not a call of `object.__setattr__` each.
-    The class must not use zero-argument `super()` (the slots rebuild it), nor name a field
-    `self` or `cls` (the generated code's own names).
+    that fills the slots with plain attribute stores, not a call of `object.__setattr__` each
+    (a subclass is built the ordinary dataclass way). The class must not use zero-argument
+    `super()` (the slots rebuild it), nor name a field `self` or `cls` (the generated code's).
     """
-    frozen = dataclasses.dataclass(frozen=True, slots=True, init=False)(cls)
+    frozen = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    dataclass_init = vars(frozen)["__init__"]
     new, make, scope = _constructors(frozen)
     # The twin has the same slots but no `__setattr__` of its own, so the generated code fills
     # an instance of it with plain attribute stores (which CPython specialises to slot writes;
@@ -76,6 +77,21 @@ def effect(cls: type[E]) -> type[E]:
     })
     scope.update(_frozen=frozen, _twin=twin)
     frozen.__new__ = staticmethod(new)  # type: ignore[method-assign]
+    frozen.__init__ = object.__init__  # type: ignore[method-assign]  # __new__ did it all
+
+    def new_of_subclass(sub: type[Any], *args: Any, **kwargs: Any) -> Any:
+        self = object.__new__(sub)
+        if sub.__init__ is object.__init__:  # no @dataclass of its own: fill it here
+            dataclass_init(self, *args, **kwargs)
+        return self
+
+    def init_subclass(sub: Any, /, **kwargs: Any) -> None:
+        # A subclass may add fields or a __dict__, so the twin does not fit it: it is built the
+        # ordinary dataclass way.
+        super(frozen, sub).__init_subclass__(**kwargs)
+        sub.__new__ = staticmethod(new_of_subclass)
+
+    frozen.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
     frozen.__reduce__ = _reduce  # type: ignore[method-assign]
     # The dataclass's own refusals fail with a TypeError for a name that is not a field (its
     # `super()` call names the class from before the slots rebuilt it).
