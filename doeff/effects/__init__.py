@@ -1,7 +1,7 @@
-"""Everything a program can ask for: immutable records with lowercase constructors.
+"""Everything a program can ask for: frozen dataclasses with lowercase constructors.
 
-Each class behaves as a frozen dataclass would (`==`, hash, repr, `match` by class pattern) but
-is built by `doeff.effects.base.effect`, which makes it cheap to construct.
+Each class is made by `doeff.effects.base.effect`: a frozen, slotted dataclass that is cheap to
+build, most of all through its lowercase constructor.
 
 Naming: class `CacheGet`, constructor `cacheget`; a trailing underscore where the lowercase name
 is a Python keyword (`finally_`, `await_`).
