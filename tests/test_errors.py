@@ -89,7 +89,7 @@ def needs_arg(x: int) -> Generator[Any, Any, int]:
 
 def test_gather_of_a_non_program_is_a_doeff_error() -> None:
     """gather(42) fails the run with NotAProgramError (still a TypeError), naming the value."""
-    result = run_sync(gather(42))
+    result = run_sync(gather(42))  # type: ignore[arg-type]
     assert isinstance(result.error, NotAProgramError)
     assert isinstance(result.error, TypeError)
     assert "42 (int)" in str(result.error)
@@ -110,7 +110,7 @@ def test_catch_and_safe_do_not_swallow_misuse(wrap: Any) -> None:
     """A misuse of doeff inside catch/safe still fails the run instead of answering a value."""
     result = run_sync(wrap(needs_arg))
     assert isinstance(result.error, NotAProgramError)
-    result = run_sync(wrap(gather(object())))
+    result = run_sync(wrap(gather(object())))  # type: ignore[arg-type]
     assert isinstance(result.error, NotAProgramError)
 
 

@@ -15,11 +15,12 @@ holds a suspended generator; other frames (catch, finally, local, listen, safe, 
 to do when the computation above them finishes. Because K is data and the loop is a plain
 `while`, nesting depth costs list entries, not Python recursion.
 
-One iteration of the loop is one step: resume the top generator and handle what it yields, or
-pop a finished frame. The step count is published on the machine (`steps`) at every step, so an
-observer on another thread reads it from there. An optional `hook(steps, effect)` runs after every
-step; it is read from the machine on each step so an observer can attach or detach while a run is
-in progress.
+One step resumes the top generator and handles what it yields, or pops a finished frame. The
+loop runs one step per iteration, except that a generator whose effects plain handlers answer
+is resumed again at once while no hook watches. The step count is published on the machine
+(`steps`) at every step, so an observer on another thread reads it from there. An optional
+`hook(steps, effect)` runs after every step; it is read from the machine on each step so an
+observer can attach or detach while a run is in progress.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class Machine:
                 and exc is not self._fatal)
 
     def _loop(self, value: Any, exc: BaseException | None) -> Any:
-        """The run loop proper (see the module docstring); one iteration is one step."""
+        """The run loop proper (see the module docstring)."""
         K = self.K
         get_handler = self.handlers.get
         steps = self.steps
@@ -225,19 +226,43 @@ class Machine:
                     self._capture(err, frame)
                     K.pop()
                 else:
+                    # While plain handlers answer and no hook watches, resume the same generator
+                    # here, step after step, without the outer loop's checks (a plain handler
+                    # leaves K alone). The try blocks hold only the calls, as above: an interrupt
+                    # landing in the loop itself is not taken for the program's error.
                     handler = get_handler(effect.__class__)
-                    if handler is not None:
+                    while handler is not None:
                         try:
                             value = handler(effect)
                         except BaseException as err:
                             exc = err
                             self._capture(err, None)
-                    elif effect.__class__ is Program:  # a sub-program call: no look-ups
-                        value, exc = self.start(effect)
-                    else:
-                        value, exc = self.dispatch(effect)
-                        if value is SUSPEND:
                             break
+                        if self.hook is not None:
+                            break
+                        steps += 1
+                        self.steps = steps
+                        try:
+                            effect = frame.send(value)
+                        except StopIteration as stop:
+                            K.pop()
+                            value = stop.value
+                            effect = None
+                            break
+                        except BaseException as err:
+                            exc = err
+                            effect = None
+                            self._capture(err, frame)
+                            K.pop()
+                            break
+                        handler = get_handler(effect.__class__)
+                    else:
+                        if effect.__class__ is Program:  # a sub-program call: no look-ups
+                            value, exc = self.start(effect)
+                        else:
+                            value, exc = self.dispatch(effect)
+                            if value is SUSPEND:
+                                break
             else:
                 K.pop()
                 value, exc = frame.leave(self, value, exc)

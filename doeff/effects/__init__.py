@@ -1,4 +1,7 @@
-"""Everything a program can ask for: plain frozen dataclasses with lowercase constructors.
+"""Everything a program can ask for: frozen dataclasses with lowercase constructors.
+
+Each class is made by `doeff.effects.base.effect`: a frozen, slotted dataclass that is cheap to
+build, most of all through its lowercase constructor.
 
 Naming: class `CacheGet`, constructor `cacheget`; a trailing underscore where the lowercase name
 is a Python keyword (`finally_`, `await_`).

@@ -12,10 +12,9 @@ compute and store it on a miss. After a crash, re-running the workflow reads fin
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, effect, fast_constructor
 from doeff.errors import InvalidKeyError, NotAProgramError
 from doeff.program import Program, do
 
@@ -28,65 +27,70 @@ def _check_key(effect: str, key: object) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CacheGet(Effect):
+class _KeyedEffect(Effect):
+    """Base of the cache effects: a key that is not a str is refused when the effect is built."""
+
+    __slots__ = ()
+    key: str
+
+    def __post_init__(self) -> None:
+        if self.key.__class__ is not str:  # the common case costs no call
+            _check_key(type(self).__name__.lower(), self.key)
+
+
+@effect
+class CacheGet(_KeyedEffect):
     """Effect to retrieve a value from durable storage (None when missing)."""
 
     key: str
 
-    def __post_init__(self) -> None:
-        _check_key("cacheget", self.key)
 
-
-@dataclass(frozen=True, slots=True)
-class CachePut(Effect):
+@effect
+class CachePut(_KeyedEffect):
     """Effect to store a value in durable storage."""
 
     key: str
     value: Any
 
-    def __post_init__(self) -> None:
-        _check_key("cacheput", self.key)
 
-
-@dataclass(frozen=True, slots=True)
-class CacheDelete(Effect):
+@effect
+class CacheDelete(_KeyedEffect):
     """Effect to delete a value from durable storage; answers True if it existed."""
 
     key: str
 
-    def __post_init__(self) -> None:
-        _check_key("cachedelete", self.key)
 
-
-@dataclass(frozen=True, slots=True)
-class CacheExists(Effect):
+@effect
+class CacheExists(_KeyedEffect):
     """Effect to check if a key exists in durable storage."""
 
     key: str
 
-    def __post_init__(self) -> None:
-        _check_key("cacheexists", self.key)
+
+_cacheget = fast_constructor(CacheGet)
+_cacheput = fast_constructor(CachePut)
+_cachedelete = fast_constructor(CacheDelete)
+_cacheexists = fast_constructor(CacheExists)
 
 
 def cacheget(key: str) -> CacheGet:
     """Get a value from durable cache (None when the key is missing)."""
-    return CacheGet(key)
+    return _cacheget(key)
 
 
 def cacheput(key: str, value: Any) -> CachePut:
     """Put a value into durable cache."""
-    return CachePut(key, value)
+    return _cacheput(key, value)
 
 
 def cachedelete(key: str) -> CacheDelete:
     """Delete a value from durable cache; answers True if the key existed."""
-    return CacheDelete(key)
+    return _cachedelete(key)
 
 
 def cacheexists(key: str) -> CacheExists:
     """Check if a key exists in durable cache."""
-    return CacheExists(key)
+    return _cacheexists(key)
 
 
 @do

@@ -7,51 +7,55 @@ Python frames; these effects are the places it can stop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, Runnable, effect, fast_constructor
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Catch(Effect):
     """Run `program`; if it raises, answer what `handler(exc)` gives (run if it is a program)."""
 
-    program: Any
+    program: Runnable
     handler: Callable[[BaseException], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Finally(Effect):
     """Run `program`, then `cleanup` whether it succeeded or raised (as Python's `finally`)."""
 
-    program: Any
-    cleanup: Any
+    program: Runnable
+    cleanup: Runnable
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Safe(Effect):
     """Run `program`; answer `Ok(value)` or `Err(exception)` instead of raising."""
 
-    program: Any
+    program: Runnable
 
 
-def catch(program: Any, handler: Callable[[BaseException], Any]) -> Catch:
+_catch = fast_constructor(Catch)
+_finally = fast_constructor(Finally)
+_safe = fast_constructor(Safe)
+
+
+def catch(program: Runnable, handler: Callable[[BaseException], Any]) -> Catch:
     """Run `program`; on an exception answer `handler(exc)`.
 
     The handler may return a plain value, or a program/effect which is then run for the answer.
     """
-    return Catch(program, handler)
+    return _catch(program, handler)
 
 
-def finally_(program: Any, cleanup: Any) -> Finally:
+def finally_(program: Runnable, cleanup: Runnable) -> Finally:
     """Run `program`, then the program/effect `cleanup`; an error in cleanup replaces the original.
 
     Named with a trailing underscore because `finally` is a Python keyword.
     """
-    return Finally(program, cleanup)
+    return _finally(program, cleanup)
 
 
-def safe(program: Any) -> Safe:
+def safe(program: Runnable) -> Safe:
     """Run `program` and answer `Ok(value)` or `Err(exception)`."""
-    return Safe(program)
+    return _safe(program)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, Runnable, effect, fast_constructor
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Perform(Effect):
     """Call `fn(*args, **kwargs)` and answer its return value."""
 
@@ -18,23 +18,28 @@ class Perform(Effect):
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Await(Effect):
     """Await `awaitable` and answer its result."""
 
     awaitable: Awaitable[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Gather(Effect):
     """Run `programs` and answer the list of their results, in order."""
 
-    programs: tuple[Any, ...]
+    programs: tuple[Runnable, ...]
+
+
+_perform = fast_constructor(Perform)
+_await = fast_constructor(Await)
+_gather = fast_constructor(Gather)
 
 
 def perform(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Perform:
     """Run `fn(*args, **kwargs)` when the effect is handled; answer its return value."""
-    return Perform(fn, args, kwargs)
+    return _perform(fn, args, kwargs)
 
 
 def await_(awaitable: Awaitable[Any]) -> Await:
@@ -44,13 +49,13 @@ def await_(awaitable: Awaitable[Any]) -> Await:
     already runs a loop); under `run_async` it is awaited on the caller's loop. Named with a
     trailing underscore because `await` is a Python keyword.
     """
-    return Await(awaitable)
+    return _await(awaitable)
 
 
-def gather(*programs: Any) -> Gather:
+def gather(*programs: Runnable) -> Gather:
     """Run each program (or effect) and answer the list of results in the same order.
 
     Programs run one after the other, not concurrently: a generator program cannot be resumed
     on two stacks at once, and sequential order keeps state, log and cache effects deterministic.
     """
-    return Gather(programs)
+    return _gather(programs)

@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, Runnable, effect, fast_constructor
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Ask(Effect):
     """Answer the environment's value for `key` (`EnvKeyError` when it has none)."""
 
     key: Any
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Local(Effect):
     """Run `program` with the environment updated by `updates`; answer its result."""
 
     updates: Mapping[Any, Any]
-    program: Any
+    program: Runnable
+
+
+_ask = fast_constructor(Ask)
+_local = fast_constructor(Local)
 
 
 def ask(key: Any) -> Ask:
     """Read `key` from the environment given to `run_sync(env=...)` or set by `local`."""
-    return Ask(key)
+    return _ask(key)
 
 
-def local(updates: Mapping[Any, Any], program: Any) -> Local:
+def local(updates: Mapping[Any, Any], program: Runnable) -> Local:
     """Run `program` (a program or an effect) in the environment updated with `updates`."""
-    return Local(dict(updates), program)
+    return _local(dict(updates), program)

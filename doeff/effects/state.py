@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, effect, fast_constructor
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Get(Effect):
     """Answer the store's value for `key`, or `default` when it has none."""
 
@@ -17,7 +16,7 @@ class Get(Effect):
     default: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Put(Effect):
     """Set the store's value for `key`; answers None."""
 
@@ -25,7 +24,7 @@ class Put(Effect):
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Modify(Effect):
     """Replace the store's value for `key` with `fn(old)`; answers the new value."""
 
@@ -34,16 +33,21 @@ class Modify(Effect):
     default: Any = None
 
 
+_get = fast_constructor(Get)
+_put = fast_constructor(Put)
+_modify = fast_constructor(Modify)
+
+
 def get(key: Any, default: Any = None) -> Get:
     """Read `key` from the store (`default` when it was never put)."""
-    return Get(key, default)
+    return _get(key, default)
 
 
 def put(key: Any, value: Any) -> Put:
     """Write `value` under `key` in the store."""
-    return Put(key, value)
+    return _put(key, value)
 
 
 def modify(key: Any, fn: Callable[[Any], Any], default: Any = None) -> Modify:
     """Apply `fn` to the value under `key` (`default` when missing) and store the result."""
-    return Modify(key, fn, default)
+    return _modify(key, fn, default)

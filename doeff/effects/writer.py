@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, Runnable, effect, fast_constructor
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Tell(Effect):
     """Append `message` to the log; answers None."""
 
     message: Any
 
 
-@dataclass(frozen=True, slots=True)
+@effect
 class Listen(Effect):
     """Run `program`; answer `(its result, the log entries it wrote)`."""
 
-    program: Any
+    program: Runnable
+
+
+_tell = fast_constructor(Tell)
+_listen = fast_constructor(Listen)
 
 
 def tell(message: Any) -> Tell:
     """Append `message` to the run's log (`CESKResult.log`)."""
-    return Tell(message)
+    return _tell(message)
 
 
-def listen(program: Any) -> Listen:
+def listen(program: Runnable) -> Listen:
     """Run `program` and answer `(value, entries)`; the entries stay in the outer log too."""
-    return Listen(program)
+    return _listen(program)
