@@ -82,6 +82,15 @@ def suspended_at(gen: GeneratorType[Any, Any, Any]) -> list[CodeLocation]:
     return [CodeLocation.of(code, line) for code, line in suspended_marks(gen)]
 
 
+def line_at(code: CodeType, offset: int) -> int | None:
+    """The source line of the instruction at bytecode `offset` in `code` (as `f_lineno` would
+    say for a frame stopped there), or None for an offset with no line."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
 def raised_line(code: CodeType, tb: TracebackType | None) -> int | None:
     """The line of `code` that an exception left through, read from its traceback."""
     found = None

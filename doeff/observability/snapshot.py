@@ -23,6 +23,7 @@ from doeff.cesk.traceback import (
     CodeLocation,
     frame_chain,
     is_internal,
+    line_at,
     raised_at,
     short_repr,
 )
@@ -31,12 +32,12 @@ from doeff.protocols import DurableStorage
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
 
 # What a snapshot keeps per frame, decoded lazily by `_frame_snapshots`:
-#   ReturnFrame: int (line its own generator waits on), a chain of (code, line) when it delegates
-#   with `yield from`, a CodeLocation (the line it raised from), or None (not started yet).
+#   ReturnFrame: int (the bytecode offset its own generator waits at: cheaper to read than the
+#   line, which is looked up only when someone reads k_stack), a chain of (code, line) when it
+#   delegates with `yield from`, a CodeLocation (the line it raised from), or None (not started).
 #   GatherFrame: its description (its progress changes while it stays on K). Others: None.
 FrameMark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
 
-_NOTHING: Any = object()
 _keys_lock = threading.Lock()
 
 
@@ -91,8 +92,7 @@ class ExecutionSnapshot:
         self._effect = effect
         self._steps = steps
         self._storage = storage
-        self._k_stack: tuple[KFrameSnapshot, ...] | None = None
-        self._cache_keys: tuple[str, ...] = _NOTHING
+        # _k_stack and _cache_keys stay unset until first read (the properties below).
 
     @property
     def status(self) -> ExecutionStatus:
@@ -112,7 +112,7 @@ class ExecutionSnapshot:
     @property
     def k_stack(self) -> tuple[KFrameSnapshot, ...]:
         """The continuation stack, innermost frame first."""
-        k_stack = self._k_stack
+        k_stack: tuple[KFrameSnapshot, ...] | None = getattr(self, "_k_stack", None)
         if k_stack is None:
             # Two threads may both build it; they build equal tuples, so either may win.
             k_stack = self._k_stack = _frame_snapshots(self._frames, self._marks)
@@ -121,12 +121,14 @@ class ExecutionSnapshot:
     @property
     def cache_keys(self) -> tuple[str, ...]:
         """Keys in durable storage, read on first access (then fixed for this snapshot)."""
-        if self._cache_keys is _NOTHING:
+        keys: tuple[str, ...] | None = getattr(self, "_cache_keys", None)
+        if keys is None:
             with _keys_lock:  # so two readers of one snapshot cannot see two different listings
-                if self._cache_keys is _NOTHING:
+                keys = getattr(self, "_cache_keys", None)
+                if keys is None:
                     storage = self._storage
-                    self._cache_keys = () if storage is None else tuple(storage.keys())
-        return self._cache_keys
+                    keys = self._cache_keys = () if storage is None else tuple(storage.keys())
+        return keys
 
     def with_status(self, status: ExecutionStatus) -> ExecutionSnapshot:
         """The same step seen with another status (e.g. "paused")."""
@@ -165,8 +167,8 @@ def mark_of(frame: Any) -> FrameMark:
         if not gen.gi_suspended:
             return None  # created but not started: it waits on no line of its own yet
         if gen.gi_yieldfrom is None:
-            lineno: int = gen.gi_frame.f_lineno
-            return lineno
+            offset: int = gen.gi_frame.f_lasti
+            return offset
         return tuple((f.f_code, f.f_lineno) for f in frame_chain(gen))
     if cls is GatherFrame:
         text: str = frame.describe()
@@ -186,7 +188,10 @@ def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[FrameMark, ...]]:
 def _own_location(code: CodeType, mark: FrameMark) -> CodeLocation | None:
     """The user line a ReturnFrame's generator waits on, or None (doeff's own or not started)."""
     if isinstance(mark, int):
-        return None if is_internal(code.co_filename) else CodeLocation.of(code, mark)
+        if is_internal(code.co_filename):
+            return None
+        line = line_at(code, mark)
+        return None if line is None else CodeLocation.of(code, line)
     if isinstance(mark, tuple):
         user = [(c, n) for c, n in mark if not is_internal(c.co_filename)]
         return CodeLocation.of(*user[-1]) if user else None
@@ -298,6 +303,7 @@ class StepObserver:
         K = self.m.K
         storage = self.m.storage
         on_step = self.on_step
+        new = object.__new__
         snapshot = ExecutionSnapshot
         mark = mark_of
         last_frames: tuple[Any, ...] = ()
@@ -315,8 +321,16 @@ class StepObserver:
                 marks = tuple(map(mark, frames))
             last_frames = frames
             last_marks = marks
+            # Built slot by slot: __init__'s call is a visible share of a step's cost.
+            snap = new(snapshot)
+            snap._status = "running"
+            snap._frames = frames
+            snap._marks = marks
+            snap._effect = effect
+            snap._steps = steps
+            snap._storage = storage
             try:
-                on_step(snapshot("running", frames, marks, effect, steps, storage))
+                on_step(snap)
             except BaseException:
                 self._broken = True
                 raise
