@@ -5,6 +5,7 @@
     │   ├── UsageError               doeff itself was misused; catch and safe never stop these
     │   │   ├── InvalidYieldError    yielded a value that is neither an Effect nor a program
     │   │   ├── NotAProgramError     ran or started something that is not a program or effect
+    │   │   ├── InvalidEffectError   built an effect from arguments it cannot use
     │   │   ├── UnhandledEffectError yielded an effect no handler answers
     │   │   ├── InvalidHandlerError  a handlers= table doeff cannot use
     │   │   └── ForeignLoopError     awaited a future of the loop run_sync is blocking
@@ -53,6 +54,12 @@ class InvalidYieldError(UsageError, TypeError):
 class NotAProgramError(UsageError, TypeError):
     """Something was run as a program (by a runner, `gather`, `catch`, `cached`...) that is not a
     program or an effect, e.g. an uncalled `@do` function that takes arguments."""
+
+
+class InvalidEffectError(UsageError, TypeError):
+    """An effect was built from arguments it cannot use: `perform`/`modify` with something not
+    callable, `await_` with something not awaitable, `local` with updates that are not a
+    mapping, `catch` with a handler that is not callable."""
 
 
 class UnhandledEffectError(UsageError):
@@ -152,6 +159,7 @@ __all__ = [
     "EnvKeyError",
     "ForeignLoopError",
     "IncompatibleStoreError",
+    "InvalidEffectError",
     "InvalidHandlerError",
     "InvalidKeyError",
     "InvalidOptionError",

@@ -15,10 +15,11 @@ import pytest
 import doeff
 import doeff.errors as errors
 from doeff import CESKResult, Effect, do, run_sync, run_workflow
-from doeff.effects import Get, catch, gather, get, perform, safe
+from doeff.effects import Get, await_, catch, gather, get, local, modify, perform, safe
 from doeff.errors import (
     CancellationError,
     DoeffError,
+    InvalidEffectError,
     InvalidHandlerError,
     InvalidOptionError,
     NotAProgramError,
@@ -172,3 +173,32 @@ def test_waiting_too_long_is_a_doeff_timeout() -> None:
     finally:
         release.set()
     assert execution.wait(timeout=10).value is True
+
+
+@pytest.mark.parametrize("build", [
+    lambda: local([("k", 1)], get("k")),  # type: ignore[arg-type]
+    lambda: catch(get("k"), "not a handler"),  # type: ignore[arg-type]
+    lambda: await_(asyncio.sleep),  # type: ignore[arg-type]
+    lambda: await_(42),  # type: ignore[arg-type]
+], ids=["local-updates", "catch-handler", "await-uncalled", "await-int"])
+def test_effects_built_from_unusable_arguments_are_refused_at_once(build: Any) -> None:
+    """Building local/catch/await_ from arguments they cannot use raises InvalidEffectError."""
+    with pytest.raises(InvalidEffectError) as info:
+        build()
+    assert isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize("eff", [perform(42), modify("k", "upper")],  # type: ignore[arg-type]
+                         ids=["perform", "modify"])
+def test_calling_something_not_callable_is_a_misuse_not_caught(eff: Any) -> None:
+    """perform/modify of a non-callable fails the run with InvalidEffectError, even in safe()."""
+    result = run_sync(safe(eff))
+    assert isinstance(result.error, InvalidEffectError)
+    assert "must be callable" in str(result.error)
+
+
+def test_a_functions_own_type_error_stays_catchable() -> None:
+    """A TypeError raised inside a callable perform is the program's own error: catchable."""
+    result = run_sync(safe(perform(len, 42)))
+    assert isinstance(result.value.error, TypeError)
+    assert not isinstance(result.value.error, DoeffError)

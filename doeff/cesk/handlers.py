@@ -17,6 +17,7 @@ from doeff.errors import (
     DoeffError,
     EnvKeyError,
     ForeignLoopError,
+    InvalidEffectError,
     InvalidHandlerError,
     StorageError,
 )
@@ -54,7 +55,12 @@ def state_handlers(m: Machine) -> dict[type, Handler]:
         store[eff.key] = eff.value
 
     def modify(eff: Modify) -> Any:
-        new = eff.fn(store.get(eff.key, eff.default))
+        try:
+            new = eff.fn(store.get(eff.key, eff.default))
+        except TypeError as err:
+            if callable(eff.fn):
+                raise
+            raise _not_callable("modify", eff.fn) from err
         store[eff.key] = new
         return new
 
@@ -66,7 +72,19 @@ def state_handlers(m: Machine) -> dict[type, Handler]:
 
 def perform(eff: Perform) -> Any:
     """Call the effect's function."""
-    return eff.fn(*eff.args, **eff.kwargs)
+    try:
+        return eff.fn(*eff.args, **eff.kwargs)
+    except TypeError as err:
+        if callable(eff.fn):
+            raise  # the function's own TypeError
+        raise _not_callable("perform", eff.fn) from err
+
+
+def _not_callable(name: str, fn: Any) -> InvalidEffectError:
+    """The error for an effect whose function cannot be called at all (a misuse)."""
+    return InvalidEffectError(
+        f"{name}(fn, ...): fn must be callable, got {type(fn).__name__} {fn!r:.60}"
+    )
 
 
 def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:

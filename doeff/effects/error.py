@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from doeff.effects.base import Effect, Runnable, effect, fast_constructor
+from doeff.errors import InvalidEffectError
 
 
 @effect
@@ -45,6 +46,11 @@ def catch(program: Runnable, handler: Callable[[BaseException], Any]) -> Catch:
 
     The handler may return a plain value, or a program/effect which is then run for the answer.
     """
+    if not callable(handler):
+        raise InvalidEffectError(
+            f"catch(program, handler): handler must be callable (it is called with the "
+            f"exception), got {handler!r:.60}"
+        )
     return _catch(program, handler)
 
 

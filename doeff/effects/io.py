@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import field
 from typing import Any
 
 from doeff.effects.base import Effect, Runnable, effect, fast_constructor
+from doeff.errors import InvalidEffectError
 
 
 @effect
@@ -49,6 +51,12 @@ def await_(awaitable: Awaitable[Any]) -> Await:
     already runs a loop); under `run_async` it is awaited on the caller's loop. Named with a
     trailing underscore because `await` is a Python keyword.
     """
+    if not inspect.isawaitable(awaitable):
+        hint = " (call it: await_(f(...)))" if inspect.iscoroutinefunction(awaitable) else ""
+        raise InvalidEffectError(
+            f"await_(awaitable): expected a coroutine or other awaitable, got "
+            f"{type(awaitable).__name__} {awaitable!r:.60}{hint}"
+        )
     return _await(awaitable)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from doeff.effects.base import Effect, Runnable, effect, fast_constructor
+from doeff.errors import InvalidEffectError
 
 
 @effect
@@ -34,4 +35,9 @@ def ask(key: Any) -> Ask:
 
 def local(updates: Mapping[Any, Any], program: Runnable) -> Local:
     """Run `program` (a program or an effect) in the environment updated with `updates`."""
+    if not isinstance(updates, Mapping):
+        raise InvalidEffectError(
+            f"local(updates, program): updates must be a mapping such as a dict, got "
+            f"{type(updates).__name__} {updates!r:.60}"
+        )
     return _local(dict(updates), program)
