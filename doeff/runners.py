@@ -205,6 +205,7 @@ async def run_async(
     outcome = m.run(entry_program(program))
     while outcome is SUSPEND:
         awaitable, m.pending_await = m.pending_await, None
+        assert awaitable is not None  # the machine suspends only to await one
         try:
             value = await awaitable
         except BaseException as err:

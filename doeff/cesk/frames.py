@@ -9,11 +9,12 @@ directly, because that is the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import CodeType, GeneratorType
 from typing import Any, Protocol
 
 from doeff.cesk.traceback import short_repr, suspended_at
+from doeff.effects.base import Runnable
 from doeff.outcome import Err, Ok
 
 # C, the control: the value to send into the frame below, or the exception to throw into it.
@@ -110,7 +111,7 @@ class FinallyFrame(Frame):
 
     __slots__ = ("cleanup",)
 
-    def __init__(self, cleanup: Any) -> None:
+    def __init__(self, cleanup: Runnable) -> None:
         self.cleanup = cleanup
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
@@ -150,7 +151,7 @@ class LocalFrame(Frame):
 
     __slots__ = ("saved", "updates")
 
-    def __init__(self, saved: dict[Any, Any], updates: Any) -> None:
+    def __init__(self, saved: dict[Any, Any], updates: Mapping[Any, Any]) -> None:
         self.saved = saved
         self.updates = updates
 
@@ -200,7 +201,7 @@ class GatherFrame(Frame):
 
     __slots__ = ("programs", "results")
 
-    def __init__(self, programs: tuple[Any, ...]) -> None:
+    def __init__(self, programs: tuple[Runnable, ...]) -> None:
         self.programs = programs
         self.results: list[Any] = []
 

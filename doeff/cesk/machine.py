@@ -26,7 +26,7 @@ observer can attach or detach while a run is in progress.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import CodeType, GeneratorType
 from typing import Any
 
@@ -112,7 +112,7 @@ class Machine:
         self.hook: StepHook | None = None
         self.steps = 0
         self.async_mode = async_mode
-        self.pending_await: Any = None
+        self.pending_await: Awaitable[Any] | None = None
         # id(error) -> (error, its traceback), for errors still on their way out; a few at once
         # when a cleanup raises while another error waits for it.
         self._captures: dict[int, tuple[BaseException, CapturedTraceback]] = {}
