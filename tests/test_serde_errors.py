@@ -13,7 +13,7 @@ import pytest
 from test_serde_roundtrip import Box, Level
 
 from doeff.errors import DoeffError, EncodeError, RegistrationError
-from doeff.serde import Codec, JSONCodec, MsgpackCodec, PickleCodec
+from doeff.serde import CloudpickleCodec, Codec, JSONCodec, MsgpackCodec, PickleCodec
 
 
 class MyStr(str):
@@ -143,3 +143,29 @@ def test_registering_a_plain_class_is_refused() -> None:
     """Only dataclasses and Enums can be registered."""
     with pytest.raises(RegistrationError, match="not a dataclass, attrs class, NamedTuple, Enum"):
         MsgpackCodec(types=[MyStr])
+
+
+class NeedsTwo(Exception):
+    """An exception whose __init__ takes two arguments but passes one message on: pickle writes
+    it, and unpickling it fails forever after."""
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(f"{key}: {cause}")
+        self.key = key
+
+
+class Reduces(NeedsTwo):
+    """The same exception, made picklable with __reduce__."""
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.key, "again")
+
+
+@pytest.mark.parametrize("codec", [PickleCodec(), CloudpickleCodec()], ids=lambda c: c.tag)
+def test_pickle_refuses_exceptions_it_could_not_read_back(codec: Codec) -> None:
+    """Writing checks each exception can be rebuilt; one that cannot is an EncodeError naming
+    the class and the fix, instead of a record that fails on every later read."""
+    with pytest.raises(EncodeError, match=r"NeedsTwo would be stored but could never be read"):
+        codec.encode({"result": [NeedsTwo("k", "boom")]})
+    back = codec.decode(codec.encode([ValueError("x"), Reduces("k", "c")]))
+    assert isinstance(back, list) and isinstance(back[1], Reduces) and back[1].key == "k"
