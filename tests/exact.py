@@ -100,8 +100,8 @@ def _same_pandas(pd: Any, a: Any, b: Any) -> bool:
     # Object columns hold Python values: compare those exactly too (None is not NaN).
     if isinstance(a, pd.DataFrame):
         objects = all(same(a.iloc[:, i].tolist(), b.iloc[:, i].tolist())
-                      for i, dtype in enumerate(a.dtypes) if dtype == object)
+                      for i, dtype in enumerate(a.dtypes) if dtype.kind == "O")
     else:
-        plain = a.dtype != object or isinstance(a, pd.MultiIndex)  # levels checked above
+        plain = a.dtype.kind != "O" or isinstance(a, pd.MultiIndex)  # levels checked above
         objects = plain or same(list(a), list(b))
     return dtypes and objects and same(getattr(a, "attrs", {}), getattr(b, "attrs", {}))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from doeff.errors import DecodeError
-from doeff.serde import JSONCodec, MsgpackCodec
+from doeff.serde import MsgpackCodec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_every_depth_a_codec_writes_it_reads(codec: str) -> None:
     """)
     assert len(lines) == 7
     for line in lines:
-        kind, depth, status, equal = line.split()
+        _, depth, status, equal = line.split()
         assert status == "ok" and equal == "True", line
         assert int(depth) >= 60, line  # deep enough for real values
 

@@ -130,7 +130,8 @@ def test_decoding_a_large_array_copies_its_data_once() -> None:
 
 def _crafted(state: object) -> bytes:
     """A msgpack record holding a numpy array with `state` (as MsgpackCodec frames one)."""
-    return b"\xc1\x00" + msgpack.packb([msgpack.ExtType(15, b""), "numpy.ndarray", state])
+    body: bytes = msgpack.packb([msgpack.ExtType(15, b""), "numpy.ndarray", state])
+    return b"\xc1\x00" + body
 
 
 @pytest.mark.parametrize(("state", "why"), [

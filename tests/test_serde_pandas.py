@@ -40,7 +40,7 @@ def column_arrays(draw: st.DrawFn, n: int, for_index: bool = False) -> Any:
         dtypes = NUMPY_DTYPES[:-1] if for_index else NUMPY_DTYPES
         return draw(hnp.arrays(np.dtype(draw(st.sampled_from(dtypes))), n))
     if kind == "object":
-        items = st.one_of(st.none(), texts, st.integers())
+        items: st.SearchStrategy[object] = st.one_of(st.none(), texts, st.integers())
         if not for_index:
             items |= st.tuples(st.integers())
         array = np.empty(n, dtype=object)
@@ -104,9 +104,11 @@ def frames(draw: st.DrawFn) -> Any:
     index = draw(indexes(n))
     # Series sharing the index (no realignment), object arrays kept as object: pandas would
     # otherwise turn an object array of str into its `str` dtype.
-    columns = {i: pd.Series(values, index=index, dtype=object if getattr(
-        values, "dtype", None) == object else None) for i in range(width)
-        for values in [draw(column_arrays(n))]}
+    columns = {}
+    for i in range(width):
+        values = draw(column_arrays(n))
+        is_object = isinstance(values, np.ndarray) and values.dtype.kind == "O"
+        columns[i] = pd.Series(values, index=index, dtype=object if is_object else None)
     frame = pd.DataFrame(columns, index=index)
     frame.columns = draw(st.lists(labels, min_size=width, max_size=width))
     if draw(st.booleans()):

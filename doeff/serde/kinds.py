@@ -168,7 +168,8 @@ class _Record:
         recompute or validate them)."""
         _check_fields(self.name, state, self.fields)
         assert isinstance(state, dict)
-        obj = self.cls.__new__(self.cls)
+        cls: Any = self.cls
+        obj = cls.__new__(cls)
         for key, value in state.items():
             object.__setattr__(obj, key, value)
         return obj

@@ -129,7 +129,7 @@ class _Reading:
             return self._blob(data)
         reader = LEAF_READERS.get(code)
         if reader is None:
-            raise DecodeError(f"record holds msgpack extension type {code}, which doeff never writes")
+            raise DecodeError(f"record holds msgpack extension type {code}, unknown to doeff")
         return reader(data)
 
     def array(self, items: list[Any]) -> object:

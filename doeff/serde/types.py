@@ -49,8 +49,8 @@ class TypeRegistry:
         decode: Callable[[Any], object] | None = None,
     ) -> None:
         """Carry `cls` under `name` (default ``module.qualname``); registering a pair again is a
-        no-op (with new hooks, it replaces them). With `encode` and `decode`, any class: ``encode(value)`` returns a state the codec
-        can write and ``decode(state)`` rebuilds the value."""
+        no-op (with new hooks, it replaces them). With `encode` and `decode`, any class:
+        ``encode(value)`` returns a state the codec can write, ``decode(state)`` rebuilds it."""
         if not isinstance(cls, type):
             raise RegistrationError(f"only classes can be registered, got {cls!r}")
         wire = type_name(cls) if name is None else name

@@ -14,14 +14,14 @@ Decoding copies the data once, from the record into the new array.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
 from doeff.errors import DecodeError, EncodeError
-from doeff.serde.blob import Blob, blob_data
 from doeff.serde.adapter import Adapter
+from doeff.serde.blob import Blob, blob_data
 
 ARRAY, SCALAR = "numpy.ndarray", "numpy.scalar"
 
@@ -41,11 +41,11 @@ def _check_dtype(dtype: np.dtype[Any], what: str) -> Any:
 def _read_dtype(descr: object) -> np.dtype[Any]:
     """The dtype a record describes; `DecodeError` for a malformed or object dtype."""
     try:
-        dtype = descr_to_dtype(descr)
+        dtype = descr_to_dtype(descr)  # type: ignore[arg-type]
     except Exception as exc:
         raise DecodeError(f"record holds a malformed numpy dtype {descr!r}: {exc}") from exc
     if dtype.hasobject:
-        raise DecodeError("record holds a numpy dtype with Python objects, which doeff never writes")
+        raise DecodeError("record holds a numpy dtype of Python objects, which doeff never writes")
     return dtype
 
 
@@ -103,9 +103,10 @@ def rebuild_scalar(state: object) -> np.generic:
         raise DecodeError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes, "
                           f"the record holds {raw.nbytes}")
     if dtype.itemsize == 0:
-        return np.zeros((), dtype)[()]  # type: ignore[no-any-return]
+        return cast(np.generic, np.zeros((), dtype)[()])
     # A copy, so a structured (void) scalar does not view the record's bytes.
-    return np.frombuffer(raw, dtype, count=1).copy()[0]  # type: ignore[no-any-return]
+    scalar: np.generic = np.frombuffer(raw, dtype, count=1).copy()[0]
+    return scalar
 
 
 _ARRAY = Adapter(np.ndarray, ARRAY, reduce_array, rebuild_array, user_state=False)

@@ -87,7 +87,7 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-# -- extension dtypes: what to write, and how to get the dtype back -------------------------------
+# -- extension dtypes: what to write, and how to get the dtype back --------------------------------
 
 def _dtype_wire(dtype: Any) -> list[object]:
     """How to rebuild extension `dtype`, or `EncodeError` for one doeff does not carry."""
@@ -128,13 +128,13 @@ def _dtype_read(wire: object, column: Any) -> Any:
     raise DecodeError(f"unknown pandas dtype kind {kind!r}")
 
 
-# -- columns -----------------------------------------------------------------------------------------
+# -- columns ---------------------------------------------------------------------------------------
 
 def _column(values: Any, dtype: Any, arrow: _ArrowOut) -> object:
     """One column (or an Index's values) as written (see the module docstring)."""
     if isinstance(dtype, np.dtype):
         array = np.asarray(values)
-        if dtype == object:
+        if dtype.kind == "O":
             return ["object", array.tolist()]
         return array
     if isinstance(dtype, pd.CategoricalDtype):
@@ -163,7 +163,7 @@ def _column_read(entry: object, arrow: _ArrowIn) -> tuple[Any, bool]:
     raise DecodeError(f"malformed pandas column {kind!r}")
 
 
-# -- Index -------------------------------------------------------------------------------------------
+# -- Index -----------------------------------------------------------------------------------------
 
 def reduce_index(index: Any) -> list[object]:
     if type(index) is pd.RangeIndex:
@@ -202,7 +202,7 @@ def rebuild_index(state: object) -> Any:
     raise DecodeError(f"malformed pandas Index state {kind!r}")
 
 
-# -- Series and DataFrame ----------------------------------------------------------------------------
+# -- Series and DataFrame --------------------------------------------------------------------------
 
 def reduce_series(series: Any) -> dict[str, object]:
     arrow = _ArrowOut()

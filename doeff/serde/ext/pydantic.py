@@ -52,7 +52,8 @@ def adapter(cls: type, name: str) -> Adapter:
                 f"record for model {name!r} has fields {list(values)}, but the class now has "
                 f"{list(fields)}; the class changed since the record was written"
             )
-        model = cls.__new__(cls)
+        klass: Any = cls
+        model = klass.__new__(klass)
         object.__setattr__(model, "__dict__", values)
         object.__setattr__(model, "__pydantic_fields_set__", set(
             values.keys() | (extra or {}).keys() if fields_set is None else fields_set))
