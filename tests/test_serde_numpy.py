@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import tracemalloc
+import warnings
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
@@ -97,8 +98,11 @@ def test_arrays_need_no_registration_and_refuse_their_subclasses() -> None:
     """ndarray is carried as is; np.matrix and other subclasses are refused with their type."""
     codec = MsgpackCodec()
     assert same(np.eye(2), codec.decode(codec.encode(np.eye(2))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix is deprecated
+        matrix = np.asmatrix(np.eye(2))
     with pytest.raises(EncodeError, match=r"\$\[0\].*matrix"):
-        codec.encode([np.asmatrix(np.eye(2))])
+        codec.encode([matrix])
 
 
 @pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)

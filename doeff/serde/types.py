@@ -134,7 +134,11 @@ class TypeRegistry:
         """The value `reduce` described, or `DecodeError` if `name` is unknown or `state` wrong."""
         adapter = self._by_name.get(name) if type(name) is str else None
         if adapter is None and self.builtins and type(name) is str:
-            adapter = ext.builtin_for_name(name)
+            try:
+                adapter = ext.builtin_for_name(name)
+            except DecodeError:  # its library is not installed here
+                if self.unknown is None:
+                    raise
         if adapter is None:
             if self.unknown is not None and type(name) is str:
                 return self.unknown(name, state)
