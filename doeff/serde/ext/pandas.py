@@ -68,7 +68,7 @@ class _ArrowIn:
             if self.stream is None:
                 raise DecodeError("pandas record refers to an Arrow column but holds no stream")
             pa = _pyarrow()
-            data = pa.py_buffer(bytes(blob_data(self.stream)))
+            data = pa.py_buffer(blob_data(self.stream))
             self.table = pa.ipc.open_stream(data).read_all()
         if type(position) is not int or not 0 <= position < self.table.num_columns:
             raise DecodeError(f"pandas record refers to a missing Arrow column {position!r}")
@@ -232,7 +232,7 @@ def rebuild_series(state: object) -> Any:
 
 def reduce_frame(frame: Any) -> dict[str, object]:
     arrow = _ArrowOut()
-    data = [_column(frame.iloc[:, i].array, dtype, arrow) for i, dtype in enumerate(frame.dtypes)]
+    data = [_column(column.array, column.dtype, arrow) for _, column in frame.items()]
     state: dict[str, object] = {
         "columns": frame.columns, "index": frame.index, "data": data, "arrow": arrow.blob(),
     }
@@ -246,9 +246,12 @@ def rebuild_frame(state: object) -> Any:
     arrow, index, data = _ArrowIn(fields["arrow"]), fields["index"], fields["data"]
     if type(data) is not list or len(data) != len(fields["columns"]):
         raise DecodeError("pandas frame record: its columns and its data do not match")
-    # A dict of Series sharing the one index object: pandas neither realigns nor copies them.
-    columns = {i: _series(*_column_read(entry, arrow), index, None)
-               for i, entry in enumerate(data)}
+    columns = {}
+    for i, entry in enumerate(data):
+        values, is_object = _column_read(entry, arrow)
+        # An object column as a Series of dtype object sharing the frame's index (so pandas
+        # neither realigns it nor turns its str into the `str` dtype); others as they are.
+        columns[i] = _series(values, True, index, None) if is_object else values
     frame = pd.DataFrame(columns, index=index, copy=False)
     frame.columns = fields["columns"]
     if "attrs" in fields:
