@@ -5,6 +5,11 @@ interval, Arrow-backed), with every kind of index and column labels."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +26,7 @@ from hypothesis import strategies as st
 from doeff.errors import EncodeError
 from doeff.serde import Codec, JSONCodec, MsgpackCodec
 
+ROOT = Path(__file__).resolve().parent.parent
 CODECS: list[Codec] = [MsgpackCodec(), JSONCodec()]
 ids = [c.tag for c in CODECS]
 
@@ -176,3 +182,39 @@ def test_numeric_columns_travel_as_raw_arrays() -> None:
     data = MsgpackCodec().encode(frame)
     assert len(data) < 100_000 * 8 + 1_000
     assert np.arange(100_000, dtype=np.float64).tobytes() in data
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=ids)
+@pytest.mark.parametrize("dtype", [pd.StringDtype("python"), pd.StringDtype("pyarrow"),
+                                   pd.StringDtype("python", na_value=np.nan), "str"], ids=repr)
+def test_long_string_columns_round_trip_through_arrow(codec: Codec, dtype: Any) -> None:
+    """String columns of 1,000 values or more travel as Arrow; every string dtype survives."""
+    values = pd.array([None if i % 7 == 0 else f"s{i}" for i in range(1500)], dtype=dtype)
+    frame = pd.DataFrame({"s": values}, index=pd.Index(values, name="by"))
+    assert same(frame, codec.decode(codec.encode(frame)))
+
+
+def test_without_pyarrow_strings_still_travel_and_arrow_columns_name_the_extra() -> None:
+    """With pyarrow absent (a documented fallback), numpy, object, categorical and string
+    columns of any length still round-trip; a nullable Int64 column asks for doeff[pandas]."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["pyarrow"] = None  # as if it were not installed
+        import numpy as np, pandas as pd
+        from doeff.errors import EncodeError
+        from doeff.serde import MsgpackCodec
+        codec = MsgpackCodec()
+        frame = pd.DataFrame({"s": [f"v{i}" for i in range(2000)], "x": np.arange(2000.0),
+                              "c": pd.Categorical(["a", "b"] * 1000)})
+        back = codec.decode(codec.encode(frame))
+        pd.testing.assert_frame_equal(frame, back, check_exact=True)
+        print(frame["s"].dtype.storage, back["s"].dtype == frame["s"].dtype)
+        try:
+            codec.encode(pd.Series(pd.array([1, None], dtype="Int64")))
+        except EncodeError as exc:
+            print("refused", "doeff[pandas]" in str(exc))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["python True", "refused True"]

@@ -2,8 +2,9 @@
 
 A reducer wraps large raw data in a `Blob` instead of making `bytes` of it, so a codec can place
 it without copying: msgpack writes it after the record's body (one copy into the record), JSON as
-base64. A rebuilder reads it back with `blob_data`, which accepts every form a codec returns, and
-copies it once (never keeps a view into the record, which would pin the whole record in memory).
+base64. A rebuilder reads it back with `blob_data`, which accepts every form a codec returns: a
+numpy array copies it once into memory of its own; an Arrow stream is read in place, so its
+arrays keep the record's bytes alive (they are immutable, and about the size of the data).
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ Each column (and an Index's values) is written by its dtype:
 - ``object``: ``["object", [values...]]``, each value encoded by the codec (so it must be in the
   domain: str, None, Decimal, a registered type...);
 - categorical: ``["categorical", codes, categories, ordered]``, the categories an Index;
-- any other pandas extension dtype (nullable ``Int64``/``boolean``/``Float64``, ``string`` and
-  ``str``, datetime with a time zone, period, interval, ``ArrowDtype``):
-  ``["arrow", column, dtype]``, the values as a column of one Arrow IPC stream per frame, series
-  or index, rebuilt with the dtype's own ``__from_arrow__``. This needs pyarrow (``doeff[pandas]``);
-  without it such a column is an `EncodeError` naming the extra. Sparse arrays and extension types
-  of other libraries are refused.
+- ``string``/``str`` with fewer than 1,000 values, or any length when pyarrow is not installed:
+  ``["strings", [str or None...], storage, na_is_nan]``;
+- any other pandas extension dtype (nullable ``Int64``/``boolean``/``Float64``, longer strings,
+  datetime with a time zone, period, interval, ``ArrowDtype``): ``["arrow", column, dtype]``, the
+  values as a column of one Arrow IPC stream per frame, series or index, rebuilt with the dtype's
+  own ``__from_arrow__``. This needs pyarrow (``doeff[pandas]``); without it such a column is an
+  `EncodeError` naming the extra. Sparse arrays and other libraries' extension types are refused.
 
 A frame is ``{"columns": Index, "index": Index, "data": [columns], "arrow": stream}``, a series
 ``{"values": column, "index": Index, "name": name, "arrow": stream}`` (``"attrs"`` added when
@@ -56,8 +57,8 @@ class _ArrowOut:
 
 
 class _ArrowIn:
-    """The columns of one Arrow IPC stream, read on first use (and copied once out of the
-    record, so extension arrays that keep Arrow buffers do not pin the record)."""
+    """The columns of one Arrow IPC stream, read on first use, in place: extension arrays that
+    keep Arrow buffers (strings, ArrowDtype) refer to the record's bytes instead of a copy."""
 
     def __init__(self, stream: object) -> None:
         self.stream = stream
@@ -67,7 +68,7 @@ class _ArrowIn:
         if self.table is None:
             if self.stream is None:
                 raise DecodeError("pandas record refers to an Arrow column but holds no stream")
-            pa = _pyarrow()
+            pa = _pyarrow(DecodeError)
             data = pa.py_buffer(blob_data(self.stream))
             self.table = pa.ipc.open_stream(data).read_all()
         if type(position) is not int or not 0 <= position < self.table.num_columns:
@@ -75,16 +76,28 @@ class _ArrowIn:
         return self.table.column(position)
 
 
-def _pyarrow() -> Any:
-    """pyarrow, or `EncodeError` naming the extra that installs it."""
+def _pyarrow(error: type[Exception] = EncodeError) -> Any:
+    """pyarrow, or `error` naming the extra that installs it."""
     try:
         import pyarrow  # type: ignore[import-untyped]
     except ImportError:
-        raise EncodeError(
+        raise error(
             "this pandas column has an extension dtype, which doeff stores through Arrow; "
             "install pyarrow: pip install 'doeff[pandas]'"
         ) from None
     return pyarrow
+
+
+def _has_pyarrow() -> bool:
+    try:
+        _pyarrow()
+    except EncodeError:
+        return False
+    return True
+
+
+# Strings shorter than this go as a list: an Arrow stream costs more than it saves on a few.
+_STRINGS_THROUGH_ARROW_FROM = 1000
 
 
 # -- extension dtypes: what to write, and how to get the dtype back --------------------------------
@@ -139,6 +152,10 @@ def _column(values: Any, dtype: Any, arrow: _ArrowOut) -> object:
         return array
     if isinstance(dtype, pd.CategoricalDtype):
         return ["categorical", np.asarray(values.codes), dtype.categories, dtype.ordered]
+    if isinstance(dtype, pd.StringDtype) and (
+            len(values) < _STRINGS_THROUGH_ARROW_FROM or not _has_pyarrow()):
+        items = values.to_numpy(dtype=object, na_value=None).tolist()
+        return ["strings", items, dtype.storage, dtype.na_value is not pd.NA]
     wire = _dtype_wire(dtype)
     return ["arrow", arrow.add(values), wire]
 
@@ -153,6 +170,9 @@ def _column_read(entry: object, arrow: _ArrowIn) -> tuple[Any, bool]:
     if kind == "object" and len(entry) == 2 and type(entry[1]) is list:
         items = entry[1]
         return np.fromiter(iter(items), dtype=object, count=len(items)), True
+    if kind == "strings" and len(entry) == 4 and type(entry[1]) is list:
+        _, items, storage, nan = entry
+        return pd.array(items, dtype=pd.StringDtype(storage, na_value=np.nan if nan else pd.NA)), False
     if kind == "categorical" and len(entry) == 4:
         _, codes, categories, ordered = entry
         dtype = pd.CategoricalDtype(categories, ordered=ordered)
