@@ -172,7 +172,8 @@ def _column_read(entry: object, arrow: _ArrowIn) -> tuple[Any, bool]:
         return np.fromiter(iter(items), dtype=object, count=len(items)), True
     if kind == "strings" and len(entry) == 4 and type(entry[1]) is list:
         _, items, storage, nan = entry
-        return pd.array(items, dtype=pd.StringDtype(storage, na_value=np.nan if nan else pd.NA)), False
+        dtype = pd.StringDtype(storage, na_value=np.nan if nan else pd.NA)
+        return pd.array(items, dtype=dtype), False
     if kind == "categorical" and len(entry) == 4:
         _, codes, categories, ordered = entry
         dtype = pd.CategoricalDtype(categories, ordered=ordered)
