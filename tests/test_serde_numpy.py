@@ -164,3 +164,12 @@ def test_raw_data_out_of_place_is_refused() -> None:
     record = b"\xc1\x01" + len(forged).to_bytes(8, "little") + forged + data[10 + body_len:]
     with pytest.raises(DecodeError, match="raw data where no type reads it"):
         codec.decode(record)
+
+
+@pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)
+def test_decode_reads_a_view_of_a_record(codec: Codec) -> None:
+    """decode takes a memoryview as well as bytes, so a caller holding a larger buffer (an
+    envelope, say) can hand over the payload without copying it first."""
+    value = {"w": np.arange(20_000, dtype=np.int32), "t": (1, "x")}
+    data = b"head" + codec.encode(value)
+    assert same(value, codec.decode(memoryview(data)[4:]))  # type: ignore[arg-type]
