@@ -153,12 +153,13 @@ def test_crafted_deep_records_are_decode_errors(depth: int) -> None:
         depth = {depth}
         tuple_level = b"\\x92\\xc7\\x00\\x0c"   # [tuple marker, <next>]
         frozen_level = b"\\x92\\xc7\\x00\\x0e"  # [frozenset marker, <next>]
+        set_level = b"\\x92\\xc7\\x00\\x0d"  # [set marker, <next>]: a set cannot hold one
         typed_level = b"\\x93\\xc7\\x00\\x0f\\xa6x.Node\\x81\\xa5child"  # Node(child=<next>)
         mixed_level = b"\\x91" + tuple_level
         codec = MsgpackCodec()
         codec.register(Node, name="x.Node")
         for name, level in [("tuple", tuple_level), ("frozenset", frozen_level),
-                            ("typed", typed_level), ("mixed", mixed_level)]:
+                            ("set", set_level), ("typed", typed_level), ("mixed", mixed_level)]:
             record = b"\\xc1\\x00" + level * depth + b"\\xc0"
             status, result = in_small_thread(lambda: codec.decode(record))
             print("msgpack", name, status, type(result).__name__)
@@ -174,9 +175,10 @@ def test_crafted_deep_records_are_decode_errors(depth: int) -> None:
     # Containers per level: a marker array is one; a typed value adds its state dict, a mixed
     # level a list; in JSON each tag adds its object.
     per_level = {("msgpack", "tuple"): 1, ("msgpack", "frozenset"): 1, ("msgpack", "typed"): 2,
+                 ("msgpack", "set"): 2000,  # malformed from its second level on
                  ("msgpack", "mixed"): 2, ("json", "tuple"): 2, ("json", "typed"): 3,
                  ("json", "mixed"): 3}
-    assert len(lines) == 7
+    assert len(lines) == 8
     for line in lines:
         codec, name, status, result = line.split()
         if depth * per_level[codec, name] <= 1024:  # what msgpack's and orjson's readers take
