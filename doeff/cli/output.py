@@ -144,7 +144,10 @@ def show_value(value: object) -> str:
         try:
             return pprint.pformat(shown, sort_dicts=False)
         except RecursionError:
-            return repr(shown)
+            pass
+        except ValueError as exc:  # a huge int inside an object whose own repr prints it
+            return f"<a {type(value).__qualname__} that cannot be shown: {exc}>"
+        return repr(shown)
 
 
 def jsonable(value: object) -> object:
