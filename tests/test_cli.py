@@ -363,8 +363,7 @@ def test_get_shows_huge_ints_and_json_keeps_every_key_and_valid_utf8(tmp_path: P
     ])
     big = doeff("cache", "get", store.url, "big")
     assert big.returncode == 0, big.stderr
-    digits = big.stdout.strip()
-    assert len(digits) == 5001 and digits == "1" + "0" * 5000
+    assert big.stdout == "<int of 5001 digits>\n"  # past the limit: shown by its digit count
     keys = doeff("cache", "get", store.url, "keys", "--json")
     assert keys.returncode == 0, keys.stderr
     assert json.loads(keys.stdout)["value"] == {"pairs": [[1, "int"], ["1", "str"]]}

@@ -339,3 +339,29 @@ def test_old_and_new_paths_are_the_same_objects() -> None:
     assert OldSnap is ExecutionSnapshot
     assert OldStorage is SQLiteStorage
     assert CancelledError is CancellationError
+
+
+def test_serde_loads_no_optional_library() -> None:
+    """`import doeff` and encoding/decoding ordinary values (registered dataclasses included)
+    import none of numpy, pandas, pyarrow, pydantic or attrs: each loads only when a value of
+    it is encoded or a record naming one is decoded."""
+    code = (
+        "import dataclasses, sys\n"
+        "import doeff, doeff.serde\n"
+        "from doeff.serde import JSONCodec, MsgpackCodec, seal, unseal\n"
+        "@dataclasses.dataclass\n"
+        "class P:\n"
+        "    x: int\n"
+        "for codec in (MsgpackCodec(types=[P]), JSONCodec(types=[P])):\n"
+        "    unseal(seal({'p': P(1), 't': (1, {2})}, codec), codec)\n"
+        "    try:\n"
+        "        codec.encode(object())\n"
+        "    except doeff.serde.EncodeError:\n"
+        "        pass\n"
+        "libs = ('numpy', 'pandas', 'pyarrow', 'pydantic', 'attrs', 'attr')\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] in libs))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -8,11 +8,12 @@ import enum
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from test_serde_roundtrip import Box, Level
 
 from doeff.errors import DoeffError, EncodeError, RegistrationError
-from doeff.serde import Codec, JSONCodec, MsgpackCodec, PickleCodec
+from doeff.serde import CloudpickleCodec, Codec, JSONCodec, MsgpackCodec, PickleCodec
 
 
 class MyStr(str):
@@ -111,11 +112,25 @@ def test_too_deep_nesting_is_an_encode_error(codec: Codec) -> None:
         codec.encode(deep)
 
 
-def test_json_refuses_bytearray_and_msgpack_reads_it_back_as_bytes() -> None:
-    """JSON refuses bytearray; msgpack's C packer writes it as bytes, as the docs say."""
-    with pytest.raises(EncodeError, match="bytearray"):
-        JSONCodec().encode([bytearray(b"x")])
-    assert MsgpackCodec().decode(MsgpackCodec().encode(bytearray(b"x"))) == b"x"
+SMUGGLED = [bytearray(b"x"), memoryview(b"x"), msgpack.ExtType(12, b""), msgpack.Timestamp(1)]
+
+
+@pytest.mark.parametrize("codec", codecs(), ids=lambda c: c.tag)
+@pytest.mark.parametrize("bad", SMUGGLED, ids=lambda v: type(v).__name__)
+def test_types_the_packer_would_write_silently_are_refused(codec: Codec, bad: object) -> None:
+    """bytearray, memoryview and raw msgpack extensions are refused wherever they sit (msgpack's
+    C packer writes them before any hook sees them), never read back as something else."""
+    places: list[tuple[object, str]] = [
+        (bad, "$"),
+        ({"rows": [1, {"k": bad}]}, '$["rows"][1]["k"]'),
+        ((1, [bad]), "$[1][0]"),
+        ({frozenset({1}): {2: [bad]}}, "$[frozenset({1})][2][0]"),
+        (Box([{"deep": bad}]), '$.value[0]["deep"]'),
+    ]
+    for value, path in places:
+        with pytest.raises(EncodeError) as caught:
+            codec.encode(value)
+        assert path in str(caught.value) and type(bad).__name__ in str(caught.value), value
 
 
 def test_pickle_encode_error_names_the_type() -> None:
@@ -126,5 +141,31 @@ def test_pickle_encode_error_names_the_type() -> None:
 
 def test_registering_a_plain_class_is_refused() -> None:
     """Only dataclasses and Enums can be registered."""
-    with pytest.raises(RegistrationError, match="only dataclasses and Enum"):
+    with pytest.raises(RegistrationError, match="not a dataclass, attrs class, NamedTuple, Enum"):
         MsgpackCodec(types=[MyStr])
+
+
+class NeedsTwo(Exception):
+    """An exception whose __init__ takes two arguments but passes one message on: pickle writes
+    it, and unpickling it fails forever after."""
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(f"{key}: {cause}")
+        self.key = key
+
+
+class Reduces(NeedsTwo):
+    """The same exception, made picklable with __reduce__."""
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.key, "again")
+
+
+@pytest.mark.parametrize("codec", [PickleCodec(), CloudpickleCodec()], ids=lambda c: c.tag)
+def test_pickle_refuses_exceptions_it_could_not_read_back(codec: Codec) -> None:
+    """Writing checks each exception can be rebuilt; one that cannot is an EncodeError naming
+    the class and the fix, instead of a record that fails on every later read."""
+    with pytest.raises(EncodeError, match=r"NeedsTwo would be stored but could never be read"):
+        codec.encode({"result": [NeedsTwo("k", "boom")]})
+    back = codec.decode(codec.encode([ValueError("x"), Reduces("k", "c")]))
+    assert isinstance(back, list) and isinstance(back[1], Reduces) and back[1].key == "k"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pprint
 from collections import defaultdict
 
 from doeff.cli.args import add_store, add_unsafe_pickle
@@ -16,9 +15,11 @@ from doeff.cli.output import (
     show_key,
     show_size,
     show_time,
+    show_value,
     table,
     warn,
 )
+from doeff.cli.readers import import_modules, reader_for
 from doeff.cli.scan import UNSAFE_TAGS, pickle_refusal, scan
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError
@@ -48,8 +49,10 @@ def cmd_ls(ns: argparse.Namespace) -> int:
 
 
 def cmd_get(ns: argparse.Namespace) -> int:
-    """Print one value, decoded by the codec its record names."""
+    """Print one value, decoded by the codec its record names: exactly for the types this
+    process can load (--import brings the application's), as structural views otherwise."""
     name = store_label(ns.store)
+    modules = import_modules(ns.imports)
     with open_store(ns.store) as kv:
         raw = kv.get(ns.key)
     if raw is None:
@@ -58,13 +61,13 @@ def cmd_get(ns: argparse.Namespace) -> int:
         tag = peek(raw).tag
         if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
             raise CLIError(pickle_refusal(f"{show_key(ns.key)} is a {tag} record"), EXIT_FAILED)
-        value = unseal(raw)
+        value = unseal(raw, reader_for(tag, modules))
     except DecodeError as exc:
         raise CLIError(f"{show_key(ns.key)}: unreadable record: {exc}", EXIT_FAILED) from exc
     if ns.json:
         print_json({"key": ns.key, "codec": tag, "size": len(raw), "value": jsonable(value)})
     else:
-        print(pprint.pformat(value, sort_dicts=False))
+        print(show_value(value))
     return 0
 
 
@@ -142,11 +145,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = sub.add_parser("get", help="print one value",
                        description="Print the value under KEY, decoded by the codec recorded "
-                       "in its record (Python repr, or JSON with --json).")
+                       "in its record (Python repr, or JSON with --json). A value of a type "
+                       "this process cannot load is shown by its type name and fields; numpy "
+                       "arrays by dtype, shape and first values; ints too long to print by "
+                       "their digit count.")
     add_store(p)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--json", action="store_true",
                    help="print {key, codec, size, value}; value shown with JSON types only")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (from the current directory too) to decode the "
+                   "application's types exactly; repeatable")
     add_unsafe_pickle(p)
     p.set_defaults(func=cmd_get)
 

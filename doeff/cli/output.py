@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import math
+import pprint
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from doeff.cli.errors import one_line
+from doeff.serde.view import ArrayView, RecordView, view_name
+
+# Stored values may nest as deep as a codec writes (1024 levels); showing one recurses per level.
+_DISPLAY_RECURSION = 20_000
 
 
 def show_key(key: str) -> str:
@@ -62,26 +69,127 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
+def int_digits(n: int) -> int:
+    """How many decimal digits `n` has, without converting it to decimal (which takes time
+    quadratic in its size, and which Python refuses past 4300 digits)."""
+    n = abs(n)
+    if n.bit_length() < 10_000:
+        return len(str(n))
+    estimate = math.log10(n)  # within ~1e-9 of the truth at these sizes
+    digits = math.floor(estimate) + 1
+    if abs(estimate - round(estimate)) < 1e-6:  # near a power of ten: settle it exactly
+        digits = round(estimate) + (n >= 10 ** round(estimate))
+    return digits
+
+
+def fits(n: int) -> bool:
+    """Whether `n` converts to decimal under this process's int-digit limit."""
+    limit = sys.get_int_max_str_digits()
+    return limit == 0 or int_digits(n) <= limit
+
+
+class HugeInt:
+    """An int too long to print, shown by its digit count."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"{'-' if self.n < 0 else ''}<int of {int_digits(self.n)} digits>"
+
+
+def _displayable(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` with every part `leaf` replaces replaced, through containers and views."""
+    kind = type(value)
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        return kind(_displayable(v, leaf) for v in value)
+    if kind is dict:
+        return {_displayable(k, leaf): _displayable(v, leaf) for k, v in value.items()}
+    if kind is RecordView:
+        return RecordView(value.name, _displayable(value.state, leaf))
+    if view_name(value) is not None:
+        fields = {f.name: _displayable(getattr(value, f.name), leaf)
+                  for f in dataclasses.fields(value)}
+        return kind(**fields)
+    return leaf(value)
+
+
+@contextmanager
+def _deep() -> Iterator[None]:
+    """Room for formatting values nested as deep as the codecs write them."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, _DISPLAY_RECURSION))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _show_leaf(value: Any) -> Any:
+    if type(value) is int and not fits(value):
+        return HugeInt(value)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray) and type(value) is np.ndarray:
+        flat = value.reshape(-1, order="A")[:6]
+        shown = flat.tolist() if value.dtype.kind in "biufcb" else None
+        return ArrayView(str(value.dtype), value.shape, shown)
+    return value
+
+
+def show_value(value: object) -> str:
+    """`value` as Python's pretty-printer shows it, except: ints too long to print (past the
+    4300-digit limit) by their digit count, numpy arrays by dtype, shape and first values."""
+    with _deep():
+        shown = _displayable(value, _show_leaf)
+        try:
+            return pprint.pformat(shown, sort_dicts=False)
+        except RecursionError:
+            pass
+        except ValueError as exc:  # a huge int inside an object whose own repr prints it
+            return f"<a {type(value).__qualname__} that cannot be shown: {exc}>"
+        return repr(shown)
+
+
 def jsonable(value: object) -> object:
     """`value` made of JSON types only, for display: tuples and sets become lists, others text.
 
     JSON has no tuple, set, bytes or datetime, so `--json` output is for reading, not a format
-    to load back; the plain `get` output (Python's repr) keeps every type visible.
+    to load back; the plain `get` output (Python's repr) keeps every type visible. An int too
+    long to print becomes ``"<int of N digits>"``; a view of an unknown type
+    ``{"type": name, "fields": {...}}`` (or ``"state"``), an array
+    ``{"type": "numpy.ndarray", "dtype": ..., "shape": [...], "values": [...]}``.
     """
+    with _deep():
+        return _jsonable(_displayable(value, _show_leaf))
+
+
+def _jsonable(value: object) -> object:
+    if type(value) is HugeInt:
+        return repr(value)
     if value is None or isinstance(value, bool | int | str):
         return value
+    if type(value) is ArrayView:
+        return {"type": "numpy.ndarray", "dtype": value.dtype, "shape": list(value.shape),
+                "values": _jsonable(value.values)}
+    if type(value) is RecordView:
+        return {"type": value.name, "state": _jsonable(value.state)}
+    name = view_name(value)
+    if name is not None:
+        assert dataclasses.is_dataclass(value) and not isinstance(value, type)
+        return {"type": name, "fields": _jsonable(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})}
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)  # JSON has no NaN or infinity
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value):
-            return {k: jsonable(v) for k, v in value.items()}
+            return {k: _jsonable(v) for k, v in value.items()}
         # JSON keys are strings: {1: .., "1": ..} would collide, so such a dict is shown as
         # its [key, value] pairs instead of losing an entry.
-        return {"pairs": [[jsonable(k), jsonable(v)] for k, v in value.items()]}
+        return {"pairs": [[_jsonable(k), _jsonable(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [_jsonable(v) for v in value]
     if isinstance(value, set | frozenset):
-        items = [jsonable(v) for v in value]
+        items = [_jsonable(v) for v in value]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(value, bytes | bytearray):
         return {"base64": base64.b64encode(value).decode("ascii")}

@@ -3,9 +3,25 @@ Reading needs only `pickle`, and carries the same warning: never load data you d
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
 import cloudpickle  # type: ignore[import-untyped]
 
-from doeff.serde.pickle import PickleCodec
+from doeff.serde.pickle import PickleCodec, check_exception
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, checking exceptions as it meets them (as `PickleCodec` does)."""
+
+    def __init__(self, file: io.BytesIO, protocol: int) -> None:
+        super().__init__(file, protocol=protocol)
+        self.protocol = protocol
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException):
+            return check_exception(obj, self.protocol)
+        return super().reducer_override(obj)
 
 
 class CloudpickleCodec(PickleCodec):
@@ -17,5 +33,7 @@ class CloudpickleCodec(PickleCodec):
     tag = "cloudpickle"
 
     def _dumps(self, obj: object) -> bytes:
-        data: bytes = cloudpickle.dumps(obj, protocol=self.protocol)
-        return data
+        # A fresh pickler each time: cloudpickle's keeps per-dump state of its own.
+        with io.BytesIO() as file:
+            _Pickler(file, protocol=self.protocol).dump(obj)
+            return file.getvalue()

@@ -6,21 +6,28 @@ Python walk here costs nothing on values that encode.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from doeff.errors import EncodeError
+from doeff.errors import EncodeError, RegistrationError
+from doeff.serde import kinds
+from doeff.serde.blob import Blob
 from doeff.serde.temporal import zone_to_wire
 from doeff.serde.types import TypeRegistry, type_name
 
 # Exact types only: a subclass (an IntEnum, an OrderedDict, a str subclass) is not in the domain.
 _LEAVES: frozenset[type] = frozenset(
-    {type(None), bool, int, float, bytes, date, timedelta, Decimal, UUID}
+    {type(None), bool, int, float, bytes, date, timedelta, Decimal, UUID, Blob}
 )
+# What to do instead, for types people try to store.
+_HINTS = {
+    "bytearray": "; convert it with bytes(...) (it would come back as bytes)",
+    "memoryview": "; convert it with bytes(...) (it would come back as bytes)",
+    "ExtType": "; a raw msgpack extension would be read as doeff's own, register a type instead",
+}
 
 
 class _Outside(Exception):
@@ -79,18 +86,34 @@ def _walk_inside(value: Any, path: str, registry: TypeRegistry, open_ids: set[in
         for item in value:
             _walk(item, f"{path} (a {kind.__name__} element: {item!r})", registry, open_ids)
     elif kind in registry:
-        if isinstance(value, enum.Enum):
+        try:
             reduced = registry.reduce(value)
-            if reduced is not None and type(reduced[1]) is list:
-                _walk(reduced[1][0], f"{path}.value", registry, open_ids)
-            return
-        for field in dataclasses.fields(value):
-            _walk(getattr(value, field.name), f"{path}.{field.name}", registry, open_ids)
+        except EncodeError as exc:
+            raise _Outside(path, str(exc)) from None
+        assert reduced is not None
+        _, state, user_state = reduced
+        if not user_state:
+            return  # a built-in type whose state holds no user values
+        if type(state) is dict and set(map(type, state)) <= {str}:
+            for key, item in state.items():
+                _walk(item, f"{path}.{key}", registry, open_ids)
+        elif isinstance(value, enum.Enum) and type(state) is list:
+            _walk(state[0], f"{path}.value", registry, open_ids)
+        else:
+            _walk(state, f"{path} (as encoded by its hook)", registry, open_ids)
     else:
-        hint = ""
-        if dataclasses.is_dataclass(kind) or issubclass(kind, enum.Enum):
-            hint = "; register it with the codec (e.g. codec.register(cls)) to carry it by name"
-        raise _Outside(path, f"type {type_name(kind)} is not in the domain{hint}")
+        raise _Outside(path, f"type {type_name(kind)} is not in the domain{_hint(kind)}")
+
+
+def _hint(kind: type) -> str:
+    """What to do about a type outside the domain, for the error message."""
+    if kind.__name__ in _HINTS:
+        return _HINTS[kind.__name__]
+    try:
+        kinds.adapter_for(kind, type_name(kind), None, None)
+    except RegistrationError:
+        return ""
+    return "; register it with the codec (e.g. codec.register(cls)) to carry it by name"
 
 
 def explain(codec: str, value: object, registry: TypeRegistry, cause: BaseException) -> EncodeError:

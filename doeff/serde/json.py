@@ -6,8 +6,12 @@ their encoded bytes), ``{"$int": "..."}`` (beyond 64 bits), ``{"$float": "nan"}`
 ``"-inf"``), ``{"$bytes": base64}``, ``{"$dict": [[key, value], ...]}`` (keys not all str),
 ``{"$datetime"|"$time": ...}``, ``{"$date": ...}``, ``{"$timedelta": ...}`` (forms of
 `doeff.serde.temporal`), ``{"$decimal": "..."}``, ``{"$uuid": "..."}``, ``{"$obj": [name,
-state]}`` (registered types). A user dict with exactly one key starting with ``$`` is escaped as
+state]}`` (registered and built-in types, `doeff.serde.types`; raw data in a state is
+``{"$bytes": ...}``). A user dict with exactly one key starting with ``$`` is escaped as
 ``{"$esc": {...}}`` so it is never mistaken for a tag.
+
+Decoding rebuilds tagged values with an explicit stack, not recursion, so every depth orjson
+reads (1024 levels; it writes at most 254) decodes, whatever the caller's own stack depth.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import orjson
 
 from doeff.errors import DecodeError, EncodeError
 from doeff.serde import temporal
+from doeff.serde.blob import Blob
 from doeff.serde.domain import explain
 from doeff.serde.types import TypeRegistry
 
@@ -35,6 +40,10 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _OPTIONS |= orjson.OPT_PASSTHROUGH_SUBCLASS
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson writes as a JSON number
 _DECIMAL_DIGITS_BITS = 12_000  # under Python's 4300-digit int/str limit; larger ints go as hex
+# The longest decimal "$int" the encoder writes (12,000 bits is 3,613 digits). A longer one is
+# refused before int() sees it: parsing decimal digits takes time quadratic in their number, and
+# the process may have lifted Python's own limit.
+_DECIMAL_DIGITS_MAX = 3_700
 # A float64 whose exponent bits are all ones (NaN, ±inf) in msgpack output; a false match inside
 # a str or bytes only sends the value down the exact path, which is always correct.
 _non_finite = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]").search
@@ -49,7 +58,8 @@ def _refuse(obj: object) -> NoReturn:
 
 
 class JSONCodec:
-    """JSON with exact round trips; register dataclasses and Enums to carry them by name.
+    """JSON with exact round trips; register dataclasses, Enums, pydantic models... to carry them
+    by name (numpy arrays and pandas frames are built in).
 
         codec = JSONCodec()
         codec.encode({"when": (1, 2)})  # b'{"when":{"$tuple":[1,2]}}'
@@ -57,14 +67,15 @@ class JSONCodec:
 
     tag = "json"
 
-    def __init__(self, types: Iterable[type] = ()) -> None:
-        self.types = TypeRegistry(types)
+    def __init__(self, types: Iterable[type] | TypeRegistry = ()) -> None:
+        self.types = types if isinstance(types, TypeRegistry) else TypeRegistry(types)
         self._local = threading.local()
         self._writers: dict[type, Callable[[Any], object]] = {
             tuple: lambda v: {"$tuple": [self._to_json(x) for x in v]},
             set: lambda v: {"$set": self._canonical(v)},
             frozenset: lambda v: {"$frozenset": self._canonical(v)},
             bytes: lambda v: {"$bytes": base64.b64encode(v).decode("ascii")},
+            Blob: lambda v: {"$bytes": base64.b64encode(v.view).decode("ascii")},
             datetime: lambda v: {"$datetime": temporal.datetime_to_wire(v)},
             date: lambda v: {"$date": temporal.date_to_wire(v)},
             time: lambda v: {"$time": temporal.time_to_wire(v)},
@@ -72,32 +83,20 @@ class JSONCodec:
             Decimal: lambda v: {"$decimal": str(v)},
             UUID: lambda v: {"$uuid": str(v)},
         }
-        self._readers: dict[str, Callable[[Any], object]] = {
-            "$tuple": lambda w: tuple(self._from_json(x) for x in _expect(w, list)),
-            "$set": lambda w: {self._from_json(x) for x in _expect(w, list)},
-            "$frozenset": lambda w: frozenset(self._from_json(x) for x in _expect(w, list)),
-            "$int": lambda w: int(_expect(w, str), 0),
-            "$float": lambda w: float(_expect(w, str)),
-            "$bytes": lambda w: base64.b64decode(_expect(w, str), validate=True),
-            "$dict": lambda w: {
-                self._from_json(k): self._from_json(v) for k, v in _expect(w, list)
-            },
-            "$esc": lambda w: {k: self._from_json(v) for k, v in _expect(w, dict).items()},
-            "$datetime": temporal.datetime_from_wire,
-            "$date": temporal.date_from_wire,
-            "$time": temporal.time_from_wire,
-            "$timedelta": temporal.timedelta_from_wire,
-            "$decimal": lambda w: Decimal(_expect(w, str)),
-            "$uuid": lambda w: UUID(_expect(w, str)),
-            "$obj": self._read_obj,
-        }
 
     def __repr__(self) -> str:
         return f"JSONCodec(types={self.types.names()!r})"
 
-    def register(self, cls: type, name: str | None = None) -> None:
-        """Carry `cls` (a dataclass or Enum) under `name` (default ``module.qualname``)."""
-        self.types.register(cls, name)
+    def register(
+        self,
+        cls: type,
+        name: str | None = None,
+        *,
+        encode: Callable[[Any], object] | None = None,
+        decode: Callable[[Any], object] | None = None,
+    ) -> None:
+        """Carry `cls` under `name` (default ``module.qualname``); see `TypeRegistry.register`."""
+        self.types.register(cls, name, encode=encode, decode=decode)
 
     def encode(self, obj: object) -> bytes:
         """`obj` as UTF-8 JSON, or `EncodeError` naming the first value outside the domain."""
@@ -181,26 +180,121 @@ class JSONCodec:
         encoded.sort(key=lambda x: orjson.dumps(x, default=_refuse, option=_OPTIONS))
         return encoded
 
-    def _read_obj(self, wire: Any) -> object:
-        """Rebuild a registered type from ``[name, state]``."""
-        name, state = _expect(wire, list)
-        return self.types.rebuild(name, self._from_json(state))
+    def _from_json(self, root: Any) -> object:
+        """Undo `_to_json`: rebuild every tagged object below `root`, depth first.
 
-    def _from_json(self, value: Any) -> object:
-        """Undo `_to_json`: rebuild every tagged object below `value`."""
-        kind = type(value)
-        if kind is list:
-            return [self._from_json(x) for x in value]
-        if kind is dict:
-            if len(value) == 1:
-                key = next(iter(value))
-                if key.startswith("$"):
-                    reader = self._readers.get(key)
-                    if reader is None:
-                        raise DecodeError(f"json record holds an unknown tag {key!r}")
-                    return reader(value[key])
-            return {k: self._from_json(v) for k, v in value.items()}
-        return value
+        `work` holds values to visit and builders to run; a builder takes its arguments, the
+        rebuilt children, from the end of `done`.
+        """
+        work: list[tuple[_Build | None, Any, int]] = [(None, root, 0)]
+        done: list[Any] = []
+        while work:
+            build, item, count = work.pop()
+            if build is not None:
+                at = len(done) - count
+                args = done[at:]
+                del done[at:]
+                done.append(build(self, item, args))
+                continue
+            kind = type(item)
+            if kind is dict:
+                if len(item) == 1:
+                    key = next(iter(item))
+                    if key.startswith("$"):
+                        self._visit_tag(key, item[key], work, done)
+                        continue
+                children = list(item.values())
+                build, item = _build_dict, tuple(item)
+            elif kind is list:
+                children, build = item, _build_list
+            else:
+                done.append(item)
+                continue
+            if _CONTAINERS.isdisjoint(map(type, children)):
+                done.append(build(self, item, list(children)))  # nothing below to rebuild
+            else:
+                work.append((build, item, len(children)))
+                work.extend((None, child, 0) for child in reversed(children))
+        return done[0]
+
+    def _visit_tag(self, key: str, wire: Any, work: list[Any], done: list[Any]) -> None:
+        """Rebuild a leaf tag at once; schedule a container tag's children and its builder."""
+        leaf = _LEAF_READERS.get(key)
+        if leaf is not None:
+            done.append(leaf(wire))
+            return
+        if key in _SEQUENCES:
+            build, extra, children = _SEQUENCES[key], None, _expect(wire, list)
+        elif key == "$dict":
+            children = [part for pair in _expect(wire, list) for part in _pair(pair)]
+            build, extra = _build_pairs, None
+        elif key == "$esc":
+            build, extra, children = _build_dict, tuple(_expect(wire, dict)), list(wire.values())
+        elif key == "$obj":
+            name, state = _pair(wire)
+            build, extra, children = _build_obj, name, [state]
+        else:
+            raise DecodeError(f"json record holds an unknown tag {key!r}")
+        work.append((build, extra, len(children)))
+        work.extend((None, child, 0) for child in reversed(children))
+
+
+# A builder: (codec, what the tag carried besides its children, the rebuilt children) -> value.
+_Build = Callable[[JSONCodec, Any, list[Any]], object]
+_CONTAINERS = frozenset({list, dict})
+
+
+def _build_list(codec: JSONCodec, extra: Any, items: list[Any]) -> object:
+    return items
+
+
+def _build_dict(codec: JSONCodec, keys: tuple[str, ...], values: list[Any]) -> object:
+    return dict(zip(keys, values, strict=True))
+
+
+def _build_pairs(codec: JSONCodec, extra: Any, flat: list[Any]) -> object:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _build_obj(codec: JSONCodec, name: Any, state: list[Any]) -> object:
+    return codec.types.rebuild(name, state[0])
+
+
+_SEQUENCES: dict[str, _Build] = {
+    "$tuple": lambda codec, extra, items: tuple(items),
+    "$set": lambda codec, extra, items: set(items),
+    "$frozenset": lambda codec, extra, items: frozenset(items),
+}
+
+
+def _read_int(wire: Any) -> int:
+    text = _expect(wire, str)
+    if len(text) > _DECIMAL_DIGITS_MAX and not text.lstrip("-").startswith("0x"):
+        raise DecodeError(
+            f"json record holds a decimal $int of {len(text)} characters; doeff writes ints "
+            f"beyond {_DECIMAL_DIGITS_BITS} bits in hex"
+        )
+    return int(text, 0)
+
+
+_LEAF_READERS: dict[str, Callable[[Any], object]] = {
+    "$int": _read_int,
+    "$float": lambda w: float(_expect(w, str)),
+    "$bytes": lambda w: base64.b64decode(_expect(w, str), validate=True),
+    "$datetime": temporal.datetime_from_wire,
+    "$date": temporal.date_from_wire,
+    "$time": temporal.time_from_wire,
+    "$timedelta": temporal.timedelta_from_wire,
+    "$decimal": lambda w: Decimal(_expect(w, str)),
+    "$uuid": lambda w: UUID(_expect(w, str)),
+}
+
+
+def _pair(wire: Any) -> list[Any]:
+    """`wire` if it is a JSON array of two items, else `DecodeError`."""
+    if type(wire) is not list or len(wire) != 2:
+        raise DecodeError(f"expected a JSON array of two items, found {wire!r:.60}")
+    return wire
 
 
 def _expect(wire: Any, kind: type) -> Any:

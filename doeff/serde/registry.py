@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from doeff.errors import RegistrationError, UnknownCodecError
+from doeff.serde import plugins
 from doeff.serde.cloudpickle import CloudpickleCodec
 from doeff.serde.codec import Codec
 from doeff.serde.json import JSONCodec
@@ -37,14 +38,22 @@ def registered_tags() -> list[str]:
 
 
 def get_codec(tag: str) -> Codec:
-    """The codec registered under `tag`; `UnknownCodecError` (a `LookupError`) if none is."""
+    """The codec registered under `tag`, or else the one an installed package offers under that
+    name in the ``doeff.codecs`` entry-point group; `UnknownCodecError` (a `LookupError`) if
+    neither exists."""
     try:
         return _codecs[tag]
     except KeyError:
-        raise UnknownCodecError(
-            f"no codec is registered under the tag {tag!r}; registered: "
-            f"{', '.join(registered_tags())}; call register_codec(...) with an instance"
-        ) from None
+        pass
+    found = plugins.load(tag)
+    if found is not None:
+        register_codec(found)
+        return found
+    raise UnknownCodecError(
+        f"no codec is registered under the tag {tag!r}; registered: "
+        f"{', '.join(registered_tags())}; call register_codec(...) with an instance, or "
+        f"install a package offering one in the entry-point group {plugins.GROUP!r}"
+    )
 
 
 for _default in (PickleCodec(), CloudpickleCodec(), MsgpackCodec(), JSONCodec()):
