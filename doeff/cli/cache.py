@@ -6,23 +6,24 @@ import argparse
 import pprint
 from collections import defaultdict
 
-from doeff.cli.args import add_store, add_unsafe_pickle
+from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import (
     iso_time,
     jsonable,
     plural,
     print_json,
+    printable,
     show_key,
     show_size,
     show_time,
     table,
     warn,
 )
-from doeff.cli.scan import UNSAFE_TAGS, pickle_refusal, scan
+from doeff.cli.scan import UNSAFE_TAGS, open_record, pickle_refusal, scan, signing_keys
 from doeff.cli.store import open_store, store_label
-from doeff.errors import DecodeError
-from doeff.serde.envelope import peek, unseal
+from doeff.errors import DecodeError, SignatureError, UntrustedRecordError
+from doeff.serde.envelope import peek
 
 UNREADABLE = "?"  # the codec column of a record without a valid doeff header
 
@@ -37,7 +38,8 @@ def cmd_ls(ns: argparse.Namespace) -> int:
     if ns.json:
         print_json([
             {"key": r.key, "codec": r.tag, "size": r.size,
-             "updated_at": iso_time(r.updated_at), "error": r.error}
+             "updated_at": iso_time(r.updated_at), "error": r.error,
+             "signed_by": r.key_id, "transforms": list(r.transforms)}
             for r in records
         ])
     else:
@@ -48,8 +50,9 @@ def cmd_ls(ns: argparse.Namespace) -> int:
 
 
 def cmd_get(ns: argparse.Namespace) -> int:
-    """Print one value, decoded by the codec its record names."""
+    """Print one value, decoded by the codec its record names if the command may decode it."""
     name = store_label(ns.store)
+    keys = signing_keys(ns)
     with open_store(ns.store) as kv:
         raw = kv.get(ns.key)
     if raw is None:
@@ -58,13 +61,15 @@ def cmd_get(ns: argparse.Namespace) -> int:
         tag = peek(raw).tag
         if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
             raise CLIError(pickle_refusal(f"{show_key(ns.key)} is a {tag} record"), EXIT_FAILED)
-        value = unseal(raw)
+        value = open_record(raw, ns.key, ns, keys)
     except DecodeError as exc:
-        raise CLIError(f"{show_key(ns.key)}: unreadable record: {exc}", EXIT_FAILED) from exc
+        what = "refused" if isinstance(exc, SignatureError | UntrustedRecordError) else \
+            "unreadable"
+        raise CLIError(f"{show_key(ns.key)}: {what} record: {exc}", EXIT_FAILED) from exc
     if ns.json:
         print_json({"key": ns.key, "codec": tag, "size": len(raw), "value": jsonable(value)})
     else:
-        print(pprint.pformat(value, sort_dicts=False))
+        print(printable(pprint.pformat(value, sort_dicts=False), keep="\n"))
     return 0
 
 
@@ -148,6 +153,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--json", action="store_true",
                    help="print {key, codec, size, value}; value shown with JSON types only")
     add_unsafe_pickle(p)
+    add_signing_key(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("rm", help="delete keys",
