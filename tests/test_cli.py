@@ -21,11 +21,12 @@ from doeff.storage import LMDBKV, KVStore, SQLiteKV
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def doeff(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m doeff ARGS` and capture its output."""
+def doeff(*args: str, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m doeff ARGS` (with `env` added to the environment) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "doeff", *args], capture_output=True, text=True, timeout=120,
-        cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+        cwd=cwd or ROOT, env={**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
     )
 

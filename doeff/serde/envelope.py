@@ -23,8 +23,8 @@ Version 1 (``DF | 1 | n | tag | CRC-32 of header+payload | payload``) had no key
 or signature; such records are read as before.
 
 Reading checks, in order, before any payload byte is decoded: the header's shape and characters,
-the CRC, the trust policy (is the codec trusted?), the signature (when the reader has keys),
-then undoes the steps and decodes.
+the trust policy (is the codec trusted? decided from the header alone), the CRC, the signature
+(when the reader has keys); then it undoes the steps and decodes.
 """
 
 from __future__ import annotations
@@ -287,14 +287,13 @@ def _open(data: bytes, bound: bytes, key: str | None, own: Codec | None, trust: 
           signer: Signer | None, transforms: dict[str, Transform]) -> object:
     """The value in any record, checked in the order the module docstring gives."""
     h = _parse(data)
-    start = h.start
-    payload = data[start:]
+    reader = trust.reader(h.tag, own, key)
+    payload = data[h.start:]
     crc = zlib.crc32(data[:h.crc_at])
     if h.version > 1:
         crc = zlib.crc32(bound, crc)
     if zlib.crc32(payload, crc) != _unpack_u32(data, h.crc_at)[0]:
         raise _checksum_error(data, h.tag, key)
-    reader = trust.reader(h.tag, own, key)
     if signer is not None:
         if h.key_id is None:
             raise SignatureError(

@@ -63,9 +63,11 @@ class Durable(Closing):
                                  transforms=transforms)
         unsafe = sorted((policy.tags | {codec.tag}) & PICKLE_TAGS)
         if unsafe and self.envelope.signer is None:
+            # One text for every such store, so Python's filters show it once per place.
             warnings.warn(
-                f"{self!r} decodes {' and '.join(unsafe)} records without a signing key: anyone "
-                "who can write to this store can run code in every process that reads it. Pass "
+                f"a store that decodes {' and '.join(unsafe)} records was opened without a "
+                "signing key: anyone who can write to it can run code in every process that "
+                "reads it. Pass "
                 "signing_key=... (keys made with secrets.token_bytes(32)), or store plain data "
                 "with MsgpackCodec() or JSONCodec(); see docs/serialization.md",
                 UnsignedPickleWarning, stacklevel=_caller_level(),
