@@ -11,11 +11,12 @@ import pytest
 from storage_fixtures import CODEC_NAMES, KVBackend, make_codec
 
 from doeff.errors import DecodeError, EncodeError, StoreClosedError, UntrustedRecordError
-from doeff.serde import SAFE_TAGS, JSONCodec, MsgpackCodec, PickleCodec
+from doeff.serde import SAFE_TAGS, JSONCodec, MsgpackCodec, PickleCodec, peek
 from doeff.storage import Durable, DurableStorage, InMemoryKV, InMemoryStorage, SQLiteKV
 
 # Inside every codec's domain (JSON's included), so one value serves the whole matrix.
 VALUE = {"rows": [1, 2.5, "x", None, True], "name": "étape", "n": 2**70}
+LARGE = {"rows": [{"id": i, "name": f"row {i}", "ok": i % 2 == 0} for i in range(300)]}
 
 
 def test_is_durable_storage(durable: Any) -> None:
@@ -62,6 +63,20 @@ def test_keys_items_clear(durable: Any) -> None:
     assert dict(durable.items()) == {f"k{i}": {"i": i} for i in range(5)}
     durable.clear()
     assert len(durable) == 0 and list(durable.keys()) == []
+
+
+def test_large_values_round_trip(durable: Any) -> None:
+    """A value of several KB round-trips; in the sealed stores each record went through zstd
+    and AES-GCM and says so, in the others it went through nothing."""
+    durable.put("big", LARGE)
+    durable.put("small", 1)
+    assert durable.get("big") == LARGE and durable.get("small") == 1
+    if isinstance(durable, Durable):
+        raw = durable.kv.get("big")
+        assert raw is not None
+        sealed = bool(durable.envelope.transforms)
+        assert peek(raw).transforms == (("zstd", "aes256gcm") if sealed else ())
+        assert (peek(raw).key_id is not None) == sealed
 
 
 def test_unserializable_value_writes_nothing(serializing_durable: Any) -> None:

@@ -3,6 +3,7 @@ tags are a restricted character set, and the CLI escapes whatever it prints from
 
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 import zlib
@@ -12,6 +13,7 @@ import pytest
 from storage_fixtures import KVBackend
 from test_cli import doeff, make_store
 
+from doeff.cli.output import printable, table, warn
 from doeff.errors import DecodeError, RegistrationError
 from doeff.serde import JSONCodec, MsgpackCodec, peek, register_codec, seal, unseal
 from doeff.storage import Durable, SQLiteKV
@@ -148,3 +150,15 @@ def test_the_cli_prints_nothing_from_a_store_raw(tmp_path: Path) -> None:
             assert _CONTROL.search(text) is None, (result.args, text)
     assert "\\x1b[2J" in outputs[3].stdout  # shown, escaped, not dropped
     assert "\\x1b[31m" in outputs[5].stderr
+
+
+def test_cli_output_escapes_text_whatever_its_source() -> None:
+    """Messages and table cells are escaped where they are printed, so a codec's own error
+    message or a cell built from store text cannot carry a raw escape either."""
+    stream = io.StringIO()
+    warn("a codec said \x1b[2J\u202e\x9b", stream)
+    cells = table(["KEY"], [["k\x1b[31m"]], right=set())
+    for text in (stream.getvalue(), cells):
+        assert _CONTROL.search(text.replace("\n", "")) is None
+    assert "\\x1b[2J\\u202e\\x9b" in stream.getvalue() and "k\\x1b[31m" in cells
+    assert printable("two\nlines\x07", keep="\n") == "two\nlines\\x07"
