@@ -16,8 +16,17 @@ from storage_fixtures import KVBackend
 from test_cli import doeff, make_store
 
 from doeff.errors import DecodeError, InvalidOptionError, SignatureError
-from doeff.serde import Envelope, MsgpackCodec, PickleCodec, Signer, peek, read_key_file, seal
-from doeff.serde.signing import _Hmac, key_id
+from doeff.serde import (
+    Envelope,
+    JSONCodec,
+    MsgpackCodec,
+    PickleCodec,
+    Signer,
+    peek,
+    read_key_file,
+    seal,
+)
+from doeff.serde.signing import Hmac, key_id
 from doeff.storage import Durable, InMemoryKV
 
 VALUE = {"rows": [(1, "a"), (2, "b")], "score": 0.5}
@@ -27,16 +36,15 @@ def recrc(record: bytes | bytearray, key: str) -> bytes:
     """`record` with its CRC recomputed for `key`: what a forger without the signing key can do."""
     info = peek(bytes(record))
     crc_at = info.header_size - 4
-    bound = len(key.encode()).to_bytes(4, "little") + key.encode()
     crc = zlib.crc32(bytes(record[info.header_size:]),
-                     zlib.crc32(bound, zlib.crc32(bytes(record[:crc_at]))))
+                     zlib.crc32(key.encode(), zlib.crc32(bytes(record[:crc_at]))))
     return bytes(record[:crc_at]) + crc.to_bytes(4, "little") + bytes(record[info.header_size:])
 
 
 @given(secret=st.binary(min_size=0, max_size=200), parts=st.lists(st.binary(), max_size=4))
 def test_hmac_matches_the_standard_library(secret: bytes, parts: list[bytes]) -> None:
     """Our precomputed HMAC-SHA256 equals hmac.digest for every key length and message."""
-    assert _Hmac(secret).digest(*parts) == hmac.digest(secret, b"".join(parts), "sha256")
+    assert Hmac(secret).digest(*parts) == hmac.digest(secret, b"".join(parts), "sha256")
 
 
 def test_signed_records_round_trip_and_name_their_key(kv_backend: KVBackend,
@@ -120,6 +128,19 @@ def test_a_signed_record_copied_under_another_key_is_refused() -> None:
         env.unseal(record, "step:2")
     with pytest.raises(SignatureError, match="does not match"):
         env.unseal(recrc(record, "step:2"), "step:2")
+
+
+def test_a_signature_cannot_be_shifted_between_key_and_payload() -> None:
+    """Moving the payload's first byte onto the end of the key ("a" + "bcP" -> "ab" + "cP")
+    keeps the concatenation the same, but the signature covers the key's length: refused."""
+    env = Envelope(JSONCodec(), signing_key=KEY)
+    record = env.seal({"b": 1}, "a")  # the JSON payload starts with b"{"
+    info = peek(record)
+    head, payload = record[:info.header_size - 4], record[info.header_size:]
+    shifted_key = "a" + payload[:1].decode()
+    forged = recrc(head + b"\0\0\0\0" + payload[1:], shifted_key)
+    with pytest.raises(SignatureError, match="does not match"):
+        env.unseal(forged, shifted_key)
 
 
 def test_key_rotation(tmp_path: Path) -> None:

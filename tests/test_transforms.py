@@ -50,8 +50,7 @@ def _zstd_record(frame: bytes, key: str = "k") -> bytes:
     """A msgpack record claiming one zstd step whose payload is `frame`, as a forger builds it
     (the layout of docs/serialization.md)."""
     head = b"DF\x02\x07msgpack\x01\x04zstd\x00\x00"
-    bound = len(key.encode()).to_bytes(4, "little") + key.encode()
-    crc = zlib.crc32(frame, zlib.crc32(bound, zlib.crc32(head)))
+    crc = zlib.crc32(frame, zlib.crc32(key.encode(), zlib.crc32(head)))
     return head + crc.to_bytes(4, "little") + frame
 
 

@@ -1,6 +1,6 @@
 """The envelope: every stored value is ``header + payload``, so a record names its own codec.
 
-Byte layout (version 2, written since doeff 0.2; version 1 records stay readable)::
+Byte layout (version 2; version 1 records stay readable)::
 
     size  field
     2     magic  b"DF"
@@ -10,14 +10,16 @@ Byte layout (version 2, written since doeff 0.2; version 1 records stay readable
     1+m     its name: length m, then m bytes (same characters as a tag)
     1+p     its parameters: length p, then p bytes (e.g. an encryption key id and nonce)
     1+s   signing key id: its length s (0 = unsigned), then s hex digits
-    32    HMAC-SHA256 (only when signed) over the header bytes before it, the bound key, payload
-    4     CRC-32 (little-endian) over the header bytes before it, the bound key, payload
+    32    HMAC-SHA256, only when signed: over the header bytes before it, the key's length
+          (4 bytes, little-endian), the key, and the payload
+    4     CRC-32 (little-endian) over the header bytes before it, the key, and the payload
     ...   payload: ``codec.encode(value)`` with the steps applied
 
-The *bound key* is the record's key as UTF-8 behind its length (4 bytes, little-endian); without
-a key, the empty string. Binding the key into the checks makes a value read under another key
-(copied there, or a corrupted database page answering for the wrong row) a `DecodeError`
-instead of a wrong value, just as the CRC makes a flipped byte or a cut-off record one.
+The key is the one the record is stored under, as UTF-8 (no key: the empty string). Binding it
+into the checks makes a value read under another key (copied there, or a corrupted database
+page answering for the wrong row) a `DecodeError` instead of a wrong value, just as the CRC
+makes a flipped byte or a cut-off record one. The signature takes the key's length too, so a
+record for key "ab" cannot pass for one for key "a" by moving a byte into the payload.
 
 Version 1 (``DF | 1 | n | tag | CRC-32 of header+payload | payload``) had no key binding, steps
 or signature; such records are read as before.
@@ -29,6 +31,7 @@ the trust policy (is the codec trusted? decided from the header alone), the CRC,
 
 from __future__ import annotations
 
+import hmac
 import re
 import struct
 import zlib
@@ -46,7 +49,7 @@ from doeff.errors import (
 )
 from doeff.serde.codec import Codec
 from doeff.serde.registry import NAME, NAME_CHARS, check_tag
-from doeff.serde.signing import KEY_ID_SIZE, MAC_SIZE, Signer
+from doeff.serde.signing import KEY_ID_SIZE, MAC_SIZE, Hmac, Signer
 from doeff.serde.transforms import Transform, default_transform
 from doeff.serde.trust import DEFAULT_TRUST, Trust
 
@@ -57,7 +60,6 @@ _pack_u32 = _U32.pack
 _unpack_u32 = _U32.unpack_from
 _NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
 _KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
-_UNBOUND = _pack_u32(0)  # the bound form of "no key" (and of "")
 # (tag, signing key id) -> (header prefix of a record with no steps, its CRC-32); built once.
 _prefixes: dict[tuple[str, str], tuple[bytes, int]] = {}
 _MISS = object()  # "not a record the fast path can read": go the long way
@@ -94,14 +96,18 @@ class _Header:
         return self.crc_at + 4
 
 
-def _bind(key: str | None) -> bytes:
-    """The bound key: its UTF-8 bytes behind their length."""
+def _key_bytes(key: object) -> bytes:
+    """`key` as UTF-8 (lone surrogates kept, so distinct keys stay distinct); b"" for None."""
     if key is None:
-        return _UNBOUND
+        return b""
     if type(key) is not str:
         raise InvalidKeyError(f"a record's key must be a str, got {type(key).__name__} {key!r:.60}")
-    raw = key.encode("utf-8", "surrogatepass")
-    return _pack_u32(len(raw)) + raw
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _bound(kb: bytes) -> bytes:
+    """The key as the signature and the transforms take it: behind its length."""
+    return _pack_u32(len(kb)) + kb
 
 
 def _head(tag: str, steps: list[bytes], key_id: str) -> bytes:
@@ -120,21 +126,58 @@ def _prefix(tag: str, key_id: str = "") -> tuple[bytes, int]:
     return cached
 
 
-def _encode(codec: Codec, value: object) -> bytes:
+def _key(key: str | None) -> bytes:
+    """The key as the checks take it (UTF-8); the common ASCII key costs no further call."""
+    return key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+
+
+def _encode_failed(codec: Codec, value: object, exc: Exception) -> EncodeError:
+    # A user codec's own error: keep the one error type callers catch.
+    return EncodeError(
+        f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
+    )
+
+
+def _seal_plain(value: object, codec: Codec, head: bytes, head_crc: int,
+                key: str | None) -> bytes:
+    """The record of `value`, unsigned and with no steps (`head` is its header up to the CRC,
+    `head_crc` that header's CRC): the common record, built with as few calls as possible."""
     try:
-        return codec.encode(value)
+        payload = codec.encode(value)
     except EncodeError:
         raise
-    except Exception as exc:  # a user codec's own error: keep the one error type callers catch
-        raise EncodeError(
-            f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
-        ) from exc
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    return b"".join((head, _pack_u32(zlib.crc32(payload, zlib.crc32(kb, head_crc))), payload))
 
 
-def _seal(value: object, codec: Codec, bound: bytes, signer: Signer | None,
+def _seal_signed(value: object, codec: Codec, head: bytes, head_crc: int, mac_of: Hmac,
+                 key: str | None) -> bytes:
+    """The record of `value` signed, with no steps: `_seal_plain` plus the signature, where
+    `mac_of` is the signing key's HMAC with `head` absorbed (`Signer.prepared`)."""
+    try:
+        payload = codec.encode(value)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    mac = mac_of.pair(_bound(kb), payload)
+    crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, head_crc)))
+    return b"".join((head, mac, _pack_u32(crc), payload))
+
+
+def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
           transforms: Sequence[Transform]) -> bytes:
-    """The record of `value` (see the module docstring)."""
-    payload = _encode(codec, value)
+    """The record of `value` with the signature and steps asked for (see the module docstring)."""
+    try:
+        payload = codec.encode(value)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    bound = _bound(kb)
     steps: list[bytes] = []
     if transforms:
         context = bound + codec.tag.encode("ascii")
@@ -151,15 +194,16 @@ def _seal(value: object, codec: Codec, bound: bytes, signer: Signer | None,
                 steps.append(bytes((len(name),)) + name + bytes((len(params),)) + params)
                 context += b"/" + name
     kid = "" if signer is None else signer.key_id
-    head, head_crc = _prefix(codec.tag, kid)
     if steps:
         head = _head(codec.tag, steps, kid)
         head_crc = zlib.crc32(head)
+    else:
+        head, head_crc = _prefix(codec.tag, kid)
     if signer is not None:
         mac = signer.sign(head, bound, payload)
         head_crc = zlib.crc32(mac, head_crc)
         head += mac
-    crc = zlib.crc32(payload, zlib.crc32(bound, head_crc))
+    crc = zlib.crc32(payload, zlib.crc32(kb, head_crc))
     return b"".join((head, _pack_u32(crc), payload))
 
 
@@ -170,9 +214,9 @@ def seal(value: object, codec: Codec, *, key: str | None = None,
     `key` binds the record to the key it will be stored under (reading it under another key is a
     `DecodeError`); `signing_key` signs it; `transforms` are applied to the payload in order.
     """
-    bound = _bind(key)
     if signing_key is None and not transforms:
-        return _seal(value, codec, bound, None, ())
+        head, head_crc = _prefix(codec.tag)
+        return _seal_plain(value, codec, head, head_crc, key)
     return Envelope(codec, signing_key=signing_key, transforms=transforms).seal(value, key)
 
 
@@ -261,29 +305,40 @@ def _checksum_error(data: bytes, tag: str, key: str | None) -> DecodeError:
     )
 
 
+def _decode_failed(tag: str, exc: Exception) -> DecodeError:
+    # A user codec's own error: never leak another type.
+    return DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}")
+
+
 def _decode(reader: Codec, tag: str, payload: bytes) -> object:
     try:
         return reader.decode(payload)
     except DecodeError:
         raise
-    except Exception as exc:  # a user codec's own error: never leak another type
-        raise DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}") from exc
+    except Exception as exc:
+        raise _decode_failed(tag, exc) from exc
 
 
-def _fast(data: bytes, head: bytes, head_crc: int, bound: bytes, codec: Codec,
-          key: str | None) -> object:
-    """The value of an unsigned record of `codec` with no steps (its header is `head`), or
-    `_MISS` for any other record. The common case, so it skips parsing."""
+def _open_plain(data: bytes, codec: Codec, head: bytes, head_crc: int,
+                key: str | None) -> object:
+    """The value of an unsigned record of `codec` with no steps (its header up to the CRC is
+    `head`), or `_MISS` for any other record: the common case, so it skips parsing."""
     start = len(head) + 4
-    if len(data) < start or not data.startswith(head):
+    if type(data) is not bytes or len(data) < start or not data.startswith(head):
         return _MISS
     payload = data[start:]
-    if zlib.crc32(payload, zlib.crc32(bound, head_crc)) != _unpack_u32(data, start - 4)[0]:
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    if zlib.crc32(payload, zlib.crc32(kb, head_crc)) != _unpack_u32(data, start - 4)[0]:
         raise _checksum_error(data, codec.tag, key)
-    return _decode(codec, codec.tag, payload)
+    try:
+        return codec.decode(payload)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise _decode_failed(codec.tag, exc) from exc
 
 
-def _open(data: bytes, bound: bytes, key: str | None, own: Codec | None, trust: Trust,
+def _open(data: bytes, kb: bytes, key: str | None, own: Codec | None, trust: Trust,
           signer: Signer | None, transforms: dict[str, Transform]) -> object:
     """The value in any record, checked in the order the module docstring gives."""
     h = _parse(data)
@@ -291,7 +346,7 @@ def _open(data: bytes, bound: bytes, key: str | None, own: Codec | None, trust: 
     payload = data[h.start:]
     crc = zlib.crc32(data[:h.crc_at])
     if h.version > 1:
-        crc = zlib.crc32(bound, crc)
+        crc = zlib.crc32(kb, crc)
     if zlib.crc32(payload, crc) != _unpack_u32(data, h.crc_at)[0]:
         raise _checksum_error(data, h.tag, key)
     if signer is not None:
@@ -302,9 +357,9 @@ def _open(data: bytes, bound: bytes, key: str | None, own: Codec | None, trust: 
                 "a store you trust: doeff cache migrate STORE --to CODEC --signing-key-file FILE "
                 "--accept-unsigned"
             )
-        _verify(signer, h.key_id, h.mac, data[:h.signed_end], bound, payload, key)
+        _verify(signer, h.key_id, h.mac, data[:h.signed_end], _bound(kb), payload, key)
     if h.steps:
-        payload = _undo(h, payload, bound, transforms)
+        payload = _undo(h, payload, _bound(kb), transforms)
     return _decode(reader, h.tag, payload)
 
 
@@ -355,15 +410,14 @@ def unseal(data: bytes, codec: Codec | None = None, *, key: str | None = None,
     `UntrustedRecordError` before its payload is read. `key` is the key the record was sealed
     under; `signing_key` makes unsigned or wrongly signed records a `SignatureError`.
     """
-    bound = _bind(key)
-    if signing_key is None and codec is not None and type(data) is bytes:
+    if signing_key is None and codec is not None:
         head, head_crc = _prefix(codec.tag)
-        value = _fast(data, head, head_crc, bound, codec, key)
+        value = _open_plain(data, codec, head, head_crc, key)
         if value is not _MISS:
             return value
     policy = DEFAULT_TRUST if trust is None else Trust(trust)
     signer = None if signing_key is None else Signer(signing_key)
-    return _open(data, bound, key, codec, policy, signer, _by_name(transforms))
+    return _open(data, _key_bytes(key), key, codec, policy, signer, _by_name(transforms))
 
 
 def _by_name(transforms: Iterable[Transform]) -> dict[str, Transform]:
@@ -386,15 +440,15 @@ def _by_name(transforms: Iterable[Transform]) -> dict[str, Transform]:
 
 class Envelope:
     """One way of sealing and opening records: a codec, the codecs trusted on read, signing
-    keys and payload transforms. `Durable` keeps one; reads of the common record (its own
-    codec, no step applied) skip parsing.
+    keys and payload transforms. `Durable` keeps one; the common record (its own codec, no step
+    applied, signed by its current key if it signs) is read without parsing.
 
         env = Envelope(MsgpackCodec(), signing_key=key, transforms=[Zstd()])
         env.unseal(env.seal({"rows": 3}, "step:1"), "step:1")   # {'rows': 3}
     """
 
-    __slots__ = ("_by_name", "_fast_head", "_fast_start", "codec", "signer", "transforms",
-                 "trust")
+    __slots__ = ("_by_name", "_head", "_head_crc", "_mac", "_plain", "_start", "codec",
+                 "signer", "transforms", "trust")
 
     def __init__(self, codec: Codec, *, trust: Trust | Iterable[Codec | str] | None = None,
                  signing_key: SigningKey | None = None,
@@ -405,35 +459,45 @@ class Envelope:
         self.signer = None if signing_key is None else Signer(signing_key)
         self._by_name = _by_name(transforms)
         self.transforms = tuple(self._by_name.values())
-        head, head_crc = _prefix(codec.tag, "" if self.signer is None else self.signer.key_id)
-        self._fast_head = (head, head_crc)
-        self._fast_start = len(head) + (0 if self.signer is None else MAC_SIZE) + 4
+        self._plain = self.signer is None and not self.transforms
+        self._head, self._head_crc = _prefix(
+            codec.tag, "" if self.signer is None else self.signer.key_id)
+        # The current key's HMAC with the fixed header already absorbed: signing and checking
+        # the common record costs two hash copies, not a key schedule.
+        self._mac = None if self.signer is None else self.signer.prepared(self._head)
+        self._start = len(self._head) + (0 if self.signer is None else MAC_SIZE) + 4
 
     def seal(self, value: object, key: str | None = None, codec: Codec | None = None) -> bytes:
         """The record of `value` under `key`, by `codec` (default: the envelope's own)."""
-        return _seal(value, self.codec if codec is None else codec, _bind(key), self.signer,
-                     self.transforms)
+        if codec is None or codec is self.codec:
+            if self._plain:
+                return _seal_plain(value, self.codec, self._head, self._head_crc, key)
+            if self._mac is not None and not self.transforms:
+                return _seal_signed(value, self.codec, self._head, self._head_crc, self._mac, key)
+            codec = self.codec
+        return _seal(value, codec, _key(key), self.signer, self.transforms)
 
     def unseal(self, data: bytes, key: str | None = None) -> object:
         """The value of a record read under `key`, checked as the module docstring says."""
-        bound = _bind(key)
-        if type(data) is bytes:
-            head, head_crc = self._fast_head
-            if self.signer is None:
-                value = _fast(data, head, head_crc, bound, self.codec, key)
-                if value is not _MISS:
-                    return value
-            elif len(data) >= self._fast_start and data.startswith(head):
-                return self._signed_fast(data, self.signer, bound, key)
-        return _open(data, bound, key, self.codec, self.trust, self.signer, self._by_name)
+        if self._plain:
+            value = _open_plain(data, self.codec, self._head, self._head_crc, key)
+            if value is not _MISS:
+                return value
+        elif (self.signer is not None and self._mac is not None and type(data) is bytes
+              and len(data) >= self._start and data.startswith(self._head)):
+            return self._open_signed(data, self.signer, self._mac, key)
+        return _open(data, _key_bytes(key), key, self.codec, self.trust, self.signer,
+                     self._by_name)
 
-    def _signed_fast(self, data: bytes, signer: Signer, bound: bytes, key: str | None) -> object:
+    def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
         """A record of the envelope's codec, signed by its current key, with no steps."""
-        head, head_crc = self._fast_head
-        start = self._fast_start
+        start = self._start
         mac, payload = data[start - 4 - MAC_SIZE:start - 4], data[start:]
-        crc = zlib.crc32(payload, zlib.crc32(bound, zlib.crc32(mac, head_crc)))
+        kb = _key(key)
+        crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, self._head_crc)))
         if crc != _unpack_u32(data, start - 4)[0]:
             raise _checksum_error(data, self.codec.tag, key)
-        _verify(signer, signer.key_id, mac, head, bound, payload, key)
+        bound = _bound(kb)
+        if not hmac.compare_digest(mac_of.pair(bound, payload), mac):
+            _verify(signer, signer.key_id, mac, self._head, bound, payload, key)  # says why
         return _decode(self.codec, self.codec.tag, payload)
