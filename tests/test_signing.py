@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from envelope_helpers import KEY, OTHER_KEY, VERSIONS, CountingCodec, planted_record
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from storage_fixtures import KVBackend
 from test_cli import doeff, make_store
@@ -42,6 +42,8 @@ def recrc(record: bytes | bytearray, key: str) -> bytes:
 
 
 @given(secret=st.binary(min_size=0, max_size=200), parts=st.lists(st.binary(), max_size=4))
+@example(secret=b"k" * 64, parts=[b"block-sized key"])
+@example(secret=b"k" * 65, parts=[b"a key longer than a block is hashed first"])
 def test_hmac_matches_the_standard_library(secret: bytes, parts: list[bytes]) -> None:
     """Our precomputed HMAC-SHA256 equals hmac.digest for every key length and message."""
     assert Hmac(secret).digest(*parts) == hmac.digest(secret, b"".join(parts), "sha256")
