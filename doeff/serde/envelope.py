@@ -500,4 +500,9 @@ class Envelope:
         bound = _bound(kb)
         if not hmac.compare_digest(mac_of.pair(bound, payload), mac):
             _verify(signer, signer.key_id, mac, self._head, bound, payload, key)  # says why
-        return _decode(self.codec, self.codec.tag, payload)
+        try:
+            return self.codec.decode(payload)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise _decode_failed(self.codec.tag, exc) from exc

@@ -76,7 +76,12 @@ class Durable(Closing):
     def get(self, key: str) -> Any | None:
         """The value under `key`, or None when missing; DecodeError names the key."""
         data = self.kv.get(key)
-        return None if data is None else self._decode(key, data)
+        if data is None:
+            return None
+        try:
+            return self.envelope.unseal(data, key)
+        except Exception as exc:
+            raise self._unreadable(key, exc) from exc
 
     def put(self, key: str, value: Any) -> None:
         """Encode `value` with the codec (or the fallback), then store it; on EncodeError nothing
@@ -110,7 +115,13 @@ class Durable(Closing):
 
     def items(self) -> list[tuple[str, Any]]:
         """A snapshot of all (key, value) pairs, each read under the same trust policy as get."""
-        return [(key, self._decode(key, data)) for key, data in self.kv.items()]
+        out = []
+        for key, data in self.kv.items():
+            try:
+                out.append((key, self.envelope.unseal(data, key)))
+            except Exception as exc:
+                raise self._unreadable(key, exc) from exc
+        return out
 
     def clear(self) -> None:
         """Delete every entry."""
@@ -126,17 +137,15 @@ class Durable(Closing):
     def __repr__(self) -> str:
         return f"Durable({self.kv!r}, {self.codec!r})"
 
-    def _decode(self, key: str, data: bytes) -> Any:
-        try:
-            return self.envelope.unseal(data, key)
-        except (UntrustedRecordError, SignatureError) as exc:
+    def _unreadable(self, key: str, exc: Exception) -> DecodeError:
+        """The error for a record that cannot be read: it names the store and the key."""
+        if isinstance(exc, UntrustedRecordError | SignatureError):
             # Refused, not damaged: the message already says how to allow or repair it.
-            raise type(exc)(f"{self!r}: {exc}") from exc
-        except Exception as exc:  # any failure to decode is a DecodeError that names the key
-            raise DecodeError(
-                f"{self!r}: the record under {key!r:.80} cannot be decoded: {exc}; "
-                f"delete it (store.delete(key)) to recompute the step"
-            ) from exc
+            return type(exc)(f"{self!r}: {exc}")
+        return DecodeError(  # any failure to decode is a DecodeError that names the key
+            f"{self!r}: the record under {key!r:.80} cannot be decoded: {exc}; "
+            f"delete it (store.delete(key)) to recompute the step"
+        )
 
 
 def _unstored(message: str, key: str, value: object) -> EncodeError:
