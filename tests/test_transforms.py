@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,23 @@ def test_sealed_records_survive_reopening(persistent_backend: KVBackend, codec: 
     with Durable(persistent_backend.open(tmp_path), codec, trust=[codec.tag]) as store:
         with pytest.raises(DecodeError, match="aes256gcm"):
             store.get("big")
+
+
+def test_transforms_are_thread_safe() -> None:
+    """Threads sharing one compressed, encrypted store each read back exactly what they wrote."""
+    store = Durable(InMemoryKV(), MsgpackCodec(), transforms=[Zstd(threshold=0), AesGcm(KEY)])
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        for i in range(100):
+            value = [{"worker": worker, "i": i, "pad": "x" * (i * 37 % 2000)}]
+            store.put(f"{worker}:{i}", value)
+            if store.get(f"{worker}:{i}") != value:
+                failures.append(f"{worker}:{i}")
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [] and len(store) == 400

@@ -78,18 +78,22 @@ class Zstd:
     def __repr__(self) -> str:
         return f"Zstd(level={self.level}, threshold={self.threshold})"
 
-    def _contexts(self) -> tuple[Any, Any]:
-        pair: tuple[Any, Any] | None = getattr(self._local, "pair", None)
-        if pair is None:
-            pair = self._local.pair = (self._zstd.ZstdCompressor(level=self.level),
-                                       self._zstd.ZstdDecompressor())
-        return pair
+    def _contexts(self) -> Any:
+        """This thread's compressor and decompressor (made on first use)."""
+        local = self._local
+        local.compress = self._zstd.ZstdCompressor(level=self.level).compress
+        local.decompress = self._zstd.ZstdDecompressor().decompress
+        return local
 
     def apply(self, data: bytes, context: bytes) -> tuple[bytes, bytes] | None:
         """`data` compressed, or None when it is under the threshold or does not shrink."""
         if len(data) < self.threshold:
             return None
-        packed: bytes = self._contexts()[0].compress(data)
+        try:
+            compress = self._local.compress
+        except AttributeError:
+            compress = self._contexts().compress
+        packed: bytes = compress(data)
         return (b"", packed) if len(packed) < len(data) else None
 
     def undo(self, data: bytes, params: bytes, context: bytes) -> bytes:
@@ -106,7 +110,11 @@ class Zstd:
                 f"{self.max_size} bytes (Zstd(max_size=...))"
             )
         try:
-            out: bytes = self._contexts()[1].decompress(data, allow_extra_data=False)
+            decompress = self._local.decompress
+        except AttributeError:
+            decompress = self._contexts().decompress
+        try:
+            out: bytes = decompress(data, allow_extra_data=False)
         except zstd.ZstdError as exc:
             raise DecodeError(f"zstd: cannot decompress {len(data)} bytes: {exc}") from None
         return out
@@ -155,6 +163,7 @@ class AesGcm:
                 raise InvalidOptionError(f"AesGcm key #{i} (id {kid.hex()}) is listed twice")
             self._ciphers[kid] = aead.AESGCM(bytes(key))
         self._first = next(iter(self._ciphers))
+        self._encrypt = self._ciphers[self._first].encrypt
 
     def __repr__(self) -> str:
         return f"AesGcm(key ids {', '.join(k.hex() for k in self._ciphers)})"  # never the keys
@@ -162,14 +171,14 @@ class AesGcm:
     def apply(self, data: bytes, context: bytes) -> tuple[bytes, bytes]:
         """`data` encrypted under the first key; the params are its key id and the nonce."""
         nonce = os.urandom(_NONCE)
-        return self._first + nonce, self._ciphers[self._first].encrypt(nonce, data, context)
+        return self._first + nonce, self._encrypt(nonce, data, context)
 
     def undo(self, data: bytes, params: bytes, context: bytes) -> bytes:
         """`data` decrypted and authenticated; `DecodeError` if the key is unknown or it fails."""
+        cipher = self._ciphers.get(params[:_AES_ID])
         if len(params) != _AES_ID + _NONCE:
             raise DecodeError(f"aes256gcm: {len(params)} bytes of parameters, expected "
                               f"{_AES_ID + _NONCE}")
-        cipher = self._ciphers.get(params[:_AES_ID])
         if cipher is None:
             raise DecodeError(
                 f"aes256gcm: the record is encrypted with key id {params[:_AES_ID].hex()}, which "
