@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from envelope_helpers import KEY, OTHER_KEY, VERSIONS, CountingCodec, planted_record
+from envelope_helpers import KEY, OTHER_KEY, VERSIONS, CountingCodec, Exploit, planted_record
 from hypothesis import example, given
 from hypothesis import strategies as st
 from storage_fixtures import KVBackend
@@ -218,16 +218,19 @@ def test_cli_verifies_signed_stores(tmp_path: Path) -> None:
         ("good", seal(VALUE, MsgpackCodec(), key="good", signing_key=KEY)),
         ("forged", seal(VALUE, MsgpackCodec(), key="forged", signing_key=OTHER_KEY)),
         *((v, planted_record(marker, v, v)) for v in VERSIONS),
+        ("forged-pickle", seal(Exploit(marker), PickleCodec(), key="forged-pickle",
+                               signing_key=OTHER_KEY)),
     ])
     good = doeff("cache", "get", store.url, "good", "--signing-key-file", str(keys))
     assert good.returncode == 0 and "'score': 0.5" in good.stdout
     forged = doeff("cache", "get", store.url, "forged", "--signing-key-file", str(keys))
     assert forged.returncode == 1
     assert "refused record" in forged.stderr and key_id(OTHER_KEY) in forged.stderr
-    for planted in VERSIONS:
+    for planted, reason in (("v1", "not signed"), ("v2", "not signed"),
+                            ("forged-pickle", key_id(OTHER_KEY))):
         result = doeff("cache", "get", store.url, planted, "--unsafe-pickle",
                        env={"DOEFF_SIGNING_KEY_FILE": str(keys)})
-        assert result.returncode == 1 and "not signed" in result.stderr
+        assert result.returncode == 1 and reason in result.stderr
     assert not marker.exists()
     bad = doeff("cache", "get", store.url, "good", "--signing-key-file", str(tmp_path / "nope"))
     assert bad.returncode == 2 and "cannot read the key file" in bad.stderr
