@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from doeff.serde import AesGcm, Envelope, JSONCodec, MsgpackCodec, Zstd, seal, unseal
-from doeff.storage import Durable, InMemoryKV
+from doeff.storage import Durable, InMemoryKV, KVStore, SQLiteKV
 
 KEY = bytes(range(32))
 SMALL = {"id": 7, "name": "step result", "score": 0.93, "tags": ["a", "b", "c"]}
@@ -98,14 +98,17 @@ def signing(budget: float) -> None:
                 lambda e=plain, v=value: e.unseal(e.seal(v, "step:1"), "step:1"),  # type: ignore[misc]
                 budget)
             row(f"seal+unseal, {name}, {codec.tag}", ours, base, 1.5)
-    plain_store = Durable(InMemoryKV(), MsgpackCodec())
-    signed_store = Durable(InMemoryKV(), MsgpackCodec(), signing_key=KEY)
 
     def put_get(store: Durable) -> Callable[[], object]:
         return lambda: (store.put("step:1", SMALL), store.get("step:1"))
 
-    row("Durable(InMemoryKV) put+get, signed / unsigned",
-        *pair(put_get(signed_store), put_get(plain_store), budget), 1.5)
+    stores: dict[str, Callable[[], KVStore]] = {
+        "InMemoryKV": InMemoryKV, "SQLiteKV(:memory:)": lambda: SQLiteKV(":memory:")}
+    for name, kv in stores.items():
+        signed_store = Durable(kv(), MsgpackCodec(), signing_key=KEY)
+        plain_store = Durable(kv(), MsgpackCodec())
+        row(f"Durable({name}) put+get, small record",
+            *pair(put_get(signed_store), put_get(plain_store), budget), 1.5)
 
 
 def transforms(budget: float) -> None:
