@@ -13,9 +13,12 @@
     │   └── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
     ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
     ├── WaitTimeoutError             a wait for a run ended before the run (also a TimeoutError)
+    ├── MissingExtraError            an optional package is not installed (also an ImportError)
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
     │   ├── DecodeError              bytes that are not a valid record for any known codec
+    │   │   ├── UntrustedRecordError a record of a codec the reader does not trust (e.g. pickle)
+    │   │   └── SignatureError       a record whose signature is missing, unknown or wrong
     │   ├── UnknownCodecError        no codec is registered under a tag (also a LookupError)
     │   └── RegistrationError        a type or codec that cannot be registered (also a TypeError)
     └── StorageError                 where bytes live
@@ -25,6 +28,9 @@
         ├── IncompatibleStoreError   not a doeff store, or written by a newer doeff
         ├── StorageFullError         the disk (or map) is full
         └── StorageUnavailableError  the backend cannot be reached (connection lost, ...)
+
+Warnings: `UnsignedPickleWarning` (a `UserWarning`), a store that decodes pickle without a
+signing key.
 
 Messages say what arrived, where, and what to do about it. Where callers would naturally catch a
 built-in exception (`TypeError`, `ValueError`, `KeyError`, `LookupError`) the doeff error derives
@@ -107,7 +113,14 @@ class SerdeError(DoeffError):
 
 
 class EncodeError(SerdeError, TypeError):
-    """A value lies outside the codec's domain; nothing was written."""
+    """A value lies outside the codec's domain; nothing was written.
+
+    When `cached` computed the value, the error names the step (`key`) and carries the computed
+    `value`, so a result that was paid for is not lost; both are None otherwise.
+    """
+
+    key: str | None = None
+    value: object = None
 
 
 class DecodeError(SerdeError, ValueError):
@@ -121,6 +134,26 @@ class UnknownCodecError(SerdeError, LookupError):
 class RegistrationError(SerdeError, TypeError):
     """A type or codec cannot be registered: an unsupported kind of type, a taken wire name, a
     tag that cannot go into a record header."""
+
+
+class UntrustedRecordError(DecodeError):
+    """A record written by a codec the reader does not trust (pickle, cloudpickle, a user codec):
+    refused from its header, before any of its payload is decoded."""
+
+
+class SignatureError(DecodeError):
+    """A record of a signed store whose signature is missing, made with a key the reader does not
+    hold, or wrong: refused before any of its payload is decoded."""
+
+
+class MissingExtraError(DoeffError, ImportError):
+    """A feature needs an optional package that is not installed; the message names the extra
+    (`pip install 'doeff[zstd]'`)."""
+
+
+class UnsignedPickleWarning(UserWarning):
+    """A store that decodes pickle-family records was opened without a signing key: anyone who
+    can write the store can run code in every process that reads it."""
 
 
 class StorageError(DoeffError):
@@ -165,16 +198,20 @@ __all__ = [
     "InvalidOptionError",
     "InvalidValueError",
     "InvalidYieldError",
+    "MissingExtraError",
     "NotAProgramError",
     "ProgramError",
     "RegistrationError",
     "SerdeError",
+    "SignatureError",
     "StorageError",
     "StorageFullError",
     "StorageUnavailableError",
     "StoreClosedError",
     "UnhandledEffectError",
     "UnknownCodecError",
+    "UnsignedPickleWarning",
+    "UntrustedRecordError",
     "UsageError",
     "WaitTimeoutError",
 ]

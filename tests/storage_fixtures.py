@@ -3,7 +3,7 @@
 Adding a backend is one more entry in KV_BACKENDS; its `unavailable` returns a reason to skip,
 e.g. no database server reachable (tests/pg_server.py turns that into a failure in CI).
 Fixtures: `kv_backend`, `persistent_backend`, `kv` (a fresh store), `durable` (every
-DurableStorage), `codec`.
+DurableStorage, each Durable also signed + zstd + AES-GCM), `codec`.
 """
 
 from __future__ import annotations
@@ -90,9 +90,18 @@ def codec(request: pytest.FixtureRequest) -> Any:
     return make_codec(request.param)
 
 
-DURABLE_KINDS = [f"{b.name}+{c}" for b in KV_BACKENDS for c in CODEC_NAMES] + [
-    "InMemoryStorage", "SQLiteStorage",
-]
+# "+sealed": the same store signed, compressed and encrypted (every envelope feature at once).
+DURABLE_KINDS = [f"{b.name}+{c}{s}" for b in KV_BACKENDS for c in CODEC_NAMES
+                 for s in ("", "+sealed")] + ["InMemoryStorage", "SQLiteStorage"]
+SEAL_KEY = bytes(range(32))
+
+
+def sealing_options() -> dict[str, Any]:
+    """Durable options that use every envelope feature: a signing key, zstd (for any record of
+    64 bytes or more) and AES-256-GCM."""
+    from doeff.serde import AesGcm, Zstd
+
+    return {"signing_key": SEAL_KEY, "transforms": [Zstd(threshold=64), AesGcm(SEAL_KEY)]}
 
 
 def _durable(kind: str, tmp_path: Path) -> Iterator[Any]:
@@ -104,9 +113,10 @@ def _durable(kind: str, tmp_path: Path) -> Iterator[Any]:
     elif kind == "SQLiteStorage":
         store = SQLiteStorage(tmp_path / "sqlite-storage.db")
     else:
-        name, codec_name = kind.split("+")
+        name, codec_name, *sealed = kind.split("+")
         backend = _available(next(b for b in KV_BACKENDS if b.name == name))
-        store = Durable(backend.open(tmp_path), make_codec(codec_name))
+        options = sealing_options() if sealed else {}
+        store = Durable(backend.open(tmp_path), make_codec(codec_name), **options)
     try:
         yield store
     finally:

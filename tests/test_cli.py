@@ -21,11 +21,12 @@ from doeff.storage import LMDBKV, KVStore, SQLiteKV
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def doeff(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m doeff ARGS` and capture its output."""
+def doeff(*args: str, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m doeff ARGS` (with `env` added to the environment) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "doeff", *args], capture_output=True, text=True, timeout=120,
-        cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+        cwd=cwd or ROOT, env={**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
     )
 
@@ -85,7 +86,7 @@ SAMPLE: dict[str, tuple[object, Codec]] = {
 
 def sample_records() -> list[tuple[str, bytes]]:
     """Records in two codecs."""
-    return [(key, seal(value, codec)) for key, (value, codec) in SAMPLE.items()]
+    return [(key, seal(value, codec, key=key)) for key, (value, codec) in SAMPLE.items()]
 
 
 @pytest.mark.parametrize("command", [
@@ -153,7 +154,7 @@ def test_get_json(store: Store) -> None:
 def test_pickles_are_never_loaded_without_the_flag(store: Store, tmp_path: Path) -> None:
     """ls, stats and get leave a pickle unloaded; `get --unsafe-pickle` loads it."""
     marker = tmp_path / "pickle-was-loaded"
-    store.fill([("trap", seal(Booby(marker), PickleCodec()))])
+    store.fill([("trap", seal(Booby(marker), PickleCodec(), key="trap"))])
     assert doeff("cache", "ls", store.url).returncode == 0
     assert doeff("cache", "stats", store.url).returncode == 0
     refused = doeff("cache", "get", store.url, "trap")
@@ -173,8 +174,8 @@ def test_get_missing_key(store: Store) -> None:
 
 def test_unreadable_records_are_reported_per_key(store: Store) -> None:
     """A foreign record and a corrupted one are named per key; the good records still show."""
-    good = seal({"ok": True}, JSONCodec())
-    flipped = bytearray(seal({"amount": 1}, JSONCodec()))
+    good = seal({"ok": True}, JSONCodec(), key="good")
+    flipped = bytearray(seal({"amount": 1}, JSONCodec(), key="flipped"))
     flipped[-2] ^= 0xFF
     store.fill([("good", good), ("foreign", b"hello world"), ("flipped", bytes(flipped))])
 
@@ -206,7 +207,7 @@ def test_rm_deletes_keys_and_reports_missing_ones(store: Store) -> None:
 
 def test_odd_keys_are_shown_quoted_and_removable(store: Store) -> None:
     """The empty key and keys with line breaks are listed as Python literals and can be rm'd."""
-    store.fill([("", seal(1, JSONCodec())), ("a\nb", seal(2, JSONCodec()))])
+    store.fill([("", seal(1, JSONCodec(), key="")), ("a\nb", seal(2, JSONCodec(), key="a\nb"))])
     ls = doeff("cache", "ls", store.url)
     assert [line.split()[0] for line in ls.stdout.splitlines()[1:]] == ["''", "'a\\nb'"]
     assert doeff("cache", "rm", store.url, "", "a\nb").returncode == 0
@@ -226,7 +227,7 @@ def test_clear_needs_yes(store: Store) -> None:
 
 def test_stats_counts_records_and_bytes_per_codec(store: Store) -> None:
     """`stats --json` has the record count and bytes, in all and per codec, from the records."""
-    records = [*sample_records(), ("p", seal(b"x" * 100, PickleCodec()))]
+    records = [*sample_records(), ("p", seal(b"x" * 100, PickleCodec(), key="p"))]
     store.fill(records)
     result = doeff("cache", "stats", store.url, "--json")
     assert result.returncode == 0, result.stderr
@@ -357,9 +358,9 @@ def test_get_shows_huge_ints_and_json_keeps_every_key_and_valid_utf8(tmp_path: P
     lone surrogate all come out readable: no traceback, valid JSON, no entry lost."""
     store = make_store("sqlite", tmp_path)
     store.fill([
-        ("big", seal(10**5000, MsgpackCodec())),
-        ("keys", seal({1: "int", "1": "str"}, MsgpackCodec())),
-        ("sur", seal("x\udc80y", PickleCodec())),
+        ("big", seal(10**5000, MsgpackCodec(), key="big")),
+        ("keys", seal({1: "int", "1": "str"}, MsgpackCodec(), key="keys")),
+        ("sur", seal("x\udc80y", PickleCodec(), key="sur")),
     ])
     big = doeff("cache", "get", store.url, "big")
     assert big.returncode == 0, big.stderr

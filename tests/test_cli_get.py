@@ -71,12 +71,14 @@ def shop(tmp_path: Path) -> Path:
         from doeff.storage import SQLiteKV
         from shop import CODEC, Color, Customer, Money, Order
         with SQLiteKV("wf.db") as kv:
-            kv.put("order", seal(Order(1, 9.5, Color.RED), CODEC))
+            kv.put("order", seal(Order(1, 9.5, Color.RED), CODEC, key="order"))
             kv.put("customer", seal(Customer(name="Ann", orders=[Order(2, 1.0, Color.RED)]),
-                                    CODEC))
-            kv.put("cash", seal([Money(250)], CODEC))
-            kv.put("json", seal({"o": Order(3, 0.5, Color.RED)}, JSONCodec(types=[Order, Color])))
-            kv.put("weights", seal({"w": np.arange(12, dtype=">f4").reshape(3, 4)}, CODEC))
+                                    CODEC, key="customer"))
+            kv.put("cash", seal([Money(250)], CODEC, key="cash"))
+            kv.put("json", seal({"o": Order(3, 0.5, Color.RED)}, JSONCodec(types=[Order, Color]),
+                                key="json"))
+            kv.put("weights", seal({"w": np.arange(12, dtype=">f4").reshape(3, 4)}, CODEC,
+                                   key="weights"))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=app, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -134,7 +136,7 @@ def test_huge_ints_are_shown_by_digit_count_and_the_limit_stays(tmp_path: Path) 
     """Ints past Python's 4300-digit limit show as their digit count (no quadratic conversion,
     no lifted limit); the command leaves the process-wide limit as it found it."""
     with SQLiteKV(tmp_path / "wf.db") as kv:
-        kv.put("big", seal([1 << 8_000_000, -(10**5000), 10**4000], MsgpackCodec()))
+        kv.put("big", seal([1 << 8_000_000, -(10**5000), 10**4000], MsgpackCodec(), key="big"))
     result = doeff("cache", "get", str(tmp_path / "wf.db"), "big", cwd=tmp_path,
                    prelude="import atexit, sys; atexit.register(lambda: print("
                            "'limit', sys.get_int_max_str_digits()))")
@@ -161,7 +163,7 @@ def test_a_crafted_huge_decimal_int_is_refused(tmp_path: Path) -> None:
             raise NotImplementedError
 
     with SQLiteKV(tmp_path / "wf.db") as kv:
-        kv.put("crafted", seal_raw(None, Raw()))
+        kv.put("crafted", seal_raw(None, Raw(), key="crafted"))
     result = doeff("cache", "get", str(tmp_path / "wf.db"), "crafted", cwd=tmp_path)
     assert result.returncode == 1 and "decimal $int of 1000000 characters" in result.stderr
 
@@ -190,14 +192,15 @@ def test_codecs_of_installed_packages_are_found_by_entry_point(tmp_path: Path) -
         from doeff.storage import SQLiteKV
         from rot13codec import Rot13Codec
         with SQLiteKV("wf.db") as kv:
-            kv.put("secret", seal("hello", Rot13Codec()))
+            kv.put("secret", seal("hello", Rot13Codec(), key="secret"))
     """)], cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert write.returncode == 0, write.stderr
     shown = doeff("cache", "get", "wf.db", "secret", cwd=tmp_path, env=env)
     assert shown.stdout == "'hello'\n", shown.stderr
     library = subprocess.run([sys.executable, "-c", (
         "import sys\nfrom doeff.serde import unseal\nfrom doeff.storage import SQLiteKV\n"
-        "print(unseal(SQLiteKV('wf.db').get('secret')), 'rot13codec' in sys.modules)")],
+        "data = SQLiteKV('wf.db').get('secret')\n"
+        "print(unseal(data, key='secret', trust=['rot13']), 'rot13codec' in sys.modules)")],
         cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert library.stdout == "hello True\n", library.stderr
     unknown = doeff("cache", "get", "wf.db", "secret", cwd=tmp_path)  # package not installed
@@ -215,5 +218,5 @@ def test_views_keep_what_the_record_says_for_json_records_too(tmp_path: Path) ->
     codec = JSONCodec()
     codec.register(Point, name="geo.Point")
     with SQLiteKV(tmp_path / "wf.db") as kv:
-        kv.put("p", seal([Point(1)], codec))
+        kv.put("p", seal([Point(1)], codec, key="p"))
     assert doeff("cache", "get", "wf.db", "p", cwd=tmp_path).stdout == "[geo.Point(x=1)]\n"

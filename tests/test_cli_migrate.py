@@ -31,15 +31,16 @@ def test_migrate_reencodes_every_record(store: Store) -> None:
     assert result.stderr == ""
     after = store.snapshot()
     assert {k: peek(v).tag for k, v in after.items()} == dict.fromkeys(after, "json")
-    assert {k: unseal(v) for k, v in after.items()} == {k: unseal(v) for k, v in records}
+    assert ({k: unseal(v, key=k) for k, v in after.items()}
+            == {k: unseal(v, key=k) for k, v in records})
     assert after["summary"] == dict(records)["summary"]  # already json: left byte-for-byte
 
 
 def test_migrate_refuses_pickles_without_the_flag(store: Store, tmp_path: Path) -> None:
     """Without --unsafe-pickle, migrate names every pickle-family record and changes nothing."""
     marker = tmp_path / "pickle-was-loaded"
-    store.fill([*sample_records(), ("trap", seal(Booby(marker), PickleCodec())),
-                ("p2", seal([1], PickleCodec()))])
+    store.fill([*sample_records(), ("trap", seal(Booby(marker), PickleCodec(), key="trap")),
+                ("p2", seal([1], PickleCodec(), key="p2"))])
     before = store.snapshot()
     result = doeff("cache", "migrate", store.url, "--to", "msgpack")
     assert result.returncode == 1
@@ -52,21 +53,22 @@ def test_migrate_refuses_pickles_without_the_flag(store: Store, tmp_path: Path) 
 
 def test_migrate_with_unsafe_pickle_moves_pickles_off_pickle(store: Store) -> None:
     """With --unsafe-pickle, pickle records are read and re-encoded like any other."""
-    store.fill([("p", seal({"a": (1, 2)}, PickleCodec())), ("m", seal(3, MsgpackCodec()))])
+    store.fill([("p", seal({"a": (1, 2)}, PickleCodec(), key="p")),
+                ("m", seal(3, MsgpackCodec(), key="m"))])
     result = doeff("cache", "migrate", store.url, "--to", "msgpack", "--unsafe-pickle")
     assert result.returncode == 0, result.stderr
     after = store.snapshot()
-    assert peek(after["p"]).tag == "msgpack" and unseal(after["p"]) == {"a": (1, 2)}
+    assert peek(after["p"]).tag == "msgpack" and unseal(after["p"], key="p") == {"a": (1, 2)}
 
 
 def test_migrate_failure_changes_nothing_and_lists_the_keys(store: Store) -> None:
     """Values the target cannot carry, and unreadable records, are listed; nothing is written."""
     store.fill([
         *sample_records(),
-        ("ratio", seal(Fraction(1, 3), PickleCodec())),
-        ("complex", seal({"z": 1 + 2j}, PickleCodec())),
+        ("ratio", seal(Fraction(1, 3), PickleCodec(), key="ratio")),
+        ("complex", seal({"z": 1 + 2j}, PickleCodec(), key="complex")),
         ("foreign", b"not a doeff record"),
-        ("fine", seal([1, 2], PickleCodec())),
+        ("fine", seal([1, 2], PickleCodec(), key="fine")),
     ])
     before = store.snapshot()
     result = doeff("cache", "migrate", store.url, "--to", "msgpack", "--unsafe-pickle")
@@ -94,7 +96,8 @@ def fill_fast(store: Store, n: int) -> None:
     codec = MsgpackCodec()
     with store.open() as kv:
         kv.put_many(
-            (f"step:{i:06d}", seal({"i": i, "row": (i, str(i))}, codec)) for i in range(n)
+            (f"step:{i:06d}", seal({"i": i, "row": (i, str(i))}, codec, key=f"step:{i:06d}"))
+            for i in range(n)
         )
 
 
@@ -109,7 +112,8 @@ def test_migrate_100k_records(tmp_path: Path) -> None:
     after = store.snapshot()
     assert len(after) == 100_000
     assert all(peek(raw).tag == "json" for raw in after.values())
-    assert unseal(after["step:099999"]) == {"i": 99_999, "row": (99_999, "99999")}
+    assert unseal(after["step:099999"], key="step:099999") == {"i": 99_999,
+                                                               "row": (99_999, "99999")}
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from storage_fixtures import CODEC_NAMES, KVBackend, make_codec
 
-from doeff.errors import DecodeError, EncodeError, StoreClosedError
-from doeff.serde import JSONCodec, MsgpackCodec, PickleCodec
+from doeff.errors import DecodeError, EncodeError, StoreClosedError, UntrustedRecordError
+from doeff.serde import SAFE_TAGS, JSONCodec, MsgpackCodec, PickleCodec, peek
 from doeff.storage import Durable, DurableStorage, InMemoryKV, InMemoryStorage, SQLiteKV
 
 # Inside every codec's domain (JSON's included), so one value serves the whole matrix.
 VALUE = {"rows": [1, 2.5, "x", None, True], "name": "étape", "n": 2**70}
+LARGE = {"rows": [{"id": i, "name": f"row {i}", "ok": i % 2 == 0} for i in range(300)]}
 
 
 def test_is_durable_storage(durable: Any) -> None:
@@ -64,6 +65,20 @@ def test_keys_items_clear(durable: Any) -> None:
     assert len(durable) == 0 and list(durable.keys()) == []
 
 
+def test_large_values_round_trip(durable: Any) -> None:
+    """A value of several KB round-trips; in the sealed stores each record went through zstd
+    and AES-GCM and says so, in the others it went through nothing."""
+    durable.put("big", LARGE)
+    durable.put("small", 1)
+    assert durable.get("big") == LARGE and durable.get("small") == 1
+    if isinstance(durable, Durable):
+        raw = durable.kv.get("big")
+        assert raw is not None
+        sealed = bool(durable.envelope.transforms)
+        assert peek(raw).transforms == (("zstd", "aes256gcm") if sealed else ())
+        assert (peek(raw).key_id is not None) == sealed
+
+
 def test_unserializable_value_writes_nothing(serializing_durable: Any) -> None:
     """An unserializable value raises EncodeError naming the key and keeps the previous value."""
     durable = serializing_durable
@@ -88,11 +103,17 @@ def test_closed_store_raises(durable: Any) -> None:
 
 @pytest.mark.parametrize("writer", CODEC_NAMES)
 def test_records_of_any_codec_are_read_through_their_tag(writer: str) -> None:
-    """A record written with one codec is read correctly by a Durable using another."""
+    """A record written with one codec is read by a Durable using another that trusts it: msgpack
+    and JSON by default, pickle-family only when listed in trust=."""
     kv = InMemoryKV()
     Durable(kv, make_codec(writer)).put("k", VALUE)
     for reader in CODEC_NAMES:
-        assert Durable(kv, make_codec(reader)).get("k") == VALUE
+        if writer in SAFE_TAGS or writer == reader:
+            assert Durable(kv, make_codec(reader)).get("k") == VALUE
+        else:
+            with pytest.raises(UntrustedRecordError):
+                Durable(kv, make_codec(reader)).get("k")
+        assert Durable(kv, make_codec(reader), trust=[writer]).get("k") == VALUE
 
 
 def test_corrupt_record_is_decode_error_naming_the_key(kv_backend: KVBackend,
@@ -115,10 +136,11 @@ def test_corrupt_record_is_decode_error_naming_the_key(kv_backend: KVBackend,
 
 
 def test_switching_codec_keeps_old_records_readable(tmp_path: Path) -> None:
-    """A SQLite store written with pickle stays readable after reopening it with JSON."""
+    """A SQLite store written with pickle stays readable after reopening it with JSON that
+    trusts pickle."""
     with Durable(SQLiteKV(tmp_path / "s.db"), PickleCodec()) as store:
         store.put("old", (1, frozenset({2})))
-    with Durable(SQLiteKV(tmp_path / "s.db"), JSONCodec()) as store:
+    with Durable(SQLiteKV(tmp_path / "s.db"), JSONCodec(), trust=["pickle"]) as store:
         store.put("new", [3])
         assert store.get("old") == (1, frozenset({2}))
         assert store.get("new") == [3]

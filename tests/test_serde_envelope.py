@@ -64,8 +64,11 @@ def test_seal_unseal_round_trips_with_every_codec(codec: Codec) -> None:
 
 
 def test_unseal_dispatches_on_the_tag_without_a_reader_codec() -> None:
-    """Records from several codecs are each read by the codec registered under their tag."""
+    """Records from several codecs are each read by the codec registered under their tag, the
+    pickle family only when trusted."""
     for tag in ("pickle", "cloudpickle", "msgpack", "json"):
+        assert same(unseal(seal(SAMPLE, get_codec(tag)), trust=[tag]), SAMPLE)
+    for tag in ("msgpack", "json"):
         assert same(unseal(seal(SAMPLE, get_codec(tag))), SAMPLE)
     assert same(unseal(seal(SAMPLE, JSONCodec()), MsgpackCodec()), SAMPLE)
 
@@ -74,19 +77,31 @@ def test_peek_reads_the_header_without_decoding() -> None:
     """peek reports tag, version and sizes even when the payload could never be decoded."""
     record = seal(b"boom", ReprCodec())  # ReprCodec writes b"b'boom'": decode would eval it
     info = peek(record)
-    assert (info.tag, info.version) == ("test-repr", 1)
-    assert info.header_size == 4 + len("test-repr") + 4
+    assert (info.tag, info.version, info.transforms, info.key_id) == ("test-repr", 2, (), None)
+    assert info.header_size == 4 + len("test-repr") + 2 + 4
     assert info.header_size + info.payload_size == len(record)
 
 
 def test_header_layout_is_as_documented() -> None:
-    """Magic, version, tag length, tag, CRC-32 of everything else, then the codec's payload."""
+    """Magic, version 2, tag, no steps, no signature, a CRC-32 over the header, the key and the
+    payload, then the codec's payload."""
     codec = MsgpackCodec()
-    record = seal([1, 2], codec)
+    record = seal([1, 2], codec, key="k")
     payload = codec.encode([1, 2])
-    assert record[:4] == b"DF\x01\x07" and record[4:11] == b"msgpack"
-    assert record[15:] == payload
-    assert int.from_bytes(record[11:15], "little") == zlib.crc32(record[:11] + payload)
+    assert record[:4] == b"DF\x02\x07" and record[4:11] == b"msgpack"
+    assert record[11:13] == b"\0\0" and record[17:] == payload
+    assert int.from_bytes(record[13:17], "little") == zlib.crc32(record[:13] + b"k" + payload)
+
+
+def test_version_1_records_stay_readable() -> None:
+    """A record in the first format (no key binding) is read under any key, as before."""
+    payload = MsgpackCodec().encode({"a": (1, 2)})
+    head = b"DF\x01\x07msgpack"
+    record = head + zlib.crc32(head + payload).to_bytes(4, "little") + payload
+    assert peek(record).version == 1
+    for key in (None, "any", "other"):
+        assert unseal(record, MsgpackCodec(), key=key) == {"a": (1, 2)}
+        assert unseal(record, key=key) == {"a": (1, 2)}
 
 
 def test_user_codec_works_end_to_end(isolated_registry: None) -> None:
@@ -94,14 +109,14 @@ def test_user_codec_works_end_to_end(isolated_registry: None) -> None:
     codec = ReprCodec()
     register_codec(codec)
     assert get_codec("test-repr") is codec
-    assert unseal(seal({"a": (1,)}, codec)) == {"a": (1,)}
+    assert unseal(seal({"a": (1,)}, codec), trust=["test-repr"]) == {"a": (1,)}
 
 
 def test_unknown_tag_message_names_it_and_the_registered_tags() -> None:
     """A record from an unregistered codec says which codec wrote it and how to fix it."""
     record = seal([1], ReprCodec())
     with pytest.raises(DecodeError) as caught:
-        unseal(record, MsgpackCodec())
+        unseal(record, MsgpackCodec(), trust=["test-repr"])
     message = str(caught.value)
     for part in ("'test-repr'", "not registered", "'msgpack'", "register_codec", "json, msgpack"):
         assert part in message
@@ -122,7 +137,7 @@ def test_decoder_exceptions_become_decode_errors(isolated_registry: None) -> Non
         4, "little"
     ) + b"boom"
     with pytest.raises(DecodeError) as caught:
-        unseal(record)
+        unseal(record, trust=["test-repr"])
     assert isinstance(caught.value.__cause__, KeyError)
 
 
@@ -147,10 +162,15 @@ def test_reader_codec_supplies_registered_types() -> None:
         (b"", "expected magic"),
         (b"\x80\x05K\x01.", "not a doeff record"),
         (b"DF", "truncated"),
-        (b"DF\x02\x04json" + b"\0" * 8, "newer doeff"),
+        (b"DF\x03\x04json" + b"\0" * 8, "newer doeff"),
         (b"DF\x00\x04json" + b"\0" * 8, "format version 0"),
-        (b"DF\x01\x00\0\0\0\0", "truncated"),
-        (b"DF\x01\x04\xffson\0\0\0\0", "not ASCII"),
+        (b"DF\x01\x00\0\0\0\0", "tag is empty"),
+        (b"DF\x01\x09json\0\0\0\0", "truncated"),
+        (b"DF\x01\x04\xffson\0\0\0\0", "is not 1-255 of A-Z"),
+        (b"DF\x02\x04j\x1b[2", "is not 1-255 of A-Z"),
+        (b"DF\x02\x04json\x01\x04zstd", "truncated"),
+        (b"DF\x02\x04json\x00\x08ABCDEFGH" + b"\0" * 36, "not 8 hex digits"),
+        (b"DF\x02\x04json\x00\x0812345678" + b"\0" * 35, "truncated"),
         (b"DF\x01\x04json\0\0\0\0[1]", "checksum"),
     ],
 )

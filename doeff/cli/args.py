@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -15,4 +16,18 @@ def add_unsafe_pickle(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unsafe-pickle", action="store_true",
         help="allow loading pickle/cloudpickle records (this runs code stored in them)",
+    )
+
+
+KEY_FILE_ENV = "DOEFF_SIGNING_KEY_FILE"
+
+
+def add_signing_key(parser: argparse.ArgumentParser, signs: bool = False) -> None:
+    """--signing-key-file (default: $DOEFF_SIGNING_KEY_FILE): verify records against its keys
+    (and, for a command that writes, `signs`, sign with its first key)."""
+    also = " and sign every record written with its first key" if signs else ""
+    parser.add_argument(
+        "--signing-key-file", metavar="FILE", default=os.environ.get(KEY_FILE_ENV) or None,
+        help=f"verify signatures with the keys in FILE (one hex key per line; default "
+        f"${KEY_FILE_ENV}){also}; a record that fails is never decoded",
     )

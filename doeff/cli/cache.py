@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from doeff.cli.args import add_store, add_unsafe_pickle
+from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import (
     iso_time,
     jsonable,
     plural,
     print_json,
+    printable,
     show_key,
     show_size,
     show_time,
@@ -20,10 +21,10 @@ from doeff.cli.output import (
     warn,
 )
 from doeff.cli.readers import import_modules, reader_for
-from doeff.cli.scan import UNSAFE_TAGS, pickle_refusal, scan
+from doeff.cli.scan import UNSAFE_TAGS, open_record, pickle_refusal, scan, signing_keys
 from doeff.cli.store import open_store, store_label
-from doeff.errors import DecodeError
-from doeff.serde.envelope import peek, unseal
+from doeff.errors import DecodeError, SignatureError, UntrustedRecordError
+from doeff.serde.envelope import peek
 
 UNREADABLE = "?"  # the codec column of a record without a valid doeff header
 
@@ -38,7 +39,8 @@ def cmd_ls(ns: argparse.Namespace) -> int:
     if ns.json:
         print_json([
             {"key": r.key, "codec": r.tag, "size": r.size,
-             "updated_at": iso_time(r.updated_at), "error": r.error}
+             "updated_at": iso_time(r.updated_at), "error": r.error,
+             "signed_by": r.key_id, "transforms": list(r.transforms)}
             for r in records
         ])
     else:
@@ -49,10 +51,12 @@ def cmd_ls(ns: argparse.Namespace) -> int:
 
 
 def cmd_get(ns: argparse.Namespace) -> int:
-    """Print one value, decoded by the codec its record names: exactly for the types this
-    process can load (--import brings the application's), as structural views otherwise."""
+    """Print one value, decoded by the codec its record names if the command may decode it:
+    exactly for the types this process can load (--import brings the application's), as
+    structural views otherwise."""
     name = store_label(ns.store)
     modules = import_modules(ns.imports)
+    keys = signing_keys(ns)
     with open_store(ns.store) as kv:
         raw = kv.get(ns.key)
     if raw is None:
@@ -61,13 +65,15 @@ def cmd_get(ns: argparse.Namespace) -> int:
         tag = peek(raw).tag
         if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
             raise CLIError(pickle_refusal(f"{show_key(ns.key)} is a {tag} record"), EXIT_FAILED)
-        value = unseal(raw, reader_for(tag, modules))
+        value = open_record(raw, ns.key, ns, keys, reader=reader_for(tag, modules))
     except DecodeError as exc:
-        raise CLIError(f"{show_key(ns.key)}: unreadable record: {exc}", EXIT_FAILED) from exc
+        what = "refused" if isinstance(exc, SignatureError | UntrustedRecordError) else \
+            "unreadable"
+        raise CLIError(f"{show_key(ns.key)}: {what} record: {exc}", EXIT_FAILED) from exc
     if ns.json:
         print_json({"key": ns.key, "codec": tag, "size": len(raw), "value": jsonable(value)})
     else:
-        print(show_value(value))
+        print(printable(show_value(value), keep="\n"))
     return 0
 
 
@@ -157,6 +163,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    help="import MODULE (from the current directory too) to decode the "
                    "application's types exactly; repeatable")
     add_unsafe_pickle(p)
+    add_signing_key(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("rm", help="delete keys",

@@ -20,6 +20,15 @@ from doeff.serde.view import ArrayView, RecordView, view_name
 _DISPLAY_RECURSION = 20_000
 
 
+def printable(text: str, keep: str = "") -> str:
+    """`text` with every character a terminal could act on (controls, escapes, bidi overrides)
+    written as its Python escape, except those in `keep` (e.g. line breaks of a multi-line
+    value): text read from a store must not move the cursor or rewrite the screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
 def show_key(key: str) -> str:
     """`key` as typed in a shell, or its Python repr when it is empty or has odd characters."""
     if key and key.isprintable() and key.strip() == key and not key.startswith("'"):
@@ -60,6 +69,7 @@ def iso_time(ts: float | None) -> str | None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
     """`rows` under `headers` in aligned columns; the columns in `right` are right-aligned."""
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
@@ -208,4 +218,4 @@ def print_json(value: object) -> None:
 
 def warn(message: str, stream: TextIO | None = None) -> None:
     """One line on stderr, prefixed `doeff: `."""
-    print(f"doeff: {one_line(message)}", file=stream or sys.stderr)
+    print(f"doeff: {printable(one_line(message))}", file=stream or sys.stderr)

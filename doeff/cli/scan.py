@@ -1,16 +1,23 @@
-"""Reading a store's records by their envelope headers only, so no pickle is ever loaded."""
+"""Reading a store's records: headers only for listing (so no pickle is ever loaded), and one
+policy for decoding them: the trust and signature checks every command applies."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from doeff.errors import DecodeError
-from doeff.serde.envelope import peek
+from doeff.cli.errors import CLIError
+from doeff.errors import DecodeError, InvalidOptionError
+from doeff.serde.codec import Codec
+from doeff.serde.envelope import peek, unseal
+from doeff.serde.registry import registered_tags
+from doeff.serde.signing import read_key_file
+from doeff.serde.trust import PICKLE_TAGS
 from doeff.storage.base import KVStore
 
 # Codecs whose decoding can run arbitrary code: reading their records needs --unsafe-pickle.
-UNSAFE_TAGS = frozenset({"pickle", "cloudpickle"})
+UNSAFE_TAGS = PICKLE_TAGS
 
 
 def pickle_refusal(subject: str) -> str:
@@ -28,6 +35,8 @@ class Record:
     updated_at: float | None
     tag: str | None
     error: str | None
+    key_id: str | None = None  # the key that signed it, None if unsigned
+    transforms: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -39,8 +48,39 @@ def scan(kv: KVStore, prefix: str = "") -> Iterable[Record]:
     """Every record whose key starts with `prefix`, in key order, its codec tag from its header."""
     for key, raw, updated_at in kv.records(prefix):
         try:
-            tag: str | None = peek(raw).tag
-            error = None
+            info = peek(raw)
         except DecodeError as exc:
-            tag, error = None, str(exc)
-        yield Record(key, raw, updated_at, tag, error)
+            yield Record(key, raw, updated_at, None, str(exc))
+        else:
+            yield Record(key, raw, updated_at, info.tag, None, info.key_id, info.transforms)
+
+
+def signing_keys(ns: argparse.Namespace) -> list[bytes] | None:
+    """The keys of --signing-key-file (or its environment variable), or None without one."""
+    path = getattr(ns, "signing_key_file", None)
+    if path is None:
+        return None
+    try:
+        return read_key_file(path)
+    except InvalidOptionError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def open_record(raw: bytes, key: str, ns: argparse.Namespace, keys: list[bytes] | None,
+                verify: bool = True, reader: Codec | None = None) -> object:
+    """The value of the record stored under `key`, decoded only if the command may: a codec
+    registered here (pickle-family only with --unsafe-pickle), checked against `key` and, when
+    `keys` are given and `verify`, against its signature, before any payload byte is decoded.
+    `reader` is the codec to decode with when the caller built one (e.g. with imported types);
+    the caller has then checked that the command may decode its records."""
+    known = registered_tags()
+    tag = peek(raw).tag
+    if reader is None and tag not in known:
+        # Said before the trust check would: the fix is a missing package, not a trust setting.
+        raise DecodeError(
+            f"record written with codec {tag!r}, which is not registered in this process; "
+            "install the package that provides it (found through the doeff.codecs entry points) "
+            "or --import the module that registers it"
+        )
+    trusted = [t for t in known if ns.unsafe_pickle or t not in PICKLE_TAGS]
+    return unseal(raw, reader, key=key, trust=trusted, signing_key=keys if verify else None)

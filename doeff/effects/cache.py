@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from doeff.effects.base import Effect, effect, fast_constructor
-from doeff.errors import InvalidKeyError, NotAProgramError
+from doeff.errors import EncodeError, InvalidKeyError, NotAProgramError
 from doeff.program import Program, do
 
 
@@ -109,7 +109,18 @@ def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
             f"effect; wrap a plain function call as perform(fn, *args)"
         )
     result = yield computation
-    yield CachePut(key, result)
+    try:
+        yield CachePut(key, result)
+    except EncodeError as exc:
+        # The result was paid for: hand it to the caller on the error instead of losing it.
+        err = EncodeError(
+            f"cached({key!r:.80}): the step computed a {type(result).__qualname__} that the "
+            f"storage cannot store, so it was not cached: {exc}. The value is on this error as "
+            f".value; store such values with a codec that can (Durable(..., fallback=...)) or "
+            f"return plain data from the step"
+        )
+        err.key, err.value = key, result
+        raise err from exc
     return result
 
 

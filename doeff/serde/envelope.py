@@ -1,37 +1,70 @@
 """The envelope: every stored value is ``header + payload``, so a record names its own codec.
 
-Byte layout (version 1)::
+Byte layout (version 2; version 1 records stay readable)::
 
-    offset  size  field
-    0       2     magic  b"DF"
-    2       1     format version (1)
-    3       1     n = length of the codec tag
-    4       n     codec tag, ASCII (e.g. b"msgpack")
-    4+n     4     CRC-32 (little-endian) of bytes [0, 4+n) followed by the payload
-    8+n     ...   payload: exactly what ``codec.encode(value)`` returned
+    size  field
+    2     magic  b"DF"
+    1     format version (2)
+    1+n   codec tag: its length n, then n bytes of A-Z a-z 0-9 . _ + -
+    1     number of transform steps applied to the payload, then for each, in the order applied:
+    1+m     its name: length m, then m bytes (same characters as a tag)
+    1+p     its parameters: length p, then p bytes (e.g. an encryption key id and nonce)
+    1+s   signing key id: its length s (0 = unsigned), then s hex digits
+    32    HMAC-SHA256, only when signed: over the header bytes before it, the key's length
+          (4 bytes, little-endian), the key, and the payload
+    4     CRC-32 (little-endian) over the header bytes before it, the key, and the payload
+    ...   payload: ``codec.encode(value)`` with the steps applied
 
-The CRC makes a flipped byte or a cut-off record a `DecodeError` instead of a different value:
-a cached step result that silently changed would break a replay in a way nobody can trace.
+The key is the one the record is stored under, as UTF-8 (no key: the empty string). Binding it
+into the checks makes a value read under another key (copied there, or a corrupted database
+page answering for the wrong row) a `DecodeError` instead of a wrong value, just as the CRC
+makes a flipped byte or a cut-off record one. The signature takes the key's length too, so a
+record for key "ab" cannot pass for one for key "a" by moving a byte into the payload.
+
+Version 1 (``DF | 1 | n | tag | CRC-32 of header+payload | payload``) had no key binding, steps
+or signature; such records are read as before.
+
+Reading checks, in order, before any payload byte is decoded: the header's shape and characters,
+the trust policy (is the codec trusted? decided from the header alone), the CRC, the signature
+(when the reader has keys); then it undoes the steps and decodes.
 """
 
 from __future__ import annotations
 
+import hmac
+import re
 import struct
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from doeff.errors import DecodeError, EncodeError, UnknownCodecError
+from doeff.errors import (
+    DecodeError,
+    DoeffError,
+    EncodeError,
+    InvalidKeyError,
+    InvalidOptionError,
+    MissingExtraError,
+    SignatureError,
+)
 from doeff.serde.codec import Codec
-from doeff.serde.registry import check_tag, get_codec
+from doeff.serde.registry import NAME, NAME_CHARS, check_tag
+from doeff.serde.signing import KEY_ID_SIZE, MAC_SIZE, Hmac, Signer
+from doeff.serde.transforms import Transform, default_transform
+from doeff.serde.trust import DEFAULT_TRUST, Trust
 
 MAGIC = b"DF"
-VERSION = 1
-_CRC = struct.Struct("<I")
-_pack_crc = _CRC.pack
-_unpack_crc = _CRC.unpack_from
-_PREFIX = MAGIC + bytes((VERSION,))
-# tag -> (header bytes before the CRC, CRC-32 of those bytes); built once per tag.
-_headers: dict[str, tuple[bytes, int]] = {}
+VERSION = 2
+_U32 = struct.Struct("<I")
+_pack_u32 = _U32.pack
+_unpack_u32 = _U32.unpack_from
+_NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
+_KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
+# (tag, signing key id) -> (header prefix of a record with no steps, its CRC-32); built once.
+_prefixes: dict[tuple[str, str], tuple[bytes, int]] = {}
+_MISS = object()  # "not a record the fast path can read": go the long way
+
+SigningKey = bytes | Sequence[bytes]
 
 
 @dataclass(frozen=True)
@@ -42,34 +75,168 @@ class EnvelopeInfo:
     version: int
     header_size: int
     payload_size: int
+    transforms: tuple[str, ...] = ()  # the steps applied to the payload, in order
+    key_id: str | None = None  # the id of the key that signed it; None if unsigned
 
 
-def _header(tag: str) -> tuple[bytes, int]:
-    """The header prefix for `tag` and its CRC, cached."""
-    cached = _headers.get(tag)
+@dataclass(frozen=True)
+class _Header:
+    """A parsed header: `signed_end` is where the signature starts (what it covers)."""
+
+    tag: str
+    version: int
+    steps: tuple[tuple[str, bytes], ...]
+    key_id: str | None
+    mac: bytes
+    signed_end: int
+    crc_at: int
+
+    @property
+    def start(self) -> int:
+        return self.crc_at + 4
+
+
+def _key_bytes(key: object) -> bytes:
+    """`key` as UTF-8 (lone surrogates kept, so distinct keys stay distinct); b"" for None."""
+    if key is None:
+        return b""
+    if type(key) is not str:
+        raise InvalidKeyError(f"a record's key must be a str, got {type(key).__name__} {key!r:.60}")
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _bound(kb: bytes) -> bytes:
+    """The key as the signature and the transforms take it: behind its length."""
+    return _pack_u32(len(kb)) + kb
+
+
+def _head(tag: str, steps: list[bytes], key_id: str) -> bytes:
+    """The header of a record up to its signature (or CRC); `steps` are encoded already."""
+    raw = check_tag(tag)
+    return (MAGIC + bytes((VERSION, len(raw))) + raw + bytes((len(steps),)) + b"".join(steps)
+            + bytes((len(key_id),)) + key_id.encode("ascii"))
+
+
+def _prefix(tag: str, key_id: str = "") -> tuple[bytes, int]:
+    """The header of a `tag` record with no steps, up to its signature (or CRC), and its CRC."""
+    cached = _prefixes.get((tag, key_id))
     if cached is None:
-        raw = check_tag(tag)
-        head = _PREFIX + bytes((len(raw),)) + raw
-        cached = _headers[tag] = (head, zlib.crc32(head))
+        head = _head(tag, [], key_id)
+        cached = _prefixes[(tag, key_id)] = (head, zlib.crc32(head))
     return cached
 
 
-def seal(value: object, codec: Codec) -> bytes:
-    """`value` encoded by `codec`, behind a header naming the codec (see the module docstring)."""
-    head, head_crc = _header(codec.tag)
+def _key(key: str | None) -> bytes:
+    """The key as the checks take it (UTF-8); the common ASCII key costs no further call."""
+    return key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+
+
+def _encode_failed(codec: Codec, value: object, exc: Exception) -> EncodeError:
+    # A user codec's own error: keep the one error type callers catch.
+    return EncodeError(
+        f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
+    )
+
+
+def _seal_plain(value: object, codec: Codec, head: bytes, head_crc: int,
+                key: str | None) -> bytes:
+    """The record of `value`, unsigned and with no steps (`head` is its header up to the CRC,
+    `head_crc` that header's CRC): the common record, built with as few calls as possible."""
     try:
         payload = codec.encode(value)
     except EncodeError:
         raise
-    except Exception as exc:  # a user codec's own error: keep the one error type callers catch
-        raise EncodeError(
-            f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
-        ) from exc
-    return b"".join((head, _pack_crc(zlib.crc32(payload, head_crc)), payload))
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    return b"".join((head, _pack_u32(zlib.crc32(payload, zlib.crc32(kb, head_crc))), payload))
 
 
-def _parse(data: bytes) -> tuple[str, int]:
-    """The tag and the payload offset of a record, or `DecodeError` saying what is wrong."""
+def _seal_signed(value: object, codec: Codec, head: bytes, head_crc: int, mac_of: Hmac,
+                 key: str | None) -> bytes:
+    """The record of `value` signed, with no steps: `_seal_plain` plus the signature, where
+    `mac_of` is the signing key's HMAC with `head` absorbed (`Signer.prepared`)."""
+    try:
+        payload = codec.encode(value)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    mac = mac_of.pair(_bound(kb), payload)
+    crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, head_crc)))
+    return b"".join((head, mac, _pack_u32(crc), payload))
+
+
+def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
+          transforms: Sequence[Transform]) -> bytes:
+    """The record of `value` with the signature and steps asked for (see the module docstring)."""
+    try:
+        payload = codec.encode(value)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise _encode_failed(codec, value, exc) from exc
+    bound = _bound(kb)
+    steps: list[bytes] = []
+    if transforms:
+        context = bound + codec.tag.encode("ascii")
+        for step in transforms:
+            try:
+                done = step.apply(payload, context)
+            except DoeffError:
+                raise
+            except Exception as exc:  # a user transform's own error
+                raise EncodeError(f"transform {step.name!r} failed: {exc!r}") from exc
+            if done is not None:
+                params, payload = done
+                name = step.name.encode("ascii")
+                steps.append(bytes((len(name),)) + name + bytes((len(params),)) + params)
+                context += b"/" + name
+    kid = "" if signer is None else signer.key_id
+    if steps:
+        head = _head(codec.tag, steps, kid)
+        head_crc = zlib.crc32(head)
+    else:
+        head, head_crc = _prefix(codec.tag, kid)
+    if signer is not None:
+        mac = signer.sign(head, bound, payload)
+        head_crc = zlib.crc32(mac, head_crc)
+        head += mac
+    crc = zlib.crc32(payload, zlib.crc32(kb, head_crc))
+    return b"".join((head, _pack_u32(crc), payload))
+
+
+def seal(value: object, codec: Codec, *, key: str | None = None,
+         signing_key: SigningKey | None = None, transforms: Iterable[Transform] = ()) -> bytes:
+    """`value` encoded by `codec`, behind a header naming the codec (see the module docstring).
+
+    `key` binds the record to the key it will be stored under (reading it under another key is a
+    `DecodeError`); `signing_key` signs it; `transforms` are applied to the payload in order.
+    """
+    if signing_key is None and not transforms:
+        head, head_crc = _prefix(codec.tag)
+        return _seal_plain(value, codec, head, head_crc, key)
+    return Envelope(codec, signing_key=signing_key, transforms=transforms).seal(value, key)
+
+
+def _field(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    """The length-prefixed field at `pos` and the position after it."""
+    if pos >= len(data) or pos + 1 + data[pos] > len(data):
+        raise DecodeError(f"truncated record: the header ends inside its {what} "
+                          f"({len(data)} bytes in all)")
+    end = pos + 1 + data[pos]
+    return data[pos + 1:end], end
+
+
+def _name(raw: bytes, what: str) -> str:
+    if _NAME_BYTES.fullmatch(raw) is None:
+        raise DecodeError(f"corrupt record: {what} {raw!r} is not {NAME_CHARS}")
+    return raw.decode("ascii")
+
+
+def _parse(data: bytes) -> _Header:
+    """The header of a record, or `DecodeError` saying what is wrong with it."""
     if type(data) is not bytes:
         raise DecodeError(f"a record must be bytes, got {type(data).__qualname__}")
     if data[:2] != MAGIC:
@@ -80,62 +247,67 @@ def _parse(data: bytes) -> tuple[str, int]:
     if len(data) < 4:
         raise DecodeError(f"truncated record: {len(data)} bytes, shorter than any header")
     version = data[2]
-    if version != VERSION:
+    if version not in (1, VERSION):
         newer = " (written by a newer doeff; upgrade to read it)" if version > VERSION else ""
         raise DecodeError(
-            f"record has format version {version}; this doeff reads version {VERSION}{newer}"
+            f"record has format version {version}; this doeff reads versions 1 and {VERSION}"
+            f"{newer}"
         )
-    end = 4 + data[3]
-    if data[3] == 0 or len(data) < end + 4:
-        raise DecodeError(
-            f"truncated record: the header announces a {data[3]}-byte codec tag and a checksum, "
-            f"but the record has only {len(data)} bytes"
-        )
-    try:
-        tag = data[4:end].decode("ascii")
-    except UnicodeDecodeError:
-        raise DecodeError(f"corrupt record: codec tag {data[4:end]!r} is not ASCII") from None
-    return tag, end + 4
+    raw_tag, pos = _field(data, 3, "codec tag")
+    if not raw_tag:
+        raise DecodeError("corrupt record: its codec tag is empty")
+    tag = _name(raw_tag, "codec tag")
+    if version == 1:
+        if len(data) < pos + 4:
+            raise DecodeError(f"truncated record: the header announces a {len(raw_tag)}-byte "
+                              f"codec tag and a checksum, but the record has only {len(data)} "
+                              "bytes")
+        return _Header(tag, 1, (), None, b"", pos, pos)
+    if pos >= len(data):
+        raise DecodeError(f"truncated record: the header ends after its codec tag "
+                          f"({len(data)} bytes in all)")
+    steps = []
+    count, pos = data[pos], pos + 1
+    for _ in range(count):
+        raw_name, pos = _field(data, pos, "transform names")
+        params, pos = _field(data, pos, "transform parameters")
+        steps.append((_name(raw_name, "transform name"), params))
+    raw_kid, pos = _field(data, pos, "signing key id")
+    key_id = None
+    if raw_kid:
+        if _KEY_ID_BYTES.fullmatch(raw_kid) is None:
+            raise DecodeError(f"corrupt record: signing key id {raw_kid!r} is not "
+                              f"{KEY_ID_SIZE} hex digits")
+        key_id = raw_kid.decode("ascii")
+    signed_end = pos
+    mac = data[pos:pos + MAC_SIZE] if key_id is not None else b""
+    pos += len(mac)
+    if len(data) < pos + 4 or (key_id is not None and len(mac) < MAC_SIZE):
+        raise DecodeError(f"truncated record: the header ends inside its checksum or "
+                          f"signature ({len(data)} bytes in all)")
+    return _Header(tag, VERSION, tuple(steps), key_id, mac, signed_end, pos)
 
 
 def peek(data: bytes) -> EnvelopeInfo:
-    """The header of a record (codec tag, version, sizes); the payload is not decoded."""
-    tag, start = _parse(data)
-    return EnvelopeInfo(tag=tag, version=data[2], header_size=start, payload_size=len(data) - start)
+    """The header of a record (codec tag, version, sizes, steps, signing key id); the payload is
+    not decoded and nothing is verified beyond the header's shape."""
+    h = _parse(data)
+    return EnvelopeInfo(tag=h.tag, version=h.version, header_size=h.start,
+                        payload_size=len(data) - h.start,
+                        transforms=tuple(name for name, _ in h.steps), key_id=h.key_id)
 
 
-def unseal(data: bytes, codec: Codec | None = None) -> object:
-    """The value in a record, decoded by the codec its tag names.
+def _checksum_error(data: bytes, tag: str, key: str | None) -> DecodeError:
+    under = "" if key is None else f" read under {key!r:.80}"
+    return DecodeError(
+        f"corrupt record: checksum mismatch ({len(data)} bytes, codec {tag!r}{under}); the record "
+        "was truncated or changed after it was written, or it was written under another key"
+    )
 
-    `codec` (the reader's own, e.g. with its registered types) is used when the record's tag
-    matches it; any other tag is looked up with `get_codec`.
-    """
-    if codec is not None and type(data) is bytes:
-        # Fast path: a record written by the reader's own codec starts with its cached header.
-        head, head_crc = _header(codec.tag)
-        start = len(head) + 4
-        if data.startswith(head) and len(data) >= start:
-            payload = data[start:]
-            if zlib.crc32(payload, head_crc) != _unpack_crc(data, start - 4)[0]:
-                raise _checksum_error(data, codec.tag)
-            return _decode(codec, codec.tag, payload)
-    tag, start = _parse(data)
-    payload = data[start:]
-    if zlib.crc32(payload, zlib.crc32(data[: start - 4])) != _unpack_crc(data, start - 4)[0]:
-        raise _checksum_error(data, tag)
-    if codec is not None and codec.tag == tag:
-        reader = codec
-    else:
-        try:
-            reader = get_codec(tag)
-        except UnknownCodecError:
-            mine = f" (the reader's codec is {codec.tag!r})" if codec is not None else ""
-            raise DecodeError(
-                f"record written with codec {tag!r}, which is not registered in this process"
-                f"{mine}; call register_codec(...) with an instance of that codec"
-                f" — {_registered()}"
-            ) from None
-    return _decode(reader, tag, payload)
+
+def _decode_failed(tag: str, exc: Exception) -> DecodeError:
+    # A user codec's own error: never leak another type.
+    return DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}")
 
 
 def _decode(reader: Codec, tag: str, payload: bytes) -> object:
@@ -143,19 +315,194 @@ def _decode(reader: Codec, tag: str, payload: bytes) -> object:
         return reader.decode(payload)
     except DecodeError:
         raise
-    except Exception as exc:  # a user codec's own error: never leak another type
-        raise DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}") from exc
+    except Exception as exc:
+        raise _decode_failed(tag, exc) from exc
 
 
-def _checksum_error(data: bytes, tag: str) -> DecodeError:
-    return DecodeError(
-        f"corrupt record: checksum mismatch ({len(data)} bytes, codec {tag!r}); "
-        "the record was truncated or changed after it was written"
-    )
+def _open_plain(data: bytes, codec: Codec, head: bytes, head_crc: int,
+                key: str | None) -> object:
+    """The value of an unsigned record of `codec` with no steps (its header up to the CRC is
+    `head`), or `_MISS` for any other record: the common case, so it skips parsing."""
+    start = len(head) + 4
+    if type(data) is not bytes or len(data) < start or not data.startswith(head):
+        return _MISS
+    payload = data[start:]
+    kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+    if zlib.crc32(payload, zlib.crc32(kb, head_crc)) != _unpack_u32(data, start - 4)[0]:
+        raise _checksum_error(data, codec.tag, key)
+    try:
+        return codec.decode(payload)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise _decode_failed(codec.tag, exc) from exc
 
 
-def _registered() -> str:
-    """``registered: a, b`` for error messages."""
-    from doeff.serde.registry import registered_tags
+def _open(data: bytes, kb: bytes, key: str | None, own: Codec | None, trust: Trust,
+          signer: Signer | None, transforms: dict[str, Transform]) -> object:
+    """The value in any record, checked in the order the module docstring gives."""
+    h = _parse(data)
+    reader = trust.reader(h.tag, own, key)
+    payload = data[h.start:]
+    crc = zlib.crc32(data[:h.crc_at])
+    if h.version > 1:
+        crc = zlib.crc32(kb, crc)
+    if zlib.crc32(payload, crc) != _unpack_u32(data, h.crc_at)[0]:
+        raise _checksum_error(data, h.tag, key)
+    if signer is not None:
+        if h.key_id is None:
+            raise SignatureError(
+                f"{_where(key)} is not signed, and this reader accepts only records signed with "
+                f"key {' or '.join(signer.key_ids)}; delete it to recompute the step, or re-sign "
+                "a store you trust: doeff cache migrate STORE --to CODEC --signing-key-file FILE "
+                "--accept-unsigned"
+            )
+        _verify(signer, h.key_id, h.mac, data[:h.signed_end], _bound(kb), payload, key)
+    if h.steps:
+        payload = _undo(h, payload, _bound(kb), transforms)
+    return _decode(reader, h.tag, payload)
 
-    return "registered: " + ", ".join(registered_tags())
+
+def _where(key: str | None) -> str:
+    return "a record" if key is None else f"the record under {key!r:.80}"
+
+
+def _verify(signer: Signer, key_id: str, mac: bytes, head: bytes, bound: bytes, payload: bytes,
+            key: str | None) -> None:
+    """`SignatureError` unless `mac` signs the record with one of the signer's keys."""
+    problem = signer.problem(key_id, mac, head, bound, payload)
+    if problem is not None:
+        raise SignatureError(f"{_where(key)} is refused: {problem}")
+
+
+def _undo(h: _Header, payload: bytes, bound: bytes, transforms: dict[str, Transform]) -> bytes:
+    """`payload` with the record's steps undone, last first."""
+    contexts = [bound + h.tag.encode("ascii")]
+    for name, _ in h.steps[:-1]:
+        contexts.append(contexts[-1] + b"/" + name.encode("ascii"))
+    for (name, params), context in zip(reversed(h.steps), reversed(contexts), strict=True):
+        try:
+            step = transforms.get(name) or default_transform(name)
+        except MissingExtraError as exc:
+            raise DecodeError(f"the record is stored with {name}: {exc}") from exc
+        if step is None:
+            raise DecodeError(
+                f"the record is stored with the transform {name!r}, which this reader is not "
+                f"configured with; open the store with transforms=[...] including it"
+            )
+        try:
+            payload = step.undo(payload, params, context)
+        except DecodeError:
+            raise
+        except Exception as exc:  # a user transform's own error
+            raise DecodeError(f"transform {name!r} failed to undo: {exc!r}") from exc
+    return payload
+
+
+def unseal(data: bytes, codec: Codec | None = None, *, key: str | None = None,
+           trust: Iterable[Codec | str] | None = None, signing_key: SigningKey | None = None,
+           transforms: Iterable[Transform] = ()) -> object:
+    """The value in a record, decoded by the codec its tag names, if the reader trusts it.
+
+    `codec` (the reader's own, e.g. with its registered types) reads the records it wrote and is
+    always trusted. Other records are decoded only when their tag is in `trust` (codecs or
+    tags; default msgpack and json, which cannot run code): any other, pickle included, raises
+    `UntrustedRecordError` before its payload is read. `key` is the key the record was sealed
+    under; `signing_key` makes unsigned or wrongly signed records a `SignatureError`.
+    """
+    if signing_key is None and codec is not None:
+        head, head_crc = _prefix(codec.tag)
+        value = _open_plain(data, codec, head, head_crc, key)
+        if value is not _MISS:
+            return value
+    policy = DEFAULT_TRUST if trust is None else Trust(trust)
+    signer = None if signing_key is None else Signer(signing_key)
+    return _open(data, _key_bytes(key), key, codec, policy, signer, _by_name(transforms))
+
+
+def _by_name(transforms: Iterable[Transform]) -> dict[str, Transform]:
+    """The transforms by name; `InvalidOptionError` for a non-transform or a repeated name."""
+    out: dict[str, Transform] = {}
+    for step in transforms:
+        name = getattr(step, "name", None)
+        if not isinstance(step, Transform) or type(name) is not str:
+            raise InvalidOptionError(
+                f"transforms: {step!r} is not a Transform (name, apply, undo); use Zstd(), "
+                "AesGcm(key) or a class of your own with those"
+            )
+        if NAME.fullmatch(name) is None:
+            raise InvalidOptionError(f"transforms: the name {name!r} is not {NAME_CHARS}")
+        if name in out:
+            raise InvalidOptionError(f"transforms: {name!r} is listed twice")
+        out[name] = step
+    return out
+
+
+class Envelope:
+    """One way of sealing and opening records: a codec, the codecs trusted on read, signing
+    keys and payload transforms. `Durable` keeps one; the common record (its own codec, no step
+    applied, signed by its current key if it signs) is read without parsing.
+
+        env = Envelope(MsgpackCodec(), signing_key=key, transforms=[Zstd()])
+        env.unseal(env.seal({"rows": 3}, "step:1"), "step:1")   # {'rows': 3}
+    """
+
+    __slots__ = ("_by_name", "_head", "_head_crc", "_mac", "_plain", "_start", "codec",
+                 "signer", "transforms", "trust")
+
+    def __init__(self, codec: Codec, *, trust: Trust | Iterable[Codec | str] | None = None,
+                 signing_key: SigningKey | None = None,
+                 transforms: Iterable[Transform] = ()) -> None:
+        self.codec = codec
+        self.trust = trust if isinstance(trust, Trust) else (
+            DEFAULT_TRUST if trust is None else Trust(trust))
+        self.signer = None if signing_key is None else Signer(signing_key)
+        self._by_name = _by_name(transforms)
+        self.transforms = tuple(self._by_name.values())
+        self._plain = self.signer is None and not self.transforms
+        self._head, self._head_crc = _prefix(
+            codec.tag, "" if self.signer is None else self.signer.key_id)
+        # The current key's HMAC with the fixed header already absorbed: signing and checking
+        # the common record costs two hash copies, not a key schedule.
+        self._mac = None if self.signer is None else self.signer.prepared(self._head)
+        self._start = len(self._head) + (0 if self.signer is None else MAC_SIZE) + 4
+
+    def seal(self, value: object, key: str | None = None, codec: Codec | None = None) -> bytes:
+        """The record of `value` under `key`, by `codec` (default: the envelope's own)."""
+        if codec is None or codec is self.codec:
+            if self._plain:
+                return _seal_plain(value, self.codec, self._head, self._head_crc, key)
+            if self._mac is not None and not self.transforms:
+                return _seal_signed(value, self.codec, self._head, self._head_crc, self._mac, key)
+            codec = self.codec
+        return _seal(value, codec, _key(key), self.signer, self.transforms)
+
+    def unseal(self, data: bytes, key: str | None = None) -> object:
+        """The value of a record read under `key`, checked as the module docstring says."""
+        if self._plain:
+            value = _open_plain(data, self.codec, self._head, self._head_crc, key)
+            if value is not _MISS:
+                return value
+        elif (self.signer is not None and self._mac is not None and type(data) is bytes
+              and len(data) >= self._start and data.startswith(self._head)):
+            return self._open_signed(data, self.signer, self._mac, key)
+        return _open(data, _key_bytes(key), key, self.codec, self.trust, self.signer,
+                     self._by_name)
+
+    def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
+        """A record of the envelope's codec, signed by its current key, with no steps."""
+        start = self._start
+        mac, payload = data[start - 4 - MAC_SIZE:start - 4], data[start:]
+        kb = _key(key)
+        crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, self._head_crc)))
+        if crc != _unpack_u32(data, start - 4)[0]:
+            raise _checksum_error(data, self.codec.tag, key)
+        bound = _bound(kb)
+        if not hmac.compare_digest(mac_of.pair(bound, payload), mac):
+            _verify(signer, signer.key_id, mac, self._head, bound, payload, key)  # says why
+        try:
+            return self.codec.decode(payload)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise _decode_failed(self.codec.tag, exc) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 from doeff.errors import RegistrationError, UnknownCodecError
@@ -14,14 +15,16 @@ from doeff.serde.pickle import PickleCodec
 
 _lock = threading.Lock()
 _codecs: dict[str, Codec] = {}
+# What a codec tag or transform name may be: short, and harmless wherever it is printed (a tag
+# read from a crafted record must not be able to move a terminal's cursor). Checked on read too.
+NAME = re.compile(r"[A-Za-z0-9._+-]{1,255}")
+NAME_CHARS = "1-255 of A-Z a-z 0-9 . _ + -"
 
 
 def check_tag(tag: object) -> bytes:
     """The tag as ASCII bytes, or `RegistrationError` if it cannot go into an envelope header."""
-    if type(tag) is not str or not 0 < len(tag) < 256 or not tag.isascii() or not tag.isprintable():
-        raise RegistrationError(
-            f"a codec tag must be 1-255 printable ASCII characters, got {tag!r}"
-        )
+    if type(tag) is not str or NAME.fullmatch(tag) is None:
+        raise RegistrationError(f"a codec tag must be {NAME_CHARS}, got {tag!r}")
     return tag.encode("ascii")
 
 

@@ -1,21 +1,39 @@
 """`Durable(kv, codec)`: the DurableStorage the cache effects use; objects in, envelopes stored.
 
-The one module that imports both storage and serde. Writes go through `seal(value, codec)`; reads
-go through `unseal(data)`, which dispatches on the envelope's codec tag, so a store written with
-pickle stays readable after switching to msgpack.
+The one module that imports both storage and serde. Writes seal each value with the codec (and
+the store's signing key and transforms), bound to its key; reads open a record only if the store
+trusts the codec its envelope names: its own, plus msgpack and JSON (which cannot run code) unless
+`trust=` says otherwise. So a store written with pickle stays readable after switching to msgpack
+only when asked to (`trust=["pickle"]`), and a pickle planted in a msgpack store is refused.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
-from doeff.errors import DecodeError, EncodeError
-from doeff.serde import Codec, seal, unseal
+from doeff.errors import (
+    DecodeError,
+    EncodeError,
+    InvalidOptionError,
+    SignatureError,
+    UnsignedPickleWarning,
+    UntrustedRecordError,
+)
+from doeff.serde import PICKLE_TAGS, Codec, Envelope, Transform, Trust
+from doeff.serde.envelope import SigningKey
 from doeff.storage.base import Closing, KVStore
 
 
 class Durable(Closing):
     """DurableStorage over any KVStore and Codec; thread-safe when the KVStore is.
+
+    Options (keyword-only): `trust` the codecs (or tags) whose records are decoded besides the
+    store's own (default msgpack and json); `signing_key` bytes, or a list whose first key signs
+    and all verify; `transforms` payload steps such as `Zstd()` and `AesGcm(key)`; `fallback` a
+    second, trusted codec for values the first cannot encode. See docs/serialization.md.
 
     >>> from doeff.serde import MsgpackCodec
     >>> from doeff.storage import InMemoryKV
@@ -24,21 +42,63 @@ class Durable(Closing):
     {'rows': 3}
     """
 
-    def __init__(self, kv: KVStore, codec: Codec) -> None:
+    def __init__(self, kv: KVStore, codec: Codec, *,
+                 trust: Iterable[Codec | str] | None = None,
+                 signing_key: SigningKey | None = None,
+                 transforms: Iterable[Transform] = (),
+                 fallback: Codec | None = None) -> None:
         self.kv = kv
         self.codec = codec
+        self.fallback = fallback
+        policy = Trust(trust)
+        if fallback is not None:
+            if fallback.tag != codec.tag and fallback.tag not in policy.tags:
+                raise InvalidOptionError(
+                    f"fallback={fallback!r}: the store would write {fallback.tag} records it "
+                    f"does not read back; a fallback must be trusted: add {fallback.tag!r} to "
+                    f"trust=[...] (a conscious choice: see docs/serialization.md)"
+                )
+            policy = policy.adding(fallback)
+        self.envelope = Envelope(codec, trust=policy, signing_key=signing_key,
+                                 transforms=transforms)
+        unsafe = sorted((policy.tags | {codec.tag}) & PICKLE_TAGS)
+        if unsafe and self.envelope.signer is None:
+            # One text for every such store, so Python's filters show it once per place.
+            warnings.warn(
+                f"a store that decodes {' and '.join(unsafe)} records was opened without a "
+                "signing key: anyone who can write to it can run code in every process that "
+                "reads it. Pass "
+                "signing_key=... (keys made with secrets.token_bytes(32)), or store plain data "
+                "with MsgpackCodec() or JSONCodec(); see docs/serialization.md",
+                UnsignedPickleWarning, stacklevel=_caller_level(),
+            )
 
     def get(self, key: str) -> Any | None:
         """The value under `key`, or None when missing; DecodeError names the key."""
         data = self.kv.get(key)
-        return None if data is None else self._decode(key, data)
+        if data is None:
+            return None
+        try:
+            return self.envelope.unseal(data, key)
+        except Exception as exc:
+            raise self._unreadable(key, exc) from exc
 
     def put(self, key: str, value: Any) -> None:
-        """Encode `value` with the codec, then store it; on EncodeError nothing is written."""
+        """Encode `value` with the codec (or the fallback), then store it; on EncodeError nothing
+        is written, and the error carries `key` and `value`."""
         try:
-            data = seal(value, self.codec)
+            data = self.envelope.seal(value, key)
         except EncodeError as exc:
-            raise EncodeError(f"{self!r}: put({key!r:.80}) wrote nothing: {exc}") from exc
+            if self.fallback is None:
+                raise _unstored(f"{self!r}: put({key!r:.80}) wrote nothing: {exc}",
+                                key, value) from exc
+            try:
+                data = self.envelope.seal(value, key, self.fallback)
+            except EncodeError as again:
+                raise _unstored(
+                    f"{self!r}: put({key!r:.80}) wrote nothing: {exc}; the fallback "
+                    f"{self.fallback.tag} failed too: {again}", key, value,
+                ) from again
         self.kv.put(key, data)
 
     def delete(self, key: str) -> bool:
@@ -50,12 +110,18 @@ class Durable(Closing):
         return self.kv.exists(key)
 
     def keys(self) -> list[str]:
-        """A snapshot of all keys."""
+        """A snapshot of all keys (nothing is decoded)."""
         return list(self.kv.keys())
 
     def items(self) -> list[tuple[str, Any]]:
-        """A snapshot of all (key, value) pairs, each decoded through its own codec tag."""
-        return [(key, self._decode(key, data)) for key, data in self.kv.items()]
+        """A snapshot of all (key, value) pairs, each read under the same trust policy as get."""
+        out = []
+        for key, data in self.kv.items():
+            try:
+                out.append((key, self.envelope.unseal(data, key)))
+            except Exception as exc:
+                raise self._unreadable(key, exc) from exc
+        return out
 
     def clear(self) -> None:
         """Delete every entry."""
@@ -71,11 +137,29 @@ class Durable(Closing):
     def __repr__(self) -> str:
         return f"Durable({self.kv!r}, {self.codec!r})"
 
-    def _decode(self, key: str, data: bytes) -> Any:
-        try:
-            return unseal(data, self.codec)  # our codec first: it may know registered types
-        except Exception as exc:  # any failure to decode is a DecodeError that names the key
-            raise DecodeError(
-                f"{self!r}: the record under {key!r:.80} cannot be decoded: {exc}; "
-                f"delete it (store.delete(key)) to recompute the step"
-            ) from exc
+    def _unreadable(self, key: str, exc: Exception) -> DecodeError:
+        """The error for a record that cannot be read: it names the store and the key."""
+        if isinstance(exc, UntrustedRecordError | SignatureError):
+            # Refused, not damaged: the message already says how to allow or repair it.
+            return type(exc)(f"{self!r}: {exc}")
+        return DecodeError(  # any failure to decode is a DecodeError that names the key
+            f"{self!r}: the record under {key!r:.80} cannot be decoded: {exc}; "
+            f"delete it (store.delete(key)) to recompute the step"
+        )
+
+
+def _unstored(message: str, key: str, value: object) -> EncodeError:
+    """An EncodeError that keeps the key and the value that could not be stored."""
+    err = EncodeError(message)
+    err.key, err.value = key, value
+    return err
+
+
+def _caller_level() -> int:
+    """The warnings stacklevel of the code that opened the store (outside doeff.storage)."""
+    frame = sys._getframe(2)  # 0: here, 1: Durable.__init__, 2: its caller
+    level = 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            "doeff.storage"):
+        frame, level = frame.f_back, level + 1
+    return level

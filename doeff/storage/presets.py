@@ -4,9 +4,11 @@ over one SQLite file, pickle by default) and `InMemoryStorage` (objects in a dic
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
-from doeff.serde import Codec, PickleCodec
+from doeff.serde import Codec, PickleCodec, Transform
+from doeff.serde.envelope import SigningKey
 from doeff.storage.backends.common import check_key
 from doeff.storage.backends.memory import DictStore
 from doeff.storage.backends.sqlite import SQLiteKV
@@ -16,15 +18,22 @@ from doeff.storage.durable import Durable
 class SQLiteStorage(Durable):
     """A Durable over `SQLiteKV(db_path)`, with pickle unless `codec=` says otherwise.
 
-    >>> with SQLiteStorage(":memory:") as store:
+    Pickle is the store's own codec, so its records stay readable; without `signing_key=` it
+    warns once (`UnsignedPickleWarning`). The other options are `Durable`'s.
+
+    >>> from doeff.serde import MsgpackCodec
+    >>> with SQLiteStorage(":memory:", codec=MsgpackCodec()) as store:
     ...     store.put("step:1", (1, 2)); store.get("step:1")
     (1, 2)
     """
 
     def __init__(self, db_path: str | os.PathLike[str], *, codec: Codec | None = None,
-                 durability: str = "normal") -> None:
+                 durability: str = "normal", trust: Iterable[Codec | str] | None = None,
+                 signing_key: SigningKey | None = None, transforms: Iterable[Transform] = (),
+                 fallback: Codec | None = None) -> None:
         super().__init__(SQLiteKV(db_path, durability=durability),
-                         PickleCodec() if codec is None else codec)
+                         PickleCodec() if codec is None else codec, trust=trust,
+                         signing_key=signing_key, transforms=transforms, fallback=fallback)
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.kv!r}, codec={self.codec!r})"
