@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from doeff.errors import DecodeError, EncodeError
 from doeff.serde import Codec, JSONCodec, MsgpackCodec
+from doeff.storage import Durable, InMemoryKV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,23 @@ def test_decoding_a_large_array_copies_its_data_once() -> None:
     assert same(arr, back)
     assert encode_peak < 1.2 * arr.nbytes
     assert decode_peak - before < 1.2 * arr.nbytes
+
+
+def test_reading_a_large_array_from_a_store_copies_its_data_once() -> None:
+    """Through Durable (the envelope in front of the codec) a stored array is still copied once:
+    the payload reaches the codec as a view of the record, not as a slice of it."""
+    arr = np.arange(4_000_000, dtype=np.float64)  # 32 MB
+    store = Durable(InMemoryKV(), MsgpackCodec())
+    store.put("a", arr)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        back = store.get("a")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert same(arr, back)
+    assert peak - before < 1.2 * arr.nbytes
 
 
 def _crafted(state: object) -> bytes:

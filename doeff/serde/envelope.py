@@ -63,6 +63,18 @@ _KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
 # (tag, signing key id) -> (header prefix of a record with no steps, its CRC-32); built once.
 _prefixes: dict[tuple[str, str], tuple[bytes, int]] = {}
 _MISS = object()  # "not a record the fast path can read": go the long way
+# A payload this large is handed to a codec that reads buffers as a view of the record, not as
+# a copy: decoding a large array then copies its bytes once, into the array. Smaller payloads
+# are sliced (cheaper than a view), and codecs that do not say they read buffers get bytes.
+_VIEW_FROM = 1 << 16
+
+
+def _payload(data: bytes, start: int, reader: Codec) -> bytes:
+    """The payload of `data` from `start`, for `reader` (see `_VIEW_FROM`)."""
+    if len(data) - start >= _VIEW_FROM and getattr(reader, "reads_buffers", False):
+        view: bytes = memoryview(data)[start:]  # type: ignore[assignment]
+        return view
+    return data[start:]
 
 SigningKey = bytes | Sequence[bytes]
 
@@ -326,7 +338,7 @@ def _open_plain(data: bytes, codec: Codec, head: bytes, head_crc: int,
     start = len(head) + 4
     if type(data) is not bytes or len(data) < start or not data.startswith(head):
         return _MISS
-    payload = data[start:]
+    payload = _payload(data, start, codec)
     kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
     if zlib.crc32(payload, zlib.crc32(kb, head_crc)) != _unpack_u32(data, start - 4)[0]:
         raise _checksum_error(data, codec.tag, key)
@@ -343,7 +355,7 @@ def _open(data: bytes, kb: bytes, key: str | None, own: Codec | None, trust: Tru
     """The value in any record, checked in the order the module docstring gives."""
     h = _parse(data)
     reader = trust.reader(h.tag, own, key)
-    payload = data[h.start:]
+    payload = data[h.start:] if h.steps else _payload(data, h.start, reader)
     crc = zlib.crc32(data[:h.crc_at])
     if h.version > 1:
         crc = zlib.crc32(kb, crc)
@@ -492,7 +504,7 @@ class Envelope:
     def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
         """A record of the envelope's codec, signed by its current key, with no steps."""
         start = self._start
-        mac, payload = data[start - 4 - MAC_SIZE:start - 4], data[start:]
+        mac, payload = data[start - 4 - MAC_SIZE:start - 4], _payload(data, start, self.codec)
         kb = _key(key)
         crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, self._head_crc)))
         if crc != _unpack_u32(data, start - 4)[0]:

@@ -165,6 +165,7 @@ class MsgpackCodec:
     """
 
     tag = "msgpack"
+    reads_buffers = True  # decode() takes a memoryview as well as bytes (see the envelope)
 
     def __init__(self, types: Iterable[type] | TypeRegistry = ()) -> None:
         self.types = types if isinstance(types, TypeRegistry) else TypeRegistry(types)

@@ -60,6 +60,7 @@ class PickleCodec:
     """
 
     tag = "pickle"
+    reads_buffers = True  # decode() takes a memoryview as well as bytes (see the envelope)
     _pickler = _Pickler
 
     def __init__(self, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
