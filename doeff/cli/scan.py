@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from doeff.errors import DecodeError
-from doeff.serde.envelope import peek
+from doeff.errors import DecodeError, EncodeError, SerdeError
+from doeff.serde.envelope import peek, unseal
 from doeff.storage.base import KVStore
 
 # Codecs whose decoding can run arbitrary code: reading their records needs --unsafe-pickle.
@@ -35,12 +35,42 @@ class Record:
         return len(self.raw)
 
 
+def read_record(key: str, raw: bytes, updated_at: float | None) -> Record:
+    """A stored record, its codec tag taken from its header."""
+    try:
+        tag: str | None = peek(raw).tag
+        error = None
+    except DecodeError as exc:
+        tag, error = None, str(exc)
+    return Record(key, raw, updated_at, tag, error)
+
+
 def scan(kv: KVStore, prefix: str = "") -> Iterable[Record]:
     """Every record whose key starts with `prefix`, in key order, its codec tag from its header."""
     for key, raw, updated_at in kv.records(prefix):
-        try:
-            tag: str | None = peek(raw).tag
-            error = None
-        except DecodeError as exc:
-            tag, error = None, str(exc)
-        yield Record(key, raw, updated_at, tag, error)
+        yield read_record(key, raw, updated_at)
+
+
+class _Unread:
+    """A codec that decodes nothing: `unseal` with it checks a record's header and checksum
+    (everything but the payload itself), so no pickle is loaded."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def encode(self, obj: object) -> bytes:
+        raise EncodeError("_Unread only checks records")
+
+    def decode(self, data: bytes) -> object:
+        return None
+
+
+def verify(record: Record) -> str | None:
+    """What is wrong with a record's envelope (header, checksum), or None when it is intact."""
+    if record.error is not None or record.tag is None:
+        return record.error
+    try:
+        unseal(record.raw, _Unread(record.tag))
+    except SerdeError as exc:
+        return str(exc)
+    return None

@@ -69,14 +69,17 @@ _PUT = (
 _GET = "SELECT value FROM doeff_kv WHERE key = ?"
 _EXISTS = "SELECT 1 FROM doeff_kv WHERE key = ?"
 _DELETE = "DELETE FROM doeff_kv WHERE key = ?"
-_KEYS = "SELECT key FROM doeff_kv"
-_ITEMS = "SELECT key, value FROM doeff_kv"
+# Whole-store reads scan the table, NOT INDEXED: the keys come from the rows themselves, so a
+# damaged index entry cannot make a record come out under another record's key.
+_KEYS = "SELECT key FROM doeff_kv NOT INDEXED"
+_ITEMS = "SELECT key, value FROM doeff_kv NOT INDEXED"
+_INDEXED_KEYS = "SELECT key FROM doeff_kv INDEXED BY sqlite_autoindex_doeff_kv_1"
 # Compared as UTF-8 bytes: TEXT functions stop at a NUL, which a key may hold (and substr() of
-# an empty blob is not a blob, hence the empty-prefix case). BINARY order is byte order, which
-# for UTF-8 is code point order, as Python's sorted() gives.
+# an empty blob is not a blob, hence the empty-prefix case). Sorted in Python: code point order
+# is UTF-8 byte order, SQLite's BINARY order.
 _RECORDS = (
-    "SELECT key, value, updated_at FROM doeff_kv "
-    "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2 ORDER BY key"
+    "SELECT key, value, updated_at FROM doeff_kv NOT INDEXED "
+    "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2"
 )
 _CLEAR = "DELETE FROM doeff_kv"
 # application_id, schema version, schema objects, pages: a database with no pages at all is a
@@ -460,8 +463,13 @@ class SQLiteKV(KVBase):
         return found
 
     def keys(self) -> list[str]:
-        """A snapshot of all keys."""
-        return [k for (k,) in self._run("keys", None, _KEYS, (), _fetchall)]
+        """A snapshot of all keys: from the table's rows or, where a table page is damaged,
+        from the key index (so what is left of a damaged store can still be listed)."""
+        try:
+            rows = self._run("keys", None, _KEYS, (), _fetchall)
+        except CorruptStoreError:
+            rows = self._run("keys", None, _INDEXED_KEYS, (), _fetchall)
+        return [k for (k,) in rows]
 
     def items(self) -> list[tuple[str, bytes]]:
         """A snapshot of all (key, value) pairs."""
@@ -501,6 +509,7 @@ class SQLiteKV(KVBase):
         head = check_prefix(prefix, self)
         rows: list[tuple[str, bytes, float | None]] = self._run(
             "records", None, _RECORDS, (len(head), head), _fetchall)
+        rows.sort(key=_first)
         return rows
 
     def clear(self) -> None:
@@ -555,6 +564,10 @@ class SQLiteKV(KVBase):
 
 def _fetchall(cur: sqlite3.Cursor) -> list[Any]:
     return cur.fetchall()
+
+
+def _first(row: tuple[str, bytes, float | None]) -> str:
+    return row[0]
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteKV"]
