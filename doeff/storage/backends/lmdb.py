@@ -147,8 +147,8 @@ class LMDBKV(KVBase):
             try:
                 prepare_lock_file(self.path)
             except OSError as exc:
-                if exc.errno not in _READ_ONLY_ERRNOS | {errno.ENOSPC}:
-                    raise
+                if exc.errno not in _READ_ONLY_ERRNOS:
+                    raise  # ENOSPC included: unlocked reads could race a writer
                 # Nothing can write to read-only media, so no writer races these reads; and
                 # where no lock file can be made, no process is using LMDB's locks either.
                 lock = False

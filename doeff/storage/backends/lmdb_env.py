@@ -112,6 +112,7 @@ class Env:
                                            "environment; open the store again")
 
     def wait_unpaused(self) -> None:
+        """Wait while a resize (or a fork) holds reads back."""
         while self.paused and not self.closed:
             time.sleep(0.0005)
 

@@ -331,8 +331,9 @@ class PostgresKV(KVBase):
                            "free space on the database server; the write was not applied")
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             return failure(ReadOnlyStoreError, self, op, key, exc,
-                           "the server only allows reads here (readonly=True, or a standby); "
-                           "nothing was written")
+                           "the server only allows reads here (a standby, or a read-only "
+                           "session): open the store with readonly=True to read it; nothing "
+                           "was written")
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             return failure(StorageError, self, op, key, exc,
                            f"grant the DSN's role access to {self.table!r} and {META_TABLE}")

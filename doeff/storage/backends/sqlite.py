@@ -95,7 +95,6 @@ _RAW_KEYS = "SELECT rowid, CAST(key AS BLOB) FROM doeff_kv"
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MAX_IDLE = 8  # idle connections kept per store; more threads than that open and close extras
 _TIMEOUT = 30.0  # seconds a write waits for another writer before StorageUnavailableError
-_WRITES: Final = frozenset({"put", "put_many", "delete", "clear"})
 _READ_ONLY_MEDIA = "it is on read-only media or in a directory this process cannot write"
 
 # Connections a forked child inherited: never used again, and never closed either, because
@@ -105,7 +104,7 @@ _ABANDONED: list[sqlite3.Cursor] = []
 # one gate covers every SQLiteKV of the process.
 _GATE = ForkGate("SQLite")
 
-Header = tuple[int, int, int, int]
+_Header = tuple[int, int, int, int]
 
 
 def _code(exc: sqlite3.Error) -> int | None:
@@ -235,10 +234,10 @@ class SQLiteKV(KVBase):
         self._uri = _file_uri(self._file, "mode=ro&immutable=1")
         return True
 
-    def _header(self, cur: sqlite3.Cursor) -> Header:
+    def _header(self, cur: sqlite3.Cursor) -> _Header:
         # One statement, so one read transaction: separate reads could straddle another
         # process's creating commit and see a table without its application_id.
-        row: Header = cur.execute(_HEADER).fetchone()
+        row: _Header = cur.execute(_HEADER).fetchone()
         return row
 
     def _init_schema(self, cur: sqlite3.Cursor) -> None:
@@ -266,7 +265,7 @@ class SQLiteKV(KVBase):
         if cur.execute("PRAGMA journal_mode").fetchall() != [("wal",)]:
             cur.execute("PRAGMA journal_mode = WAL").fetchall()
 
-    def _may_create(self, header: Header) -> bool:
+    def _may_create(self, header: _Header) -> bool:
         """Whether to make the database a store: it has no pages (a new or zero-byte file), or
         it is an empty database and create=True was passed."""
         app_id, _, tables, pages = header
@@ -376,7 +375,7 @@ class SQLiteKV(KVBase):
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
             return closed_error(self, op)
         if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR
-                                           and disk_full(self._file)):
+                                           and disk_full(os.path.dirname(self._file))):
             return failure(StorageFullError, self, op, key, exc,
                            "free disk space; the write was not applied")
         if code == sqlite3.SQLITE_NOTADB:
