@@ -229,3 +229,20 @@ def test_postgres_readonly_reads_refuses_writes_and_creates_no_table(tmp_path: P
         with pytest.raises(ReadOnlyStoreError):
             kv.put_if_absent("new", b"v")
         assert dict(kv.items()) == DATA
+
+
+def test_postgres_server_refusing_writes_is_read_only_store_error(tmp_path: Path) -> None:
+    """When the server refuses writes (read-only sessions, as on a standby) a store opened
+    without readonly=True raises ReadOnlyStoreError saying to pass it, and reads still work."""
+    server = pg_server.require_server()
+    from doeff.storage.postgres import PostgresKV
+
+    table = pg_server.table_for(tmp_path)
+    with PostgresKV(server.dsn, table=table) as kv:
+        _fill(kv)
+    read_only_sessions = {"options": "-c default_transaction_read_only=on"}
+    with PostgresKV(server.dsn, table=table, connect_kwargs=read_only_sessions) as kv:
+        assert dict(kv.items()) == DATA
+        with pytest.raises(ReadOnlyStoreError, match="readonly=True"):
+            kv.put("a", b"new")
+        assert kv.get("a") == b"1"
