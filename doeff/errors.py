@@ -27,7 +27,10 @@
         ├── StoreClosedError         the store was closed
         ├── IncompatibleStoreError   not a doeff store, or written by a newer doeff
         ├── StorageFullError         the disk (or map) is full
-        └── StorageUnavailableError  the backend cannot be reached (connection lost, ...)
+        ├── StorageUnavailableError  the backend cannot be reached (connection lost, ...)
+        ├── ReadOnlyStoreError       a write to a store opened read-only, or on read-only media
+        ├── CorruptStoreError        the store's file is damaged: pages or keys cannot be read
+        └── StoreForkedError         a forked child cannot use a store its parent was using
 
 Warnings: `UnsignedPickleWarning` (a `UserWarning`), a store that decodes pickle without a
 signing key.
@@ -184,8 +187,28 @@ class StorageUnavailableError(StorageError):
     """The backend could not be reached; the operation was not applied."""
 
 
+# -- storage that meets hostile conditions (read-only media, damage, fork) --------------------
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write to a store opened with `readonly=True`, or a store on read-only media opened
+    without it; nothing was written."""
+
+
+class CorruptStoreError(StorageError):
+    """The store's file is damaged (a malformed page, a key that is not UTF-8): restore it from
+    a backup, or copy what can still be read to a new store (`doeff cache migrate --into`)."""
+
+
+class StoreForkedError(StorageError):
+    """This process was forked while another thread was inside a store operation, so the store's
+    locks here may belong to a thread that does not exist in this process; open stores after
+    forking (or use the spawn/forkserver start method)."""
+
+
 __all__ = [
     "CancellationError",
+    "CorruptStoreError",
     "DecodeError",
     "DoeffError",
     "EncodeError",
@@ -201,6 +224,7 @@ __all__ = [
     "MissingExtraError",
     "NotAProgramError",
     "ProgramError",
+    "ReadOnlyStoreError",
     "RegistrationError",
     "SerdeError",
     "SignatureError",
@@ -208,6 +232,7 @@ __all__ = [
     "StorageFullError",
     "StorageUnavailableError",
     "StoreClosedError",
+    "StoreForkedError",
     "UnhandledEffectError",
     "UnknownCodecError",
     "UnsignedPickleWarning",

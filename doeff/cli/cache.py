@@ -1,4 +1,7 @@
-"""`doeff cache ls|get|rm|clear|stats`: look at and repair the records of a durable store."""
+"""`doeff cache ls|get|rm|clear|stats`: look at and repair the records of a durable store.
+
+The commands that only read (ls, get, stats) open the store read-only.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 from collections import defaultdict
 
 from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
+from doeff.cli.check import SHOWN, advice, inspect
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import (
     iso_time,
@@ -31,7 +35,7 @@ UNREADABLE = "?"  # the codec column of a record without a valid doeff header
 
 def cmd_ls(ns: argparse.Namespace) -> int:
     """List keys with codec, size and update time, read from headers only."""
-    with open_store(ns.store) as kv:
+    with open_store(ns.store, readonly=True) as kv:
         records = list(scan(kv, ns.prefix))
     for r in records:
         if r.error is not None:
@@ -57,7 +61,7 @@ def cmd_get(ns: argparse.Namespace) -> int:
     name = store_label(ns.store)
     modules = import_modules(ns.imports)
     keys = signing_keys(ns)
-    with open_store(ns.store) as kv:
+    with open_store(ns.store, readonly=True) as kv:
         raw = kv.get(ns.key)
     if raw is None:
         raise CLIError(f"{name}: no key {show_key(ns.key)}", EXIT_FAILED)
@@ -110,32 +114,42 @@ def cmd_clear(ns: argparse.Namespace) -> int:
 
 
 def cmd_stats(ns: argparse.Namespace) -> int:
-    """Record count and bytes, in all and per codec."""
+    """Record count and bytes, in all and per codec; problems as `check` finds them."""
     name = store_label(ns.store)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    with open_store(ns.store) as kv:
-        for r in scan(kv):
-            cell = counts[r.tag if r.tag is not None else UNREADABLE]
-            cell[0] += 1
-            cell[1] += r.size
+    with open_store(ns.store, readonly=True) as kv:
+        found = inspect(kv)
+    for r in found.records:
+        cell = counts[r.tag if r.tag is not None else UNREADABLE]
+        cell[0] += 1
+        cell[1] += r.size
     total = sum(c for c, _ in counts.values())
     size = sum(b for _, b in counts.values())
     by_codec = sorted(counts.items())
+    code = 0 if found.ok else EXIT_FAILED
     if ns.json:
         bad = counts.get(UNREADABLE, [0, 0])
         print_json({
             "store": name, "records": total, "bytes": size,
             "codecs": {t: {"records": c, "bytes": b} for t, (c, b) in by_codec if t != UNREADABLE},
             "unreadable": {"records": bad[0], "bytes": bad[1]},
+            "problems": found.problems(),
         })
-        return 0
+        return code
     print(f"store    {name}\nrecords  {total}\nbytes    {size} ({show_size(size)})")
     if by_codec:
         rows = [[t if t != UNREADABLE else "? (unreadable)", str(c), str(b), show_size(b)]
                 for t, (c, b) in by_codec]
         print()
         print(table(["CODEC", "RECORDS", "BYTES", ""], rows, right={1, 2, 3}))
-    return 0
+    for problem in found.damage_lines(SHOWN):
+        warn(f"{name}: {problem}")
+    if found.unreadable:
+        warn(f"{name}: {plural(len(found.unreadable), 'record')} cannot be read; "
+             f"`doeff cache check {name}` lists them")
+    for line in advice(name, found, rm=False):
+        warn(line)
+    return code
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -180,7 +194,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = sub.add_parser("stats", help="record count and bytes, per codec",
                        description="Count the records of STORE and their bytes, in all and per "
-                       "codec, from record headers only.")
+                       "codec, from record headers only. Runs the checks of `check` too: "
+                       "problems go to stderr, and the exit status is 1 if there are any.")
     add_store(p)
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_stats)

@@ -15,6 +15,10 @@ trust), and every record written is signed with the file's first key; records in
 codec not signed with it are re-signed. A store with signed records is not migrated without
 the keys, since the records written would be unsigned and the application would refuse them.
 Payload transforms (zstd, encryption) are undone on read and not re-applied.
+
+`--into NEW_STORE` writes into a new store instead and never changes STORE (opened read-only):
+every record that can be read is copied (re-encoded with `--to`, else byte for byte), and the
+ones that cannot are listed — the way to save what is left of a damaged store.
 """
 
 from __future__ import annotations
@@ -26,13 +30,23 @@ from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import plural, printable, show_key, warn
 from doeff.cli.progress import Progress
-from doeff.cli.scan import UNSAFE_TAGS, Record, open_record, pickle_refusal, scan, signing_keys
-from doeff.cli.store import open_store, store_label
-from doeff.errors import DecodeError, EncodeError, UnknownCodecError
+from doeff.cli.scan import (
+    UNSAFE_TAGS,
+    Record,
+    open_record,
+    pickle_refusal,
+    read_record,
+    scan,
+    signing_keys,
+    verify,
+)
+from doeff.cli.store import create_store, open_store, store_label
+from doeff.errors import CorruptStoreError, DecodeError, EncodeError, UnknownCodecError
 from doeff.serde.codec import Codec
 from doeff.serde.envelope import seal
 from doeff.serde.registry import get_codec, registered_tags
 from doeff.serde.signing import key_id
+from doeff.storage.base import KVStore
 
 
 def _target(tag: str) -> Codec:
@@ -67,8 +81,27 @@ def _reencode(todo: list[Record], target: Codec, ns: argparse.Namespace,
     return out, failed
 
 
+def _refuse_pickles(name: str, todo: list[Record], ns: argparse.Namespace) -> bool:
+    """Without --unsafe-pickle, name the pickle-family records to decode; True if there are any.
+
+    Checked from headers before decoding anything: refusing must not half-unpickle.
+    """
+    unsafe = [r for r in todo if r.tag in UNSAFE_TAGS]
+    if not unsafe or ns.unsafe_pickle:
+        return False
+    warn(pickle_refusal(f"{name} has {plural(len(unsafe), 'pickle-family record')}")
+         + ". Nothing was changed:")
+    for r in unsafe:
+        print(f"  {show_key(r.key)} ({r.tag})", file=sys.stderr)
+    return True
+
+
 def cmd_migrate(ns: argparse.Namespace) -> int:
     """Re-encode every record of the store with the target codec, in one transaction."""
+    if ns.into is not None:
+        return _migrate_into(ns)
+    if ns.to is None:
+        raise CLIError("give --to CODEC to re-encode STORE, or --into NEW_STORE to copy it")
     name = store_label(ns.store)
     target = _target(ns.to)
     keys = signing_keys(ns)
@@ -86,13 +119,7 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
                  "--signing-key-file would write unsigned records the application refuses. "
                  "Nothing was changed")
             return EXIT_FAILED
-        unsafe = [r for r in todo if r.tag in UNSAFE_TAGS]
-        if unsafe and not ns.unsafe_pickle:
-            # Checked from headers before decoding anything: refusing must not half-unpickle.
-            warn(pickle_refusal(f"{name} has {plural(len(unsafe), 'pickle-family record')}")
-                 + ". Nothing was changed:")
-            for r in unsafe:
-                print(f"  {show_key(r.key)} ({r.tag})", file=sys.stderr)
+        if _refuse_pickles(name, todo, ns):
             return EXIT_FAILED
         new, failed = _reencode(todo, target, ns, keys)
         if failed:
@@ -110,15 +137,84 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _readable(kv: KVStore, name: str) -> tuple[list[Record], list[str]]:
+    """Every record that can be read, and a `KEY: reason` line for each listed one that cannot.
+
+    A damaged SQLite page stops a whole scan; then the keys are listed (from the index, which
+    may be intact) and each record is read on its own, so only the damaged page's are lost.
+    """
+    try:
+        return list(scan(kv)), []
+    except CorruptStoreError as exc:
+        warn(f"{name}: cannot read the records in one pass ({exc.__cause__ or exc}); "
+             "reading them one by one")
+    try:
+        keys = sorted(kv.keys())
+    except CorruptStoreError as exc:
+        raise CLIError(f"{name}: cannot list its keys either: {exc}", EXIT_FAILED) from exc
+    records, lost = [], []
+    for key in keys:
+        try:
+            raw = kv.get(key)
+        except CorruptStoreError as exc:
+            lost.append(f"{show_key(key)}: {exc.__cause__ or exc}")
+            continue
+        if raw is None:
+            lost.append(f"{show_key(key)}: listed, but get() finds no record")
+        else:
+            records.append(read_record(key, raw, None))
+    return records, lost
+
+
+def _migrate_into(ns: argparse.Namespace) -> int:
+    """Copy every readable record into a new store (re-encoded with --to if given)."""
+    name, into = store_label(ns.store), store_label(ns.into)
+    target = _target(ns.to) if ns.to is not None else None
+    ns.committed = False
+    with open_store(ns.store, readonly=True) as kv:
+        records, left = _readable(kv, name)
+    intact = []
+    for r in records:
+        problem = verify(r)
+        if problem is None:
+            intact.append(r)
+        else:
+            left.append(f"{show_key(r.key)}: {problem}")
+    todo = [r for r in intact if target is not None and r.tag != target.tag]
+    if target is not None and _refuse_pickles(name, todo, ns):
+        return EXIT_FAILED
+    copies = [(r.key, r.raw) for r in intact if target is None or r.tag == target.tag]
+    if target is not None:
+        new, failed = _reencode(todo, target, ns, signing_keys(ns))
+        copies += new
+        left += failed
+    with create_store(ns.into) as out:
+        out.put_many(copies)
+    ns.committed = True
+    if left:
+        warn(f"{plural(len(left), 'record')} of {name} could not be copied:")
+        for line in left:
+            print(f"  {line}", file=sys.stderr)
+    codec = f" as {target.tag}" if target is not None else ""
+    print(f"copied {len(copies)} of {plural(len(copies) + len(left), 'record')} of {name} "
+          f"to {into}{codec}")
+    return EXIT_FAILED if left else 0
+
+
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `doeff cache migrate`."""
-    p = sub.add_parser("migrate", help="re-encode every record with another codec",
+    p = sub.add_parser("migrate", help="re-encode every record, or copy them to a new store",
                        description="Re-encode every record of STORE with CODEC, all or nothing: "
                        "if any record cannot be read or carried by CODEC, nothing is written and "
-                       "each such key is listed. Records already in CODEC are left as they are.")
+                       "each such key is listed. Records already in CODEC are left as they are. "
+                       "With --into NEW_STORE, STORE is left untouched: every record that can be "
+                       "read is copied into NEW_STORE (a new store; re-encoded only with --to), "
+                       "and each one that cannot is listed.")
     add_store(p)
-    p.add_argument("--to", required=True, metavar="CODEC",
+    p.add_argument("--to", metavar="CODEC",
                    help=f"target codec: {', '.join(registered_tags())}")
+    p.add_argument("--into", metavar="NEW_STORE",
+                   help="write into this new store instead of STORE (same forms as STORE)")
     add_unsafe_pickle(p)
     add_signing_key(p, signs=True)
     p.add_argument("--accept-unsigned", action="store_true",

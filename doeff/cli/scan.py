@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from doeff.cli.errors import CLIError
 from doeff.errors import DecodeError, InvalidOptionError
 from doeff.serde.codec import Codec
-from doeff.serde.envelope import peek, unseal
+from doeff.serde.envelope import check, peek, unseal
 from doeff.serde.registry import registered_tags
 from doeff.serde.signing import read_key_file
 from doeff.serde.trust import PICKLE_TAGS
@@ -44,15 +44,19 @@ class Record:
         return len(self.raw)
 
 
+def read_record(key: str, raw: bytes, updated_at: float | None) -> Record:
+    """A stored record as its header describes it (codec tag, signer, transforms)."""
+    try:
+        info = peek(raw)
+    except DecodeError as exc:
+        return Record(key, raw, updated_at, None, str(exc))
+    return Record(key, raw, updated_at, info.tag, None, info.key_id, info.transforms)
+
+
 def scan(kv: KVStore, prefix: str = "") -> Iterable[Record]:
     """Every record whose key starts with `prefix`, in key order, its codec tag from its header."""
     for key, raw, updated_at in kv.records(prefix):
-        try:
-            info = peek(raw)
-        except DecodeError as exc:
-            yield Record(key, raw, updated_at, None, str(exc))
-        else:
-            yield Record(key, raw, updated_at, info.tag, None, info.key_id, info.transforms)
+        yield read_record(key, raw, updated_at)
 
 
 def signing_keys(ns: argparse.Namespace) -> list[bytes] | None:
@@ -84,3 +88,15 @@ def open_record(raw: bytes, key: str, ns: argparse.Namespace, keys: list[bytes] 
         )
     trusted = [t for t in known if ns.unsafe_pickle or t not in PICKLE_TAGS]
     return unseal(raw, reader, key=key, trust=trusted, signing_key=keys if verify else None)
+
+
+def verify(record: Record) -> str | None:
+    """What is wrong with a record's envelope (header, checksum bound to its key), or None when
+    it is intact; nothing is decoded, so no pickle is loaded."""
+    if record.error is not None or record.tag is None:
+        return record.error
+    try:
+        check(record.raw, record.key)
+    except DecodeError as exc:
+        return str(exc)
+    return None

@@ -3,6 +3,8 @@
 Every command opens an existing store only. The backends create what is missing (a new SQLite
 file, a new LMDB directory, a new PostgreSQL table), which is right for a workflow and wrong for
 an operator who mistyped a path, so existence is checked here before a backend is constructed.
+Commands that only read open the store with `readonly=True`: they work on read-only media and
+cannot change a byte of it. `create_store` makes the one new store `migrate --into` writes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from doeff.cli.errors import CLIError, one_line
@@ -52,7 +55,12 @@ def parse_store(text: str) -> StoreURL:
 
 def _postgres_url(text: str) -> StoreURL:
     """A postgresql:// URL; its `table` query parameter (ours, not libpq's) picks the table."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (parsed lazily: a bad port raises here)
+    except ValueError as exc:
+        raise CLIError(f"{store_label(text)}: not a valid URL ({exc}); expected "
+                       "postgresql://USER@HOST:PORT/DATABASE[?table=NAME]") from exc
     query = parse_qsl(parts.query, keep_blank_values=True)
     tables = [v for k, v in query if k == "table"]
     if len(tables) > 1 or tables == [""]:
@@ -68,9 +76,12 @@ def store_label(text: str) -> str:
         if parts.scheme.lower() in ("postgresql", "postgres") and parts.password is not None:
             host = parts.netloc.rpartition("@")[2]
             return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:  # not a URL after all (e.g. a bad port): nothing to hide in a path
-        pass
+    except ValueError:  # not a parseable URL: still hide what stands where a password would
+        return _PASSWORD.sub(r"\1:***@", text)
     return text
+
+
+_PASSWORD = re.compile(r"^((?i:postgres(?:ql)?)://[^:/@]*):[^@/]*@")
 
 
 def _check_sqlite(url: StoreURL) -> None:
@@ -103,17 +114,33 @@ def _check_lmdb(url: StoreURL) -> None:
         raise CLIError(f"{url.text}: data.mdb is empty, so not a doeff store")
 
 
-def _open_postgres(url: StoreURL) -> KVStore:
+def _open_postgres(url: StoreURL, readonly: bool) -> KVStore:
+    psycopg = _psycopg(url)
+    from doeff.storage.backends.postgres import PostgresKV
+
+    # PostgresKV creates its table when missing; look first so that a typo creates nothing.
+    if not _table_exists(psycopg, url):
+        raise CLIError(f"{url.text}: no such store (the database has no table {url.table})")
+    try:
+        return PostgresKV(url.target, table=url.table, readonly=readonly)
+    except InvalidOptionError as exc:  # a table name PostgresKV refuses
+        raise CLIError(f"{url.text}: {exc}") from exc
+
+
+def _psycopg(url: StoreURL) -> Any:
     try:
         import psycopg
 
-        from doeff.storage.backends.postgres import PostgresKV
+        import doeff.storage.backends.postgres  # noqa: F401 (psycopg_pool, checked here)
     except ImportError as exc:
         raise CLIError(
             f"{url.text}: postgresql:// stores need psycopg ({exc}); "
             "install with pip install 'doeff[postgres]'"
         ) from exc
-    # PostgresKV creates its table when missing; look first so that a typo creates nothing.
+    return psycopg
+
+
+def _table_exists(psycopg: Any, url: StoreURL) -> bool:
     try:
         conn = psycopg.connect(url.target, connect_timeout=10)
     except psycopg.Error as exc:
@@ -123,31 +150,53 @@ def _open_postgres(url: StoreURL) -> KVStore:
             found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (url.table,)).fetchone()
     except psycopg.Error as exc:  # e.g. a table name that is not an identifier
         raise CLIError(f"{url.text}: table {url.table!r}: {one_line(str(exc))}") from exc
-    if not found or not found[0]:
-        raise CLIError(f"{url.text}: no such store (the database has no table {url.table})")
-    try:
-        return PostgresKV(url.target, table=url.table)
-    except InvalidOptionError as exc:  # a table name PostgresKV refuses
-        raise CLIError(f"{url.text}: {exc}") from exc
+    return bool(found and found[0])
 
 
-def open_store(text: str) -> KVStore:
-    """The existing store named by `text`; CLIError (exit 2) if it is missing or not doeff's."""
+def open_store(text: str, *, readonly: bool = False) -> KVStore:
+    """The existing store named by `text`; CLIError (exit 2) if it is missing or not doeff's.
+
+    `readonly=True` for commands that only read: the store is opened read-only, so the command
+    works on read-only media and cannot change it.
+    """
     url = parse_store(text)
     try:
         if url.kind == "postgresql":
-            return _open_postgres(url)
+            return _open_postgres(url, readonly)
         if url.kind == "lmdb":
             from doeff.storage.backends.lmdb import LMDBKV
 
             _check_lmdb(url)
-            return LMDBKV(url.target)
+            return LMDBKV(url.target, readonly=readonly)
         from doeff.storage.backends.sqlite import SQLiteKV
 
         _check_sqlite(url)
-        return SQLiteKV(url.target)
+        return SQLiteKV(url.target, readonly=readonly)
     except IncompatibleStoreError as exc:
         raise CLIError(f"{url.text}: not a doeff store: {one_line(str(exc))}") from exc
     except StorageError as exc:
         raise CLIError(f"{url.text}: cannot open: {one_line(str(exc))}") from exc
 
+
+def create_store(text: str) -> KVStore:
+    """A new, empty store at `text`; CLIError (exit 2) if something is there already."""
+    url = parse_store(text)
+    exists = (os.path.lexists(url.target) if url.kind == "sqlite" else
+              os.path.exists(os.path.join(url.target, "data.mdb")) if url.kind == "lmdb" else
+              _table_exists(_psycopg(url), url))
+    if exists:
+        raise CLIError(f"{url.text}: already exists; give a new store to write into")
+    try:
+        if url.kind == "postgresql":
+            from doeff.storage.backends.postgres import PostgresKV
+
+            return PostgresKV(url.target, table=url.table)
+        if url.kind == "lmdb":
+            from doeff.storage.backends.lmdb import LMDBKV
+
+            return LMDBKV(url.target)
+        from doeff.storage.backends.sqlite import SQLiteKV
+
+        return SQLiteKV(url.target)
+    except (InvalidOptionError, StorageError) as exc:
+        raise CLIError(f"{url.text}: cannot create: {one_line(str(exc))}") from exc

@@ -309,6 +309,22 @@ def peek(data: bytes) -> EnvelopeInfo:
                         transforms=tuple(name for name, _ in h.steps), key_id=h.key_id)
 
 
+def check(data: bytes, key: str | None = None) -> EnvelopeInfo:
+    """Check a record's header and checksum (bound to `key` for format 2) without decoding its
+    payload, undoing its steps or verifying a signature: what a store check can tell from the
+    bytes alone, with no codec, transform key or trust decision. `DecodeError` says what is
+    wrong; otherwise the header is returned, as `peek` gives it."""
+    h = _parse(data)
+    crc = zlib.crc32(data[:h.crc_at])
+    if h.version > 1:
+        crc = zlib.crc32(_key_bytes(key), crc)
+    if zlib.crc32(memoryview(data)[h.start:], crc) != _unpack_u32(data, h.crc_at)[0]:
+        raise _checksum_error(data, h.tag, key)
+    return EnvelopeInfo(tag=h.tag, version=h.version, header_size=h.start,
+                        payload_size=len(data) - h.start,
+                        transforms=tuple(name for name, _ in h.steps), key_id=h.key_id)
+
+
 def _checksum_error(data: bytes, tag: str, key: str | None) -> DecodeError:
     under = "" if key is None else f" read under {key!r:.80}"
     return DecodeError(

@@ -7,6 +7,7 @@ same way.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Literal, Protocol
@@ -16,8 +17,10 @@ from doeff.errors import (
     InvalidKeyError,
     InvalidOptionError,
     InvalidValueError,
+    ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
+    StoreForkedError,
 )
 from doeff.storage.base import Closing
 
@@ -49,6 +52,22 @@ def key_bytes(key: object, store: object) -> bytes:
         raise InvalidKeyError(
             f"{store!r}: key {key!r:.80} is not valid Unicode ({exc.reason} at index "
             f"{exc.start}); keys must be encodable as UTF-8, so remove the lone surrogate"
+        ) from exc
+
+
+def check_prefix(prefix: object, store: object) -> bytes:
+    """The UTF-8 bytes of a records() prefix; InvalidKeyError if it is not a valid Unicode str."""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(
+            f"{store!r}: records() takes a str prefix, got {type(prefix).__name__} "
+            f"{prefix!r:.80}; pass \"\" for every record"
+        )
+    try:
+        return prefix.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(
+            f"{store!r}: records() prefix {prefix!r:.80} is not valid Unicode ({exc.reason} at "
+            f"index {exc.start}); no key can start with it, so remove the lone surrogate"
         ) from exc
 
 
@@ -95,6 +114,13 @@ def newer_store(store: object, what: str, version: int, supported: int) -> Incom
     )
 
 
+def read_only(store: object, op: str, why: str = "it was opened with readonly=True") -> (
+        ReadOnlyStoreError):
+    """The error for a write to a store that cannot be written."""
+    return ReadOnlyStoreError(f"{store!r}: {op}() refused: the store is read-only ({why}); "
+                              f"nothing was written")
+
+
 def failure(
     cls: type[StorageError], store: object, op: str, key: str | None, cause: object, hint: str
 ) -> StorageError:
@@ -127,13 +153,99 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+# How long fork() waits for the threads inside a store operation to leave it (see ForkGate).
+FORK_WAIT = 5.0
+
+
+class ForkGate:
+    """Holds `fork()` until no thread is inside an operation of a library whose locks a child
+    would otherwise inherit locked (SQLite's mutexes, for one), for at most FORK_WAIT seconds.
+
+    An operation calls `enter` before and `leave` after. Each side writes first and checks
+    second (a thread appends itself, then looks at `closed`; fork sets `closed`, then looks at
+    `inside`), so under the GIL one of them always sees the other. A child forked while a
+    thread was still inside (an operation stuck for longer than FORK_WAIT) is `stuck`: every
+    operation in it raises StoreForkedError rather than wait forever on a lock nobody holds.
+    """
+
+    def __init__(self, library: str) -> None:
+        self.library = library
+        self.inside: list[None] = []
+        self.closed = False
+        self.stuck = False
+        self._busy_at_fork = False
+        os.register_at_fork(before=self._before_fork, after_in_parent=self._reopen,
+                            after_in_child=self._after_fork_in_child)
+
+    def enter(self, store: object, op: str) -> None:
+        """Mark this thread as inside the library; waits while a fork is under way."""
+        inside = self.inside
+        inside.append(None)
+        while self.closed or self.stuck:
+            inside.pop()
+            if self.stuck:
+                raise forked_error(store, op, self.library)
+            time.sleep(0.0005)
+            inside.append(None)
+
+    def leave(self) -> None:
+        """Mark this thread as out of the library again."""
+        self.inside.pop()
+
+    def _before_fork(self) -> None:
+        self.closed = True
+        deadline = time.monotonic() + FORK_WAIT
+        while self.inside and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        self._busy_at_fork = bool(self.inside)
+
+    def _reopen(self) -> None:
+        self.closed = False
+
+    def _after_fork_in_child(self) -> None:
+        # The threads that were inside do not exist here; what they held stays held.
+        self.stuck = self.stuck or self._busy_at_fork
+        self.inside.clear()
+        self.closed = False
+
+
+def forked_error(store: object, op: str, library: str) -> StoreForkedError:
+    """The error for an operation in a child forked while another thread was inside `library`."""
+    return StoreForkedError(
+        f"{store!r}: {op}() refused: this process was forked while another thread of its "
+        f"parent was inside a {library} operation for longer than {FORK_WAIT:g} s, so {library} "
+        f"locks here may be held by a thread that does not exist in this process. Open stores "
+        f"in a process that was not forked from a busy one: use multiprocessing's 'spawn' or "
+        f"'forkserver' start method, or fork before any thread uses a store"
+    )
+
+
 def check_items(items: Iterable[tuple[str, bytes]], store: object) -> list[tuple[str, bytes]]:
     """Validate a whole batch before any of it is written, so a bad pair writes nothing."""
-    return [(k, check_value(v, store, k)) for k, v in ((check_key(k, store), v) for k, v in items)]
+    try:
+        pairs = list(items)
+    except TypeError as exc:
+        raise InvalidValueError(
+            f"{store!r}: put_many() takes an iterable of (key, value) pairs, got "
+            f"{type(items).__name__} {items!r:.80}"
+        ) from exc
+    batch = []
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise InvalidValueError(
+                f"{store!r}: put_many() takes (key, value) pairs; item {index} is "
+                f"{type(pair).__name__} {pair!r:.80}, nothing was written"
+            )
+        key = check_key(pair[0], store)
+        batch.append((key, check_value(pair[1], store, key)))
+    return batch
 
 
 class KVBase(Closing):
-    """What the backends share: context management and a `records()` built on `items()`."""
+    """What the backends share: context management, a `records()` built on `items()`, and a
+    `check()` that finds nothing wrong where the backend has nothing to check."""
+
+    readonly = False
 
     def items(self) -> list[tuple[str, bytes]]:
         """All (key, value) pairs."""
@@ -141,4 +253,32 @@ class KVBase(Closing):
 
     def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
         """(key, value, None) for keys starting with `prefix`, sorted: no update times here."""
+        check_prefix(prefix, self)
         return sorted((k, v, None) for k, v in self.items() if k.startswith(prefix))
+
+    def check(self) -> list[str]:
+        """The problems the backend's own consistency check finds; empty when it is sound."""
+        return []
+
+
+def disk_full(path: str) -> bool:
+    """True when the filesystem holding `path` is (nearly) out of space.
+
+    Some failures of a full disk come back as plain I/O errors (LMDB's commit gives EIO, SQLite
+    "disk I/O error" when it cannot size its WAL index), so they are classed by the free space
+    they left behind.
+    """
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
+
+
+_FULL_BELOW = 4 << 20  # free bytes under which a failed write is put down to a full disk
+
+
+def writable(path: str) -> bool:
+    """True unless the directory (or file) at `path` is read-only to this process or its mount."""
+    return os.access(path, os.W_OK)
+

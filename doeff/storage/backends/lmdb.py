@@ -12,14 +12,20 @@ so these prefixes cannot collide with a real key):
 - any other key (empty, or longer than LMDB allows) is stored under 0xFF + sha256(key), its value
   as `len(key) (4 bytes) + key + value`, so keys() and items() give the original key back;
 - 0xFE + b"doeff-schema" holds the schema version (and marks the directory as a doeff store).
+
+Hostile conditions: every transaction, the opening ones included, adopts a map another process
+grew and retries; the lock file (which LMDB maps and writes through memory) is allocated on disk
+before LMDB touches it, so a full disk is a StorageFullError, not a SIGBUS; only a new directory
+(no data.mdb, or an empty one) or `create=True` makes a store, under a lock other doeff processes
+respect, so two creating at once never take each other's half-made environment for a foreign one.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,19 +33,28 @@ from typing import Final, TypeVar
 
 import lmdb as _lmdb
 
-from doeff.errors import IncompatibleStoreError, StorageError, StorageFullError
+from doeff.errors import (
+    CorruptStoreError,
+    IncompatibleStoreError,
+    ReadOnlyStoreError,
+    StorageError,
+    StorageFullError,
+    StorageUnavailableError,
+)
 from doeff.storage.backends.common import (
     KVBase,
     check_durability,
     check_items,
     check_value,
     closed_error,
+    disk_full,
     failure,
     foreign_store,
     key_bytes,
     newer_store,
-    on_fork,
+    read_only,
 )
+from doeff.storage.backends.lmdb_env import REGISTRY, Env, creation_lock, prepare_lock_file
 
 T = TypeVar("T")
 
@@ -48,107 +63,17 @@ DEFAULT_MAP_SIZE: Final = 1 << 30  # grows by doubling when full; only address s
 _META: Final = b"\xfedoeff-schema"
 _HASHED: Final = 0xFF
 _LEN = struct.Struct(">I")
-
-
-class _Env:
-    """The one LMDB environment of a directory in this process (LMDB forbids opening it twice).
-
-    Reads take no lock: they announce themselves in `readers` and check `paused`. Growing the map
-    (set_mapsize) invalidates every transaction of the process, so it pauses reads, waits for the
-    announced ones to finish, then resizes. Both sides write first and check second, so under the
-    GIL one of them always sees the other.
-    """
-
-    def __init__(self, path: str, map_size: int, durability: str) -> None:
-        self.path = path
-        self.map_size = map_size
-        self.durability = durability
-        self.refs = 0
-        self._open()
-
-    def _open(self) -> None:
-        self._open_env()
-        self.write_lock = threading.Lock()
-        self.readers: list[None] = []
-        self.paused = False
-        self.closed = False
-
-    def _open_env(self) -> None:
-        self.env = _lmdb.open(
-            self.path, map_size=self.map_size, subdir=True, lock=True,
-            # No cached spare read txn: a forked child closing its inherited copy of the env
-            # would release the parent's reader slot with it (MDB_BAD_RSLOT in the parent).
-            sync=True, metasync=self.durability == "full", max_spare_txns=0,
-        )
-        # LMDB adopts the size recorded in the file when another process grew it.
-        self.map_size = self.env.info()["map_size"]
-        self.limit = self.env.max_key_size()
-        self.page = self.env.stat()["psize"]
-        self.db = self.env.open_db()  # the unnamed main database, for clear()
-
-    def after_fork_in_child(self) -> None:
-        # A child must not use its parent's environment (LMDB's rule); close the inherited copy
-        # (this releases only the child's own reader slots) and open the files afresh.
-        self.env.close()
-        self._open()
-
-    def wait_unpaused(self) -> None:
-        while self.paused and not self.closed:
-            time.sleep(0.0005)
-
-    def make_room(self, nbytes: int) -> None:
-        """Grow the map before a write of about `nbytes` could fill it; caller holds write_lock.
-
-        Growing ahead matters: py-lmdb 3.0 hangs when a write hits MapFullError while two or
-        more threads are reading, so MapFullError must stay the rare fallback.
-        """
-        used = (self.env.info()["last_pgno"] + 1) * self.page
-        need = used + 2 * nbytes + 64 * self.page  # copy-on-write pages of the tree, headroom
-        if need > self.map_size:
-            self.resize(max(2 * self.map_size, 2 * need))
-
-    def resize(self, new_size: int) -> None:
-        """Reopen with a map of `new_size` (0: the size another process gave the file) once no
-        read is in flight; the caller holds write_lock.
-
-        Close and reopen rather than set_mapsize(): with reads running on other threads in
-        between, set_mapsize left the next write transaction blocked forever in py-lmdb 3.0.
-        """
-        self.paused = True
-        try:
-            while self.readers:
-                time.sleep(0.0001)
-            self.env.close()
-            self.map_size = new_size
-            self._open_env()
-        finally:
-            self.paused = False
-
-
-_OPEN: dict[str, _Env] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def _reopen_all_after_fork() -> None:
-    for shared in _OPEN.values():
-        shared.after_fork_in_child()
-
-
-class _ForkHook:
-    """Reopens every environment of this process in a forked child."""
-
-    def _after_fork_in_child(self) -> None:
-        global _OPEN_LOCK
-        _OPEN_LOCK = threading.Lock()  # the parent may have held it while forking
-        _reopen_all_after_fork()
-
-
-_FORK_HOOK = _ForkHook()
-on_fork(_FORK_HOOK)
+_READ_ONLY_ERRNOS: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_READ_ONLY_MEDIA = "it is on read-only media or in a directory this process cannot write"
 
 
 class LMDBKV(KVBase):
     """A KVStore in an LMDB directory; the map grows by itself, any key length works.
+
+    `readonly=True` opens an existing store for reading only (also on read-only media): every
+    write raises ReadOnlyStoreError. A missing directory, or one without a data.mdb (or with an
+    empty one), becomes a new store; `create=True` also turns an existing LMDB environment that
+    holds no records into one.
 
     >>> with LMDBKV("store") as kv:
     ...     kv.put("step:1", b"done"); kv.get("step:1")
@@ -156,59 +81,156 @@ class LMDBKV(KVBase):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
-                 durability: str = "normal") -> None:
+                 durability: str = "normal", readonly: bool = False,
+                 create: bool = False) -> None:
         self.path = os.fspath(path)
         self.durability = check_durability(durability, f"LMDBKV({self.path!r})")
+        self.readonly = readonly
         self._closed = False
         real = os.path.realpath(self.path)
-        with _OPEN_LOCK:
-            shared = _OPEN.get(real)
+        with REGISTRY.lock:
+            shared = REGISTRY.envs.get(real)
             if shared is None:
-                try:
-                    shared = _Env(self.path, map_size, self.durability)
-                except _lmdb.Error as exc:
-                    raise self._wrap(exc, "open", None) from exc
-                try:
-                    self._check_schema(shared)
-                except BaseException:
-                    shared.env.close()
-                    raise
-                _OPEN[real] = shared
+                shared = self._open_new(map_size, create)
+                REGISTRY.envs[real] = shared
+            elif shared.unusable is not None:
+                raise shared.unusable(self, "open")
+            elif shared.readonly and not readonly:
+                self._upgrade(shared)
             shared.refs += 1
         self._real = real
         self._sh = shared
 
-    def _check_schema(self, shared: _Env) -> None:
+    # -- opening -----------------------------------------------------------------------------
+
+    def _open_new(self, map_size: int, create: bool) -> Env:
+        """Open the environment of a directory no handle of this process has open yet."""
+        try:
+            if self.readonly:
+                return self._open_checked(map_size, create=False)
+            self._make_directory()
+            with creation_lock(self.path):
+                return self._open_checked(map_size, create)
+        except OSError as exc:
+            raise self._os_failure(exc, "open") from exc
+        except _lmdb.Error as exc:
+            raise self._wrap(exc, "open", None) from exc
+
+    def _make_directory(self) -> None:
+        try:
+            os.mkdir(self.path)
+        except FileExistsError:
+            if not os.path.isdir(self.path):
+                raise foreign_store(self, repr(self.path), "a file",
+                                    "LMDBKV takes a directory; choose another path") from None
+
+    def _open_checked(self, map_size: int, create: bool) -> Env:
+        data = os.path.join(self.path, "data.mdb")
+        new = not os.path.exists(data) or os.path.getsize(data) == 0
+        if self.readonly and new:
+            raise StorageUnavailableError(
+                f"{self!r}: no store at {self.path!r} (no data.mdb, or an empty one); "
+                f"readonly=True opens an existing store and never creates one"
+            )
+        shared = self._env(map_size)
+        try:
+            self._check_schema(shared, may_mark=new or create)
+        except BaseException:
+            shared.env.close()
+            raise
+        return shared
+
+    def _env(self, map_size: int) -> Env:
+        """An Env for this directory; read-only media without a lock file are read unlocked."""
+        lock = True
+        if self.readonly:
+            try:
+                prepare_lock_file(self.path)
+            except OSError as exc:
+                if exc.errno not in _READ_ONLY_ERRNOS:
+                    raise  # ENOSPC included: unlocked reads could race a writer
+                # Nothing can write to read-only media, so no writer races these reads; and
+                # where no lock file can be made, no process is using LMDB's locks either.
+                lock = False
+        return Env(self.path, map_size, self.durability, readonly=self.readonly, lock=lock)
+
+    def _check_schema(self, shared: Env, *, may_mark: bool) -> None:
         """Raise IncompatibleStoreError for a foreign or newer store; mark a new one as ours."""
+        while True:
+            try:
+                return self._check_schema_once(shared, may_mark)
+            except _lmdb.MapResizedError:
+                shared.resize(0)  # not shared with any thread yet
+
+    def _check_schema_once(self, shared: Env, may_mark: bool) -> None:
         with shared.env.begin() as txn:
-            version = txn.get(_META)
+            marker = txn.get(_META)
             entries = txn.stat()["entries"]
-        if version is None and entries == 0:
+        if marker is None and entries == 0 and may_mark and not self.readonly:
             with shared.env.begin(write=True) as txn:
                 if not txn.put(_META, str(SCHEMA_VERSION).encode(), overwrite=False):
-                    version = txn.get(_META)  # another process created it meanwhile
-        if version is None and entries:
-            raise foreign_store(
-                self, repr(self.path),
-                f"an LMDB environment ({entries} records, no doeff schema marker)",
-                "Point LMDBKV at a new directory or at one doeff created",
+                    marker = txn.get(_META)  # another process created it meanwhile
+            if marker is None:
+                return
+        if marker is None:
+            found = (f"an LMDB environment ({entries} records, no doeff schema marker)"
+                     if entries else "an empty LMDB environment (no doeff schema marker)")
+            advice = ("Pass create=True to make it a doeff store" if not entries else
+                      "Point LMDBKV at a new directory or at one doeff created")
+            raise foreign_store(self, repr(self.path), found, advice)
+        version = _parse_version(marker)
+        if version is None:
+            raise IncompatibleStoreError(
+                f"{self!r}: the doeff schema marker of {self.path!r} is {marker!r:.40}, not a "
+                f"version number: the store is damaged or was not written by doeff; it was "
+                f"left untouched. Restore it from a backup or point LMDBKV elsewhere"
             )
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise newer_store(self, repr(self.path), int(version), SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise newer_store(self, repr(self.path), version, SCHEMA_VERSION)
+
+    def _upgrade(self, shared: Env) -> None:
+        """Reopen an environment that read-only handles opened, for this read-write handle."""
+        with shared.write_lock:
+            try:
+                shared.reopen(shared.map_size, readonly=False)
+            except (OSError, _lmdb.Error) as exc:
+                shared.reopen(shared.map_size, readonly=True)  # the read-only handles go on
+                shared.unusable = None
+                if isinstance(exc, OSError):
+                    raise self._os_failure(exc, "open") from exc
+                raise self._wrap(exc, "open", None) from exc
+
+    def _os_failure(self, exc: OSError, op: str) -> StorageError:
+        if exc.errno == errno.ENOSPC:
+            return failure(StorageFullError, self, op, None, exc,
+                           "free disk space; nothing was written")
+        if exc.errno in _READ_ONLY_ERRNOS:
+            hint = (f"{_READ_ONLY_MEDIA}: open it with LMDBKV({self.path!r}, readonly=True) to "
+                    f"read it" if os.path.exists(os.path.join(self.path, "data.mdb")) else
+                    "the directory is read-only, and a new store needs a writable one")
+            return failure(ReadOnlyStoreError, self, op, None, exc, hint)
+        return failure(StorageUnavailableError, self, op, None, exc,
+                       "check that the parent directory exists")
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def _wrap(self, exc: _lmdb.Error, op: str, key: str | None) -> StorageError:
         if (isinstance(exc, _lmdb.DiskError) or "No space left" in str(exc)
-                or (op in _WRITES and _disk_full(self.path))):
+                or (op in _WRITES and disk_full(self.path))):
             return failure(StorageFullError, self, op, key, exc,
                            "free disk space; the write was not applied")
+        if isinstance(exc, _lmdb.ReadonlyError) or "Permission denied" in str(exc) \
+                or "Read-only file system" in str(exc):
+            return failure(ReadOnlyStoreError, self, op, key, exc,
+                           f"{_READ_ONLY_MEDIA}: open it with readonly=True to read it")
         if isinstance(exc, _lmdb.InvalidError | _lmdb.VersionMismatchError):
             return failure(IncompatibleStoreError, self, op, key, exc,
                            "the directory does not hold an LMDB environment this doeff reads")
+        if isinstance(exc, _lmdb.CorruptedError | _lmdb.PageNotFoundError):
+            return failure(CorruptStoreError, self, op, key, exc, _DAMAGED)
         return failure(StorageError, self, op, key, exc, "nothing was written")
 
-    def _live(self, op: str) -> _Env:
+    def _live(self, op: str) -> Env:
         if self._closed:
             raise closed_error(self, op)
         return self._sh
@@ -219,7 +241,7 @@ class LMDBKV(KVBase):
             return kb, False
         return bytes((_HASHED,)) + hashlib.sha256(kb).digest(), True
 
-    def _read_raw(self, sh: _Env, record: bytes, op: str, key: str) -> bytes | None:
+    def _read_raw(self, sh: Env, record: bytes, op: str, key: str) -> bytes | None:
         readers = sh.readers
         while True:
             readers.append(None)
@@ -237,23 +259,34 @@ class LMDBKV(KVBase):
             finally:
                 readers.pop()
             self._before_reading_again(sh, op)
+            readers = sh.readers  # a forked child has a new list
 
-    def _before_reading_again(self, sh: _Env, op: str) -> None:
+    def _before_reading_again(self, sh: Env, op: str) -> None:
         """After a read that could not run: fail if closed, else wait out or adopt a resize."""
+        if sh.unusable is not None:
+            raise sh.unusable(self, op)
         if sh.closed:
             raise closed_error(self, op)
         if sh.paused:
             sh.wait_unpaused()
         else:
             with sh.write_lock:
-                sh.resize(0)
+                if sh.closed:  # close() ran meanwhile: reopening would resurrect it
+                    raise closed_error(self, op)
+                try:
+                    sh.resize(0)
+                except OSError as exc:
+                    raise self._os_failure(exc, op) from exc
+                except _lmdb.Error as exc:
+                    raise self._wrap(exc, op, None) from exc
 
     @contextmanager
     def _reading(self, op: str) -> Iterator[_lmdb.Transaction]:
         """A read transaction for the slower whole-store reads (same protocol as _read_raw)."""
         sh = self._live(op)
         while True:
-            sh.readers.append(None)
+            readers = sh.readers
+            readers.append(None)
             try:
                 if not sh.paused:
                     with sh.env.begin() as txn:
@@ -264,24 +297,34 @@ class LMDBKV(KVBase):
             except _lmdb.Error as exc:
                 raise self._wrap(exc, op, None) from exc
             finally:
-                sh.readers.pop()
+                readers.pop()
             self._before_reading_again(sh, op)
 
     def _write(self, op: str, key: str | None, nbytes: int,
                body: Callable[[_lmdb.Transaction], T]) -> T:
         sh = self._live(op)
+        if self.readonly:
+            raise read_only(self, op)
         with sh.write_lock:  # LMDB allows one writer anyway; the lock also orders resizes
-            sh.make_room(nbytes)
-            while True:
-                try:
-                    with sh.env.begin(write=True) as txn:
-                        return body(txn)
-                except _lmdb.MapFullError:
-                    sh.resize(sh.map_size * 2)  # the aborted txn wrote nothing; grow, retry
-                except _lmdb.MapResizedError:
-                    sh.resize(0)
-                except _lmdb.Error as exc:
-                    raise self._wrap(exc, op, key) from exc
+            # Checked again under the lock: close() (or a fork) may have run since _live.
+            if sh.unusable is not None:
+                raise sh.unusable(self, op)
+            if sh.closed or self._closed:
+                raise closed_error(self, op)
+            try:
+                sh.make_room(nbytes)
+                while True:
+                    try:
+                        with sh.env.begin(write=True) as txn:
+                            return body(txn)
+                    except _lmdb.MapFullError:
+                        sh.resize(sh.map_size * 2)  # the aborted txn wrote nothing; grow, retry
+                    except _lmdb.MapResizedError:
+                        sh.resize(0)
+            except _lmdb.Error as exc:
+                raise self._wrap(exc, op, key) from exc
+            except OSError as exc:  # reopening the grown map
+                raise self._os_failure(exc, op) from exc
 
     # -- the KVStore verbs -------------------------------------------------------------------
 
@@ -324,6 +367,8 @@ class LMDBKV(KVBase):
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""
         record, hashed = self._record_key(key_bytes(key, self))
+        if self.readonly:
+            raise read_only(self, "delete")
         if hashed and self.get(key) is None:
             return False  # a different long key with the same hash: not ours to delete
         deleted: bool = self._write("delete", key, 0, lambda txn: txn.delete(record))
@@ -337,12 +382,26 @@ class LMDBKV(KVBase):
         """A snapshot of all (key, value) pairs."""
         out = []
         for record, raw in self._records("items"):
-            if record[:1] == b"\xff":
-                (n,) = _LEN.unpack_from(raw)
-                out.append((raw[4:4 + n].decode(), raw[4 + n:]))
-            elif record[:1] != b"\xfe":
-                out.append((record.decode(), raw))
+            if record[:1] != b"\xfe":
+                out.append(self._decode(record, raw, "items"))
         return out
+
+    def _decode(self, record: bytes, raw: bytes, op: str) -> tuple[str, bytes]:
+        """The (key, value) a record stores; CorruptStoreError when it is not one of ours."""
+        key, value = record, raw
+        if record[:1] == b"\xff":
+            n = _LEN.unpack_from(raw)[0] if len(raw) >= 4 else -1
+            if not 0 <= n <= len(raw) - 4:
+                raise failure(CorruptStoreError, self, op, None,
+                              f"the record {record!r:.60} cannot be read: its {len(raw)} bytes "
+                              f"do not hold the key length they announce", _DAMAGED)
+            key, value = raw[4:4 + n], raw[4 + n:]
+        try:
+            return key.decode(), value
+        except UnicodeDecodeError as exc:
+            raise failure(CorruptStoreError, self, op, None,
+                          f"the record {record!r:.60} cannot be read: its key is not UTF-8",
+                          _DAMAGED) from exc
 
     def keys(self) -> list[str]:
         """A snapshot of all keys."""
@@ -366,16 +425,41 @@ class LMDBKV(KVBase):
             entries: int = txn.stat()["entries"]
         return entries - has_meta
 
+    def check(self) -> list[str]:
+        """Walk every record: each must be one this layout writes (UTF-8 key, matching hash)."""
+        try:
+            records = self._records("check")
+        except CorruptStoreError as exc:
+            return [f"the records cannot be walked: {exc}"]
+        problems = []
+        for record, raw in records:
+            if record[:1] == b"\xfe":
+                if record != _META or _parse_version(raw) is None:
+                    problems.append(f"unknown marker record {record!r:.60} = {raw!r:.40}")
+                continue
+            try:
+                key, _ = self._decode(record, raw, "check")
+            except CorruptStoreError as exc:
+                problems.append(str(exc))
+                continue
+            if record[:1] == b"\xff" and self._record_key(key.encode())[0] != record:
+                problems.append(f"the record {record!r:.60} holds the key {key!r:.60}, whose "
+                                f"hash is not the record's: it was changed after it was written")
+        return problems
+
     def close(self) -> None:
         """Release this handle; the environment closes with its last handle. Idempotent."""
-        with _OPEN_LOCK:
+        with REGISTRY.lock:
             if self._closed:
                 return
             self._closed = True
             sh = self._sh
             sh.refs -= 1
-            if sh.refs == 0 and _OPEN.get(self._real) is sh:
-                del _OPEN[self._real]
+            if sh.refs == 0 and REGISTRY.envs.get(self._real) is sh:
+                del REGISTRY.envs[self._real]
+                if sh.unusable is not None:  # a forked child's copy: left alone (see above)
+                    sh.closed = True
+                    return
                 with sh.write_lock:
                     sh.paused = True  # in-flight reads finish; new ones see the store closed
                     while sh.readers:
@@ -387,6 +471,13 @@ class LMDBKV(KVBase):
         return f"LMDBKV({self.path!r})"
 
 
+def _parse_version(marker: bytes) -> int | None:
+    """The schema version a marker holds, or None when it is not a plain decimal number."""
+    if not marker or not marker.isdigit() or len(marker) > 9:
+        return None
+    return int(marker)
+
+
 def _unpack_long(raw: bytes, kb: bytes) -> bytes | None:
     """The value of a hashed record, or None if it holds another key with the same hash."""
     (n,) = _LEN.unpack_from(raw)
@@ -394,17 +485,6 @@ def _unpack_long(raw: bytes, kb: bytes) -> bytes | None:
 
 
 _WRITES = frozenset({"put", "put_many", "delete", "clear"})
-_FULL_BELOW = 4 << 20  # free bytes under which a failed write is put down to a full disk
-
-
-def _disk_full(path: str) -> bool:
-    """True when the filesystem holding `path` is (nearly) out of space.
-
-    LMDB reports a commit that ran out of disk as a plain I/O error (EIO), not ENOSPC, so a
-    failed write is classed as "disk full" by looking at the free space it left behind.
-    """
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < _FULL_BELOW
+_DAMAGED = ("the store is damaged or holds records another program wrote; run `doeff cache "
+            "check` on it, then restore it from a backup or copy what can be read to a new "
+            "store (`doeff cache migrate STORE --into NEW`)")

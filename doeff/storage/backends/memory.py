@@ -10,7 +10,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from doeff.storage.backends.common import KVBase, check_items, check_key, check_value, closed_error
+from doeff.storage.backends.common import (
+    KVBase,
+    check_items,
+    check_key,
+    check_value,
+    closed_error,
+    on_fork,
+)
 
 
 class DictStore(KVBase):
@@ -22,6 +29,12 @@ class DictStore(KVBase):
         # interleave with writers on free-threaded builds, so they (and close) take the lock.
         self._lock = threading.Lock()
         self._closed = False
+        on_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held the lock at fork time; it does not exist
+        # here to release it. The dict itself is whole: each of its operations is atomic.
+        self._lock = threading.Lock()
 
     def _live(self, op: str) -> dict[str, Any]:
         if self._closed:

@@ -38,8 +38,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from doeff.errors import (
+    CorruptStoreError,
     IncompatibleStoreError,
     InvalidOptionError,
+    ReadOnlyStoreError,
     StorageError,
     StorageFullError,
     StorageUnavailableError,
@@ -47,6 +49,7 @@ from doeff.errors import (
 from doeff.storage.backends.common import (
     KVBase,
     check_items,
+    check_prefix,
     check_value,
     closed_error,
     failure,
@@ -54,6 +57,7 @@ from doeff.storage.backends.common import (
     key_bytes,
     newer_store,
     on_fork,
+    read_only,
 )
 
 T = TypeVar("T")
@@ -111,14 +115,17 @@ class PostgresKV(KVBase):
     operation); `timeout` is how long an operation waits for a connection; `retries` is how
     many times an operation whose connection was lost is retried when that is safe;
     `connect_kwargs` go to `psycopg.connect` (e.g. `{"prepare_threshold": None}` behind a
-    PgBouncer in transaction mode older than 1.21).
+    PgBouncer in transaction mode older than 1.21). `readonly=True` opens an existing table
+    only, in read-only sessions, and refuses every write with ReadOnlyStoreError.
     """
 
     def __init__(self, dsn: str, *, table: str = "doeff_kv", min_size: int = 1,
                  max_size: int = 8, timeout: float = 30.0, retries: int = 3,
-                 connect_kwargs: Mapping[str, Any] | None = None) -> None:
+                 connect_kwargs: Mapping[str, Any] | None = None,
+                 readonly: bool = False) -> None:
         self.dsn = dsn
         self.connect_kwargs = dict(connect_kwargs or {})
+        self.readonly = readonly
         self.table = table
         self.min_size = min_size
         self.max_size = max_size
@@ -133,6 +140,7 @@ class PostgresKV(KVBase):
         except psycopg.Error as exc:
             raise self._wrap(exc, "connect", None) from exc
         try:
+            self._configure(conn)
             self._init_schema(conn)
         except psycopg.Error as exc:
             raise self._wrap(exc, "open", None) from exc
@@ -172,6 +180,11 @@ class PostgresKV(KVBase):
             if exists:
                 self._check_existing(conn, meta, meta_exists)
                 return
+            if self.readonly:
+                raise StorageUnavailableError(
+                    f"{self!r}: no store: the database has no table {self.table!r}; "
+                    f"readonly=True opens an existing store and never creates one"
+                )
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY,"
                 " schema_version integer NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
@@ -241,9 +254,16 @@ class PostgresKV(KVBase):
             " WHERE substring(key FROM 1 FOR %b::integer) = %b ORDER BY key"
         )
         self._q_clear = q("DELETE FROM {kv}")
+        self._q_check = q("SELECT key_hash, key FROM {kv}")
         self._q_len = q("SELECT count(*) FROM {kv}")
 
     # -- connections -------------------------------------------------------------------------
+
+    def _configure(self, conn: Conn) -> None:
+        """Make a read-only store's sessions read-only on the server too."""
+        if self.readonly:
+            with conn.transaction():
+                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
     def _open_pool(self, op: str) -> ConnectionPool[Conn]:
         with self._lock:
@@ -253,7 +273,7 @@ class PostgresKV(KVBase):
                 self._pool = ConnectionPool(
                     self.dsn, min_size=self.min_size, max_size=self.max_size,
                     kwargs={**self.connect_kwargs, "autocommit": True}, timeout=self.timeout,
-                    open=True, name=f"doeff-{self.table}",
+                    open=True, name=f"doeff-{self.table}", configure=self._configure,
                 )
             return self._pool
 
@@ -309,6 +329,11 @@ class PostgresKV(KVBase):
         if isinstance(exc, pg_errors.DiskFull | pg_errors.OutOfMemory):
             return failure(StorageFullError, self, op, key, exc,
                            "free space on the database server; the write was not applied")
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return failure(ReadOnlyStoreError, self, op, key, exc,
+                           "the server only allows reads here (a standby, or a read-only "
+                           "session): open the store with readonly=True to read it; nothing "
+                           "was written")
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             return failure(StorageError, self, op, key, exc,
                            f"grant the DSN's role access to {self.table!r} and {META_TABLE}")
@@ -330,6 +355,8 @@ class PostgresKV(KVBase):
         """Store `value` under `key` in one committed upsert; the old value stays on error."""
         kb = key_bytes(key, self)
         value = check_value(value, self, key)
+        if self.readonly:
+            raise read_only(self, "put")
         params = (hashlib.sha256(kb).digest(), kb, value)
         # Retried even when the lost attempt may have committed: the same upsert again
         # leaves the same row, so the caller cannot tell one application from two.
@@ -344,6 +371,8 @@ class PostgresKV(KVBase):
         """
         kb = key_bytes(key, self)
         value = check_value(value, self, key)
+        if self.readonly:
+            raise read_only(self, "put_if_absent")
         h = hashlib.sha256(kb).digest()
         params = (h, kb, value)
         outcome: list[bool] = []
@@ -364,6 +393,8 @@ class PostgresKV(KVBase):
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""
         h = hashlib.sha256(key_bytes(key, self)).digest()
+        if self.readonly:
+            raise read_only(self, "delete")
         # Only retried while the key is still there, i.e. the lost attempt did not commit: once
         # it is gone there is no telling whether this call removed it, so that is an error.
         return self._run("delete", key, lambda c: c.execute(self._q_delete, (h,)).rowcount > 0,
@@ -378,13 +409,23 @@ class PostgresKV(KVBase):
     def _all(self, query: bytes, op: str) -> list[Any]:
         return self._run(op, None, lambda c: c.execute(query, binary=True).fetchall())
 
+    def _text(self, raw: bytes, op: str) -> str:
+        """A stored key as str; CorruptStoreError for bytes that are not UTF-8."""
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise failure(CorruptStoreError, self, op, None,
+                          f"the row with key {bytes(raw)!r:.80} cannot be read: it is not UTF-8",
+                          "a row was written by something other than doeff; run `doeff cache "
+                          "check` on the store and delete that row with SQL") from exc
+
     def keys(self) -> list[str]:
         """A snapshot of all keys."""
-        return [bytes(k).decode("utf-8") for (k,) in self._all(self._q_keys, "keys")]
+        return [self._text(k, "keys") for (k,) in self._all(self._q_keys, "keys")]
 
     def items(self) -> list[tuple[str, bytes]]:
         """A snapshot of all (key, value) pairs."""
-        return [(bytes(k).decode("utf-8"), bytes(v)) for k, v in self._all(self._q_items, "items")]
+        return [(self._text(k, "items"), bytes(v)) for k, v in self._all(self._q_items, "items")]
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store every pair in one transaction: all of them, or none if anything fails.
@@ -393,6 +434,8 @@ class PostgresKV(KVBase):
         """
         rows = [(hashlib.sha256(k.encode()).digest(), k.encode(), v)
                 for k, v in check_items(items, self)]
+        if self.readonly:
+            raise read_only(self, "put_many")
 
         def write(c: Conn) -> None:
             with c.transaction():
@@ -402,14 +445,30 @@ class PostgresKV(KVBase):
 
     def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
         """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
-        head = key_bytes(prefix, self)
+        head = check_prefix(prefix, self)
         rows = self._run("records", None, lambda c: c.execute(
             self._q_records, (len(head), head), binary=True).fetchall())
-        return [(bytes(k).decode("utf-8"), bytes(v), t) for k, v, t in rows]
+        return [(self._text(k, "records"), bytes(v), t) for k, v, t in rows]
 
     def clear(self) -> None:
         """Delete every entry (safe to repeat, so retried after a lost connection)."""
+        if self.readonly:
+            raise read_only(self, "clear")
         self._run("clear", None, lambda c: c.execute(self._q_clear))
+
+    def check(self) -> list[str]:
+        """Every row's key_hash is the SHA-256 of its key, and every key is UTF-8."""
+        problems = []
+        for key_hash, raw in self._all(self._q_check, "check"):
+            try:
+                key: object = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"the key {bytes(raw)!r:.80} is not UTF-8")
+                continue
+            if hashlib.sha256(bytes(raw)).digest() != bytes(key_hash):
+                problems.append(f"the row of key {key!r:.80} has a key_hash that is not the "
+                                f"SHA-256 of its key: get() cannot find it")
+        return problems
 
     def __len__(self) -> int:
         count: int = self._all(self._q_len, "len")[0][0]

@@ -1,4 +1,4 @@
-"""`SQLiteKV`: a KVStore in one SQLite file, safe across threads and processes.
+"""`SQLiteKV`: a KVStore in one SQLite file, safe across threads, processes and fork.
 
 The file is in WAL mode. `durability="normal"` sets `synchronous=NORMAL`: a put that returned
 survives the process being killed; a power loss may roll back the last puts but never corrupts
@@ -8,6 +8,10 @@ Every put is one autocommit statement (an upsert), so no multi-statement transac
 a read lock that must later be upgraded — the case where SQLite gives up with "database is
 locked" without waiting. The busy timeout covers the rest; a retry loop with backoff covers what
 SQLite reports as busy without consulting the timeout (e.g. WAL recovery by another process).
+
+A path is a file name: files are opened through a `file:` URI built here (percent-encoded, made
+absolute once), so a name such as `file:x.db?mode=memory` is a file of that name, and new pooled
+connections reach the same file after the process changes directory.
 """
 
 from __future__ import annotations
@@ -20,24 +24,33 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
+from urllib.parse import quote
 
 from doeff.errors import (
+    CorruptStoreError,
     IncompatibleStoreError,
+    InvalidOptionError,
+    ReadOnlyStoreError,
     StorageError,
     StorageFullError,
     StorageUnavailableError,
 )
 from doeff.storage.backends.common import (
+    ForkGate,
     KVBase,
     check_durability,
     check_items,
     check_key,
+    check_prefix,
     check_value,
     closed_error,
+    disk_full,
     failure,
     foreign_store,
     newer_store,
     on_fork,
+    read_only,
+    writable,
 )
 
 # "doef" in ASCII: written to the header's application_id so a doeff store is recognisable.
@@ -56,29 +69,42 @@ _PUT = (
 _GET = "SELECT value FROM doeff_kv WHERE key = ?"
 _EXISTS = "SELECT 1 FROM doeff_kv WHERE key = ?"
 _DELETE = "DELETE FROM doeff_kv WHERE key = ?"
-_KEYS = "SELECT key FROM doeff_kv"
-_ITEMS = "SELECT key, value FROM doeff_kv"
+# Whole-store reads scan the table, NOT INDEXED: the keys come from the rows themselves, so a
+# damaged index entry cannot make a record come out under another record's key.
+_KEYS = "SELECT key FROM doeff_kv NOT INDEXED"
+_ITEMS = "SELECT key, value FROM doeff_kv NOT INDEXED"
+_INDEXED_KEYS = "SELECT key FROM doeff_kv INDEXED BY sqlite_autoindex_doeff_kv_1"
 # Compared as UTF-8 bytes: TEXT functions stop at a NUL, which a key may hold (and substr() of
-# an empty blob is not a blob, hence the empty-prefix case). BINARY order is byte order, which
-# for UTF-8 is code point order, as Python's sorted() gives.
+# an empty blob is not a blob, hence the empty-prefix case). Sorted in Python: code point order
+# is UTF-8 byte order, SQLite's BINARY order.
 _RECORDS = (
-    "SELECT key, value, updated_at FROM doeff_kv "
-    "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2 ORDER BY key"
+    "SELECT key, value, updated_at FROM doeff_kv NOT INDEXED "
+    "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2"
 )
 _CLEAR = "DELETE FROM doeff_kv"
+# application_id, schema version, schema objects, pages: a database with no pages at all is a
+# new (or zero-byte) file; one with pages but no schema is somebody's empty database.
 _HEADER = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "
-    "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master)"
+    "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master), "
+    "(SELECT page_count FROM pragma_page_count())"
 )
 _LEN = "SELECT count(*) FROM doeff_kv"
+_RAW_KEYS = "SELECT rowid, CAST(key AS BLOB) FROM doeff_kv"
 
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MAX_IDLE = 8  # idle connections kept per store; more threads than that open and close extras
 _TIMEOUT = 30.0  # seconds a write waits for another writer before StorageUnavailableError
+_READ_ONLY_MEDIA = "it is on read-only media or in a directory this process cannot write"
 
 # Connections a forked child inherited: never used again, and never closed either, because
 # closing them in the child could disturb the parent's locks on the same file.
 _ABANDONED: list[sqlite3.Cursor] = []
+# SQLite's locks are process-wide (the memory allocator's mutex, the per-file lock tables), so
+# one gate covers every SQLiteKV of the process.
+_GATE = ForkGate("SQLite")
+
+_Header = tuple[int, int, int, int]
 
 
 def _code(exc: sqlite3.Error) -> int | None:
@@ -90,22 +116,51 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return _code(exc) in _BUSY_CODES or "locked" in str(exc)
 
 
+def _file_uri(path: str, mode: str) -> str:
+    """A `file:` URI naming `path` exactly (percent-encoded), opened with `mode` (a query)."""
+    return f"file:{quote(path)}?{mode}"
+
+
 class SQLiteKV(KVBase):
     """A KVStore in a SQLite file (WAL mode); `":memory:"` gives one database for all threads.
+
+    `readonly=True` opens an existing store for reading only (also on read-only media): every
+    write raises ReadOnlyStoreError. A missing path or a zero-byte file becomes a new store;
+    `create=True` also turns an existing empty SQLite database (no tables) into one.
 
     >>> with SQLiteKV(":memory:") as kv:
     ...     kv.put("step:1", b"done"); kv.get("step:1")
     b'done'
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
+                 readonly: bool = False, create: bool = False) -> None:
         self.path = os.fspath(path)
         self.durability = check_durability(durability, f"SQLiteKV({self.path!r})")
+        self.readonly = readonly
+        self.create = create
+        if self.path == "":
+            raise InvalidOptionError(
+                "SQLiteKV(''): the empty path is refused (SQLite would give each connection a "
+                "private temporary database, so nothing would be stored); give a file name, or "
+                "':memory:' for one in-memory database"
+            )
+        if self.path == MEMORY and readonly:
+            raise InvalidOptionError(
+                "SQLiteKV(':memory:', readonly=True): a new in-memory database is empty, so "
+                "there is nothing to read; drop readonly=True"
+            )
+        self._file = os.path.abspath(self.path)
+        self._uri = _file_uri(self._file, "mode=ro" if readonly else "mode=rwc")
         self._closed = False
         self._idle: list[sqlite3.Cursor] = []
         self._take: Callable[[str], sqlite3.Cursor]
         self._give: Callable[[sqlite3.Cursor], None]
-        first = self._open_checked()
+        _GATE.enter(self, "open")
+        try:
+            first = self._open_checked()
+        finally:
+            _GATE.leave()
         if self.path == MEMORY:
             # Every connection to ":memory:" is its own database, so all threads share this one.
             self._shared = first
@@ -122,26 +177,37 @@ class SQLiteKV(KVBase):
 
     def _connect(self) -> sqlite3.Cursor:
         # isolation_level=None: autocommit, each statement is its own transaction (see module doc).
-        conn = sqlite3.connect(
-            self.path, timeout=_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA synchronous = " + ("FULL" if self.durability == "full" else "NORMAL"))
+        if self.path == MEMORY:
+            conn = sqlite3.connect(MEMORY, timeout=_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self._uri, timeout=_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False, uri=True)
+        if not self.readonly:
+            conn.execute("PRAGMA synchronous = "
+                         + ("FULL" if self.durability == "full" else "NORMAL"))
         return conn.cursor()
 
     def _open_checked(self) -> sqlite3.Cursor:
         """The first connection: checks the file is a doeff store (or new) before any write."""
+        if self.readonly and not os.path.isfile(self._file):
+            raise StorageUnavailableError(
+                f"{self!r}: no store at {self._file!r}; readonly=True opens an existing store "
+                f"and never creates one"
+            )
         deadline = time.monotonic() + _TIMEOUT
         delay = 0.002
         while True:
+            cur: sqlite3.Cursor | None = None
             try:
                 cur = self._connect()
-            except sqlite3.Error as exc:
-                raise self._wrap(exc, "open", None) from exc
-            try:
                 self._init_schema(cur)
                 return cur
             except sqlite3.Error as exc:
-                cur.connection.close()
+                if cur is not None:
+                    cur.connection.close()
+                if self.readonly and self._use_immutable(exc):
+                    continue
                 # Several processes creating the same new file race for its first write lock
                 # and for the switch to WAL; SQLite reports some of that as busy at once.
                 if not _is_busy(exc) or time.monotonic() > deadline:
@@ -149,37 +215,71 @@ class SQLiteKV(KVBase):
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.2)
             except BaseException:
-                cur.connection.close()
+                if cur is not None:
+                    cur.connection.close()
                 raise
 
-    def _header(self, cur: sqlite3.Cursor) -> tuple[int, int, int]:
-        # One statement, so one read transaction: three separate reads could straddle another
+    def _use_immutable(self, exc: sqlite3.Error) -> bool:
+        """After a read-only open failed for want of a WAL index (-shm) that cannot be made,
+        switch to reading the file as immutable — only when no write-ahead log holds data the
+        file lacks. True if the open should be tried again that way."""
+        # CANTOPEN: no -shm can be created (read-only media); IOERR: none can be sized (a full
+        # disk).
+        if (_code(exc) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR)
+                or "immutable=1" in self._uri):
+            return False
+        with contextlib.suppress(OSError):
+            if os.path.getsize(self._file + "-wal") > 0:
+                return False
+        self._uri = _file_uri(self._file, "mode=ro&immutable=1")
+        return True
+
+    def _header(self, cur: sqlite3.Cursor) -> _Header:
+        # One statement, so one read transaction: separate reads could straddle another
         # process's creating commit and see a table without its application_id.
-        row: tuple[int, int, int] = cur.execute(_HEADER).fetchone()
+        row: _Header = cur.execute(_HEADER).fetchone()
         return row
 
     def _init_schema(self, cur: sqlite3.Cursor) -> None:
         # Read before writing anything: a foreign or newer file must come out byte-for-byte intact.
         header = self._header(cur)
-        if header == (0, 0, 0):
+        if self._may_create(header):
             cur.execute("BEGIN IMMEDIATE")
             try:
-                header = self._header(cur)  # another process may have won the race meanwhile
-                if header == (0, 0, 0):
+                # Another process may have made it a store meanwhile. (Not the page count
+                # again: inside a write transaction a new database already counts page 1.)
+                header = self._header(cur)
+                if header[:3] == (0, 0, 0):
                     cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     cur.execute(_CREATE)
-                    header = (APPLICATION_ID, SCHEMA_VERSION, 1)
+                    header = (APPLICATION_ID, SCHEMA_VERSION, 1, 2)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.connection.rollback()
                 raise
         self._check_header(*header)
+        if self.readonly or self.path == MEMORY:
+            return
         # fetchall(): a pragma left with an unread row keeps its statement, and its lock, alive.
-        if self.path != MEMORY and cur.execute("PRAGMA journal_mode").fetchall() != [("wal",)]:
+        if cur.execute("PRAGMA journal_mode").fetchall() != [("wal",)]:
             cur.execute("PRAGMA journal_mode = WAL").fetchall()
 
-    def _check_header(self, app_id: int, version: int, tables: int) -> None:
+    def _may_create(self, header: _Header) -> bool:
+        """Whether to make the database a store: it has no pages (a new or zero-byte file), or
+        it is an empty database and create=True was passed."""
+        app_id, _, tables, pages = header
+        empty = app_id == 0 and tables == 0
+        return not self.readonly and empty and (pages == 0 or self.create)
+
+    def _check_header(self, app_id: int, version: int, tables: int, pages: int) -> None:
+        if app_id == 0 and tables == 0:
+            what = "an empty file" if pages == 0 else "an empty SQLite database (no tables)"
+            raise foreign_store(
+                self, repr(self.path), what,
+                "Pass create=True to make it a doeff store"
+                if pages else "Open it without readonly=True to make it a new store",
+            )
         if app_id != APPLICATION_ID:
             raise foreign_store(
                 self, repr(self.path),
@@ -190,15 +290,20 @@ class SQLiteKV(KVBase):
             raise newer_store(self, repr(self.path), version, SCHEMA_VERSION)
 
     def _take_pooled(self, op: str) -> sqlite3.Cursor:
+        _GATE.enter(self, op)
         try:
             return self._idle.pop()
         except IndexError:
-            if self._closed:
-                raise closed_error(self, op) from None
             try:
-                return self._connect()
-            except sqlite3.Error as exc:
-                raise self._wrap(exc, "connect", None) from exc
+                if self._closed:
+                    raise closed_error(self, op) from None
+                try:
+                    return self._connect()
+                except sqlite3.Error as exc:
+                    raise self._wrap(exc, "connect", None) from exc
+            except BaseException:
+                _GATE.leave()
+                raise
 
     def _give_pooled(self, cur: sqlite3.Cursor) -> None:
         idle = self._idle
@@ -208,16 +313,20 @@ class SQLiteKV(KVBase):
                 self._drain()
         else:
             cur.connection.close()
+        _GATE.leave()
 
     def _take_shared(self, op: str) -> sqlite3.Cursor:
+        _GATE.enter(self, op)
         self._lock.acquire()
         if self._closed:
             self._lock.release()
+            _GATE.leave()
             raise closed_error(self, op)
         return self._shared
 
     def _give_shared(self, cur: sqlite3.Cursor) -> None:
         self._lock.release()
+        _GATE.leave()
 
     def _drain(self) -> None:
         idle = self._idle
@@ -233,13 +342,20 @@ class SQLiteKV(KVBase):
 
     # -- running statements ------------------------------------------------------------------
 
-    def _exec(self, cur: sqlite3.Cursor, sql: str, params: tuple[Any, ...], op: str,
-              key: str | None) -> sqlite3.Cursor:
-        """`cur.execute(sql, params)`, retrying while busy, errors turned into StorageError."""
+    def _run(self, op: str, key: str | None, sql: str, params: tuple[Any, ...],
+             fetch: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """`fetch(cur.execute(sql, params))` on a pooled connection, retrying while busy; every
+        failure, fetching rows included, becomes a StorageError."""
+        cur = self._take(op)
         try:
-            return cur.execute(sql, params)
-        except sqlite3.Error as exc:
-            return self._retry(exc, cur, sql, params, op, key)
+            try:
+                return fetch(cur.execute(sql, params))
+            except sqlite3.Error as exc:
+                return fetch(self._retry(exc, cur, sql, params, op, key))
+        except sqlite3.Error as exc:  # raised while fetching the retried statement's rows
+            raise self._wrap(exc, op, key) from exc
+        finally:
+            self._give(cur)
 
     def _retry(self, exc: sqlite3.Error, cur: sqlite3.Cursor, sql: str,
                params: tuple[Any, ...], op: str, key: str | None) -> sqlite3.Cursor:
@@ -258,7 +374,8 @@ class SQLiteKV(KVBase):
         code = _code(exc)
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
             return closed_error(self, op)
-        if code == sqlite3.SQLITE_FULL:
+        if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR
+                                           and disk_full(os.path.dirname(self._file))):
             return failure(StorageFullError, self, op, key, exc,
                            "free disk space; the write was not applied")
         if code == sqlite3.SQLITE_NOTADB:
@@ -268,13 +385,33 @@ class SQLiteKV(KVBase):
             return failure(StorageUnavailableError, self, op, key, exc,
                            f"another connection held the lock for {_TIMEOUT:.0f} s or more; "
                            "find the process holding it and retry")
+        if code == sqlite3.SQLITE_READONLY:
+            return self._read_only_failure(op, key, exc)
         if code == sqlite3.SQLITE_CANTOPEN:
+            if self.path != MEMORY and not self.readonly and not self._can_write():
+                return self._read_only_failure(op, key, exc)
             return failure(StorageUnavailableError, self, op, key, exc,
                            "check that the directory exists and is writable")
-        if code == sqlite3.SQLITE_CORRUPT:
-            return failure(StorageError, self, op, key, exc,
-                           "the file is damaged; restore it from a backup or start a new one")
+        if code == sqlite3.SQLITE_CORRUPT or "decode to UTF-8" in str(exc):
+            return failure(CorruptStoreError, self, op, key, exc,
+                           "the file is damaged; run `doeff cache check` on it, then restore it "
+                           "from a backup or copy what can be read to a new store "
+                           "(`doeff cache migrate STORE --into NEW`)")
         return failure(StorageError, self, op, key, exc, "nothing was written")
+
+    def _can_write(self) -> bool:
+        """Whether this process could write the store's file and its directory."""
+        directory = os.path.dirname(self._file)
+        return writable(directory) and (not os.path.exists(self._file)
+                                        or writable(self._file))
+
+    def _read_only_failure(self, op: str, key: str | None, exc: sqlite3.Error) -> StorageError:
+        if op == "open" and not os.path.exists(self._file):
+            hint = "the directory is read-only, and a new store needs a writable one"
+        else:
+            hint = (f"{_READ_ONLY_MEDIA}: open it with SQLiteKV({self.path!r}, readonly=True) "
+                    f"to read it")
+        return failure(ReadOnlyStoreError, self, op, key, exc, hint)
 
     # -- the KVStore verbs -------------------------------------------------------------------
 
@@ -283,11 +420,13 @@ class SQLiteKV(KVBase):
         key = check_key(key, self)
         cur = self._take("get")
         try:
-            # _exec inlined on the two hot paths: a Python call is a measurable share of a get.
+            # _run inlined on the two hot paths: a Python call is a measurable share of a get.
             try:
                 row = cur.execute(_GET, (key,)).fetchone()
             except sqlite3.Error as exc:
                 row = self._retry(exc, cur, _GET, (key,), "get", key).fetchone()
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "get", key) from exc
         finally:
             self._give(cur)
         return None if row is None else row[0]
@@ -296,6 +435,8 @@ class SQLiteKV(KVBase):
         """Store `value` under `key` in one committed statement; the old value stays on error."""
         key = check_key(key, self)
         params = (key, check_value(value, self, key), time.time())
+        if self.readonly:
+            raise read_only(self, "put")
         cur = self._take("put")
         try:
             try:
@@ -308,45 +449,46 @@ class SQLiteKV(KVBase):
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""
         key = check_key(key, self)
-        cur = self._take("delete")
-        try:
-            return self._exec(cur, _DELETE, (key,), "delete", key).rowcount > 0
-        finally:
-            self._give(cur)
+        if self.readonly:
+            raise read_only(self, "delete")
+        deleted: bool = self._run("delete", key, _DELETE, (key,), lambda c: c.rowcount > 0)
+        return deleted
 
     def exists(self, key: str) -> bool:
         """True if `key` is stored."""
         key = check_key(key, self)
-        cur = self._take("exists")
-        try:
-            return self._exec(cur, _EXISTS, (key,), "exists", key).fetchone() is not None
-        finally:
-            self._give(cur)
-
-    def _all(self, sql: str, op: str) -> list[Any]:
-        cur = self._take(op)
-        try:
-            return self._exec(cur, sql, (), op, None).fetchall()
-        finally:
-            self._give(cur)
+        found: bool = self._run("exists", key, _EXISTS, (key,),
+                                lambda c: c.fetchone() is not None)
+        return found
 
     def keys(self) -> list[str]:
-        """A snapshot of all keys."""
-        return [k for (k,) in self._all(_KEYS, "keys")]
+        """A snapshot of all keys: from the table's rows or, where a table page is damaged,
+        from the key index (so what is left of a damaged store can still be listed)."""
+        try:
+            rows = self._run("keys", None, _KEYS, (), _fetchall)
+        except CorruptStoreError:
+            rows = self._run("keys", None, _INDEXED_KEYS, (), _fetchall)
+        return [k for (k,) in rows]
 
     def items(self) -> list[tuple[str, bytes]]:
         """A snapshot of all (key, value) pairs."""
-        return self._all(_ITEMS, "items")
+        rows: list[tuple[str, bytes]] = self._run("items", None, _ITEMS, (), _fetchall)
+        return rows
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store every pair in one transaction: all of them, or none if anything fails."""
         now = time.time()
         rows = [(k, v, now) for k, v in check_items(items, self)]
+        if self.readonly:
+            raise read_only(self, "put_many")
         cur = self._take("put_many")
         try:
             # IMMEDIATE takes the write lock up front (waiting as a put would), so the
             # transaction never has to upgrade a read lock, which SQLite refuses under contention.
-            self._exec(cur, "BEGIN IMMEDIATE", (), "put_many", None)
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._retry(exc, cur, "BEGIN IMMEDIATE", (), "put_many", None)
             try:
                 cur.executemany(_PUT, rows)
                 cur.execute("COMMIT")
@@ -363,32 +505,68 @@ class SQLiteKV(KVBase):
 
     def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
         """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
-        cur = self._take("records")
-        try:
-            head = prefix.encode("utf-8")
-            return self._exec(cur, _RECORDS, (len(head), head), "records", None).fetchall()
-        finally:
-            self._give(cur)
+        head = check_prefix(prefix, self)
+        rows: list[tuple[str, bytes, float | None]] = self._run(
+            "records", None, _RECORDS, (len(head), head), _fetchall)
+        rows.sort(key=_first)
+        return rows
 
     def clear(self) -> None:
         """Delete every entry."""
-        self._all(_CLEAR, "clear")
+        if self.readonly:
+            raise read_only(self, "clear")
+        self._run("clear", None, _CLEAR, (), _fetchall)
 
     def __len__(self) -> int:
-        count: int = self._all(_LEN, "len")[0][0]
+        count: int = self._run("len", None, _LEN, (), _fetchall)[0][0]
         return count
+
+    def check(self) -> list[str]:
+        """SQLite's `integrity_check`, and every key readable as UTF-8: the problems found."""
+        try:
+            rows = self._run("check", None, "PRAGMA integrity_check", (), _fetchall)
+        except CorruptStoreError as exc:
+            return [f"SQLite cannot check the file: {exc}"]
+        problems = [line for (text,) in rows if text != "ok" for line in text.splitlines()
+                    if not line.startswith("*** in database")]
+        try:
+            raw_keys = self._run("check", None, _RAW_KEYS, (), _fetchall)
+        except CorruptStoreError as exc:
+            return [*problems, f"the keys cannot be read: {exc}"]
+        for rowid, raw in raw_keys:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"row {rowid}: key {raw!r:.80} is not UTF-8")
+        return problems
 
     def close(self) -> None:
         """Close every connection; later operations raise StoreClosedError. Idempotent."""
         self._closed = True
-        if self.path == MEMORY:
-            with self._lock:
-                self._shared.connection.close()
-        else:
-            self._drain()
+        if _GATE.stuck:  # closing would touch SQLite's locks, which may be held for ever here
+            if self.path != MEMORY:
+                self._after_fork_in_child()
+            return
+        _GATE.enter(self, "close")
+        try:
+            if self.path == MEMORY:
+                with self._lock:
+                    self._shared.connection.close()
+            else:
+                self._drain()
+        finally:
+            _GATE.leave()
 
     def __repr__(self) -> str:
         return f"SQLiteKV({self.path!r})"
+
+
+def _fetchall(cur: sqlite3.Cursor) -> list[Any]:
+    return cur.fetchall()
+
+
+def _first(row: tuple[str, bytes, float | None]) -> str:
+    return row[0]
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteKV"]
