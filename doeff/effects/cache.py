@@ -67,6 +67,18 @@ class CacheExists(_KeyedEffect):
     key: str
 
 
+@effect
+class CacheFill(_KeyedEffect):
+    """Run `program` and store its value under `key` before answering it (`cached` uses it).
+
+    The value is stored even when a cancellation arrives as the computation returns: the
+    cancellation then lands at the `yield` of this effect, after the put.
+    """
+
+    key: str
+    program: Program[Any] | Effect
+
+
 _cacheget = fast_constructor(CacheGet)
 _cacheput = fast_constructor(CachePut)
 _cachedelete = fast_constructor(CacheDelete)
@@ -108,8 +120,9 @@ def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
             f"cached({key!r}, compute): compute() returned {computation!r}, not a program or an "
             f"effect; wrap a plain function call as perform(fn, *args)"
         )
-    result = yield computation
-    yield CachePut(key, result)
+    # CacheFill stores the value before answering it, so a cancel that arrives as the computation
+    # returns cannot discard a finished step.
+    result = yield CacheFill(key, computation)
     return result
 
 
