@@ -90,7 +90,7 @@ def test_nested_gathers_answer_nested_results() -> None:
     """A gather of gathers answers a list of lists, each inner one in order."""
 
     @do
-    def inner(base: int) -> Generator[Any, Any, list[int]]:
+    def inner(base: int) -> Generator[Any, Any, Any]:
         return (yield gather(*[sleeper(base + i, 0.01 * (3 - i)) for i in range(3)]))
 
     result = run_sync(gather(inner(0), inner(10), gather(get("x", 5), inner(20))))
@@ -195,7 +195,7 @@ def test_race_answers_the_first_success_and_cancels_the_rest() -> None:
     cleanups: list[str] = []
 
     @do
-    def slow(tag: str, seconds: float) -> Generator[Any, Any, str]:
+    def slow(tag: str, seconds: float) -> Generator[Any, Any, Any]:
         return (yield finally_(sleeper(tag, seconds), perform(cleanups.append, tag)))
 
     result = run_sync(race(slow("slow", 0.6), fails_after(0.01, "loses"), slow("fast", 0.1)))
@@ -316,7 +316,8 @@ def test_task_cancel_method_works_from_another_thread() -> None:
     @do
     def prog() -> Generator[Any, Any, Any]:
         task = yield spawn(async_sleeper("never", 10))
-        yield perform(lambda: (time.sleep(0.05), task.cancel()))
+        yield perform(time.sleep, 0.05)
+        yield perform(task.cancel)
         try:
             yield wait(task)
         except CancellationError:
@@ -481,7 +482,7 @@ def test_ten_thousand_tasks_in_one_gather_without_recursion() -> None:
     """10,000 tasks in one gather complete under a low recursion limit (no Python recursion)."""
 
     @do
-    def tiny(i: int) -> Generator[Any, Any, int]:
+    def tiny(i: int) -> Generator[Any, Any, Any]:
         v = yield get("base", 0)
         return v + i
 
@@ -500,11 +501,11 @@ def test_memory_is_flat_per_finished_task() -> None:
     import tracemalloc
 
     @do
-    def tiny() -> Generator[Any, Any, int]:
+    def tiny() -> Generator[Any, Any, Any]:
         return (yield get("k", 1))
 
     @do
-    def many(n: int) -> Generator[Any, Any, int]:
+    def many(n: int) -> Generator[Any, Any, Any]:
         total = 0
         for _ in range(n):
             task = yield spawn(tiny())

@@ -106,7 +106,7 @@ def test_run_options_for_concurrency_are_checked() -> None:
     with pytest.raises(InvalidOptionError, match="max_concurrency"):
         run_sync(perform(int), max_concurrency=0)
     with pytest.raises(InvalidOptionError, match="executor"):
-        run_sync(perform(int), executor="threads")  # type: ignore[arg-type]
+        run_sync(perform(int), executor="threads")  # type: ignore[call-overload]
 
 
 def test_a_given_executor_runs_the_performs() -> None:

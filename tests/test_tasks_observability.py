@@ -146,7 +146,7 @@ def test_cancel_lands_in_a_branch_blocked_in_perform_at_the_calls_return() -> No
     assert ran == []
 
 
-# -- a cancel never discards a finished step --------------------------------------------------------
+# -- a cancel never discards a finished step ----------------------------------------------------
 
 
 class Counter:
@@ -172,7 +172,7 @@ def test_a_cancelled_single_task_keeps_the_cached_value_its_perform_returned() -
     counter = Counter()
 
     @do
-    def prog() -> Generator[Any, Any, int]:
+    def prog() -> Generator[Any, Any, Any]:
         return (yield cached("step", lambda: perform(counter.step, 4)))
 
     execution = run_workflow(prog(), storage=storage)
@@ -191,7 +191,7 @@ def test_a_cached_program_that_returned_as_the_cancel_came_is_stored() -> None:
     counter = Counter()
 
     @do
-    def compute() -> Generator[Any, Any, int]:
+    def compute() -> Generator[Any, Any, Any]:
         value = yield perform(counter.step, 2)
         return value + 1
 
@@ -211,11 +211,11 @@ def test_cancelled_concurrent_cached_performs_store_what_they_returned() -> None
     counter = Counter()
 
     @do
-    def item(i: int) -> Generator[Any, Any, int]:
+    def item(i: int) -> Generator[Any, Any, Any]:
         return (yield cached(f"item:{i}", lambda: perform(counter.step, i)))
 
     @do
-    def fan_out() -> Generator[Any, Any, list[int]]:
+    def fan_out() -> Generator[Any, Any, Any]:
         return (yield gather(*[item(i) for i in range(10)]))
 
     execution = run_workflow(fan_out(), storage=storage, max_concurrency=3)
@@ -230,7 +230,7 @@ def test_cancelled_concurrent_cached_performs_store_what_they_returned() -> None
     assert counter.calls == 10  # 7 new calls: the 3 cancelled in flight were not repeated
 
 
-# -- parked handlers ---------------------------------------------------------------------------------
+# -- parked handlers ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
