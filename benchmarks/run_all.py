@@ -13,6 +13,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = [
     "interpreter", "codecs", "storage", "storage_postgres", "workflow", "observability",
+    "concurrency",
 ]
 
 

@@ -182,7 +182,7 @@ class Machine:
         self.sched = Scheduler(self, max_concurrency)
         # The main task: the one `run` starts, whose end ends the run.
         self.root: Task = self.sched.new_task(None, None, self.env, (), ready=False)
-        self.root.name = "main"
+        self.root.name = "main"  # until it runs a program (`begin`)
         self.task = self.root  # the running task, whose K, env and collectors are the registers
         self.K: list[Frame] = self.root.K
         self.collectors: tuple[Collector, ...] = ()  # the running task's open listens
@@ -256,6 +256,7 @@ class Machine:
         """Make `program` the main task's, ready to run (`proceed` runs it)."""
         root = self.root
         root.program = program
+        root.name = getattr(program, "name", None) or type(program).__name__
         root.status = "ready"
         self.sched.ready.append(root)
 
@@ -321,7 +322,7 @@ class Machine:
             return
         outcome = self._guarded(value, exc)
         if outcome is SUSPEND:
-            return
+            return  # whatever blocked it recorded what it waits on
         kind, value, exc = outcome
         if kind is SWITCH:
             task.resume_with = (value, exc)
@@ -883,7 +884,7 @@ def _perform(m: Machine, eff: Perform) -> Control:
         call = (handler, (eff,), {})
     driver = m.driver
     assert driver is not None
-    m.sched.call(m.task, eff, lambda: driver.call(*call))
+    m.sched.call(m.task, eff, _call_on(driver), call)
     return SUSPEND, None
 
 
@@ -896,10 +897,19 @@ def _await(m: Machine, eff: Await) -> Control:
         return None, err
     handler = m.blocking.get(Await)
     if handler is None:
-        m.sched.call(m.task, eff, lambda: driver.await_(eff.awaitable))
+        m.sched.call(m.task, eff, driver.await_, eff.awaitable)
     else:
-        m.sched.call(m.task, eff, lambda: driver.call(handler, (eff,), {}))
+        m.sched.call(m.task, eff, _call_on(driver), (handler, (eff,), {}))
     return SUSPEND, None
+
+
+def _call_on(driver: Driver) -> Callable[[tuple[Any, tuple[Any, ...], dict[str, Any]]], Pending]:
+    """Start `fn(*args, **kwargs)` on the driver's executor, given as one tuple."""
+
+    def start(call: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> Pending:
+        return driver.call(*call)
+
+    return start
 
 
 class _OneFrame(Frame):

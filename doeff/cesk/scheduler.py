@@ -57,12 +57,14 @@ class Pending(Protocol):
 class Call:
     """One blocking call of a task (a perform or an await): queued for a slot, then in flight."""
 
-    __slots__ = ("future", "sched", "start", "task")
+    __slots__ = ("arg", "future", "sched", "start", "task")
 
-    def __init__(self, sched: Scheduler, task: Task, start: Callable[[], Pending]) -> None:
+    def __init__(self, sched: Scheduler, task: Task, start: Callable[[Any], Pending],
+                 arg: Any) -> None:
         self.sched = sched
         self.task = task
         self.start = start
+        self.arg = arg
         self.future: Pending | None = None
 
     def begin(self) -> None:
@@ -70,12 +72,13 @@ class Call:
         sched = self.sched
         sched.in_flight += 1
         try:
-            future = self.start()
+            future = self.start(self.arg)
         except BaseException as err:  # the executor refused it, or the awaitable is unusable
             sched.in_flight -= 1
             sched.wake(self.task, None, err)
             return
         self.future = future
+        self.arg = None
         future.add_done_callback(self.done)
 
     def done(self, _: Any) -> None:
@@ -135,8 +138,7 @@ class Scheduler:
     def new_task(self, program: Any, parent: Task | None, env: dict[Any, Any],
                  collectors: tuple[Collector, ...], ready: bool = True) -> Task:
         """A task that will run `program`, as a child of `parent`."""
-        name = getattr(program, "name", None) or type(program).__name__
-        task = Task(self.next_id, name, program, parent, env, collectors, self)
+        task = Task(self.next_id, program, parent, env, collectors, self)
         self.next_id += 1
         self.tasks[task.task_id] = task
         if parent is not None:
@@ -220,7 +222,8 @@ class Scheduler:
         work = [task]
         while work:
             done = work.pop()
-            _report_unretrieved(done)
+            if done.failed_children:
+                _report_unretrieved(done)
             error = done.error
             if error is None:
                 done.status = "completed"
@@ -250,9 +253,9 @@ class Scheduler:
 
     # -- blocking calls ----------------------------------------------------------------------------
 
-    def call(self, task: Task, effect: Any, start: Callable[[], Pending]) -> None:
-        """`task` blocks on a call that `start()` begins, now or when a slot frees."""
-        pending = Call(self, task, start)
+    def call(self, task: Task, effect: Any, start: Callable[[Any], Pending], arg: Any) -> None:
+        """`task` blocks on a call that `start(arg)` begins, now or when a slot frees."""
+        pending = Call(self, task, start, arg)
         self.block(task, pending, effect)
         if task.status != "blocked":
             return  # it was cancelled at once
@@ -364,12 +367,13 @@ def _report_unretrieved(task: Task) -> None:
 
 def _release(task: Task) -> None:
     """Drop what a finished task held (its outcome stays): memory stays flat per task."""
-    task.env = {}
+    task.env = _NOTHING
     task.collectors = ()
-    task.captures = {}
-    task.failed_children = []
-    task.blocker = None
-    task.effect = None
-    task.resume_with = (None, None)
-    task.inherited = None
+    if task.captures:
+        task.captures = {}
+    if task.failed_children:
+        task.failed_children = []
     task.program = None
+
+
+_NOTHING: dict[Any, Any] = {}  # a finished task's env (it never runs again)

@@ -59,15 +59,15 @@ class Task:
     __slots__ = (
         "K", "__weakref__", "_canceller", "blocker", "callbacks", "cancel_error", "cancelled",
         "captures", "children", "collectors", "effect", "env", "error", "failed_children",
-        "index", "inherited", "joined", "name", "parent", "program", "resume_with", "retrieved",
-        "status", "task_id", "traceback", "value",
+        "_name", "index", "inherited", "joined", "parent", "program", "resume_with",
+        "retrieved", "status", "task_id", "traceback", "value",
     )
 
-    def __init__(self, task_id: int, name: str, program: Any, parent: Task | None,
+    def __init__(self, task_id: int, program: Any, parent: Task | None,
                  env: dict[Any, Any], collectors: tuple[Collector, ...],
                  canceller: Canceller) -> None:
         self.task_id = task_id
-        self.name = name
+        self._name: str | None = None
         self.K: list[Frame] = []
         self.env = env
         self.collectors = collectors
@@ -92,6 +92,18 @@ class Task:
         self.error: BaseException | None = None
         self.traceback: CapturedTraceback | None = None
         self._canceller = canceller
+
+    @property
+    def name(self) -> str:
+        """The name of the program the task runs (known once it was named or started)."""
+        if self._name is None:
+            program = self.program
+            self._name = getattr(program, "name", None) or type(program).__name__
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
 
     @property
     def done(self) -> bool:
