@@ -21,7 +21,7 @@ from doeff.cesk.handlers import (
     merge_user_handlers,
     state_handlers,
 )
-from doeff.cesk.machine import WAIT, Handler, Machine
+from doeff.cesk.machine import WAIT, YIELD, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.effects.base import Effect
 from doeff.effects.io import Await, Perform
@@ -32,6 +32,8 @@ from doeff.program import KleisliProgram, Program, entry_program
 from doeff.protocols import DurableStorage
 
 T = TypeVar("T")
+# Turns of tasks the machine takes under run_async before it lets the caller's loop run.
+ASYNC_TURNS = 64
 OnStep = Callable[[ExecutionSnapshot], object]
 
 
@@ -258,9 +260,12 @@ async def run_async(
     observer = _observe(m, on_step)
     try:
         m.begin(entry_program(program))
-        while (outcome := m.proceed()) is WAIT:
+        while (outcome := m.proceed(ASYNC_TURNS)) is WAIT or outcome is YIELD:
             try:
-                await driver.wait(m.sched, m.sched.deadline())
+                if outcome is YIELD:
+                    await asyncio.sleep(0)  # the loop runs a while: awaits started so far begin
+                else:
+                    await driver.wait(m.sched, m.sched.deadline())
             except BaseException as err:  # the task running run_async was cancelled
                 m.interrupt(err)
     finally:

@@ -92,6 +92,9 @@ _KEEP_CAPTURES = 16  # tracebacks kept for errors in flight (see Machine._captur
 SUSPEND: Any = object()
 # Returned by `proceed` when no task can run until a call completes: the driver waits.
 WAIT: Any = object()
+# Returned by `proceed` when it used its budget with tasks still ready: the driver lets its
+# event loop run (the calls started so far begin), then calls again.
+YIELD: Any = object()
 # The loop's endings: the task's K is empty, or the scheduler's hook asked to switch tasks.
 DONE: Any = object()
 SWITCH: Any = object()
@@ -272,16 +275,21 @@ class Machine:
             except BaseException as err:  # an interrupt while every task waits
                 self.interrupt(err)
 
-    def proceed(self) -> Any:
+    def proceed(self, budget: int | None = None) -> Any:
         """Run ready tasks, one after another, until the main task has ended (its
         `CESKResult`) or none is ready (WAIT: the driver waits for the inbox, then calls again).
+        With a `budget`, at most that many turns of tasks (YIELD when tasks are still ready).
         """
         sched = self.sched
         root = self.root
+        turns = 0
         while True:
             task = sched.next_ready()
             if task is not None:
                 self._run(task)
+                turns += 1
+                if turns == budget and sched.ready:
+                    return YIELD
                 continue
             if root.done:
                 return self._result()
