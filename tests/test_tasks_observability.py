@@ -279,3 +279,39 @@ def line(tag: str) -> int:
             if text.rstrip().endswith(f"# @{tag}"):
                 return number
     raise LookupError(tag)
+
+
+class SlowPuts(InMemoryStorage):
+    """A store whose puts wait until released, so a cancel can arrive during one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def put(self, key: str, value: Any) -> None:
+        self.entered.set()
+        self.release.wait(PATIENCE)
+        super().put(key, value)
+
+
+def test_a_cancel_during_a_cacheput_keeps_the_put() -> None:
+    """A cancel that arrives while a cacheput is being stored never undoes it: the put
+    completes, the cancellation lands after it, and the next effect never runs."""
+    from doeff.effects import cacheput
+
+    storage = SlowPuts()
+    ran: list[str] = []
+
+    @do
+    def prog() -> Generator[Any, Any, None]:
+        yield cacheput("k", "v")
+        yield perform(ran.append, "after the put")
+
+    execution = run_workflow(prog(), storage=storage)
+    assert storage.entered.wait(PATIENCE)
+    execution.cancel()
+    storage.release.set()
+    assert isinstance(execution.wait(PATIENCE).error, CancellationError)
+    assert storage.get("k") == "v"
+    assert ran == []

@@ -9,6 +9,7 @@ the machine hands control to its driver, which sleeps until the inbox gets somet
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import deque
 from collections.abc import Callable
@@ -104,8 +105,12 @@ class Call:
         sched.start_queued()
 
     def cancel_blocked(self, task: Task) -> None:
-        if self.future is None:  # still queued: it never starts
-            self.sched.queued.remove(self)
+        if self.future is None:  # not started (queued, or cancelled as it blocked): never will
+            queued = self.sched.queued
+            if self in queued:
+                queued.remove(self)
+            if inspect.iscoroutine(self.arg):
+                self.arg.close()  # an await that never started: no "never awaited" warning
             self.sched.wake(task, None, task.cancel_error)
         else:
             # An await is cancelled; a perform already running cannot be, and ends first. Either

@@ -393,5 +393,6 @@ class WorkflowExecution(Generic[T]):
     def cancel(self) -> None:
         """Throw `CancellationError` into the program at its current `yield` (its finally blocks
         run; catch and safe do not stop it); the run then ends "failed". A handler already
-        running (a long `perform`) finishes first."""
+        running (a long `perform`) finishes first. With tasks, the main task is cancelled, and
+        with it the gather, race or wait it is blocked in (their tasks' awaits are cancelled)."""
         self._control.cancel()
