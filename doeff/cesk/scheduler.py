@@ -137,6 +137,7 @@ class Scheduler:
         self.limiters: dict[str, Limiter] = {}
         self.timed: dict[Limiter, None] = {}  # limits with tasks waiting for a turn
         self.left = QUANTUM
+        self.version = 0  # bumped whenever a task starts, blocks, wakes or ends (for observers)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -145,6 +146,7 @@ class Scheduler:
         """A task that will run `program`, as a child of `parent`."""
         task = Task(self.next_id, program, parent, env, collectors, self)
         self.next_id += 1
+        self.version += 1
         self.tasks[task.task_id] = task
         if parent is not None:
             parent.children[task] = None
@@ -159,6 +161,7 @@ class Scheduler:
         task.status = "blocked"
         task.blocker = blocker
         task.effect = effect
+        self.version += 1
         if task.cancel_error is not None:  # cancelled while it was running: no wait at all
             blocker.cancel_blocked(task)
 
@@ -173,6 +176,7 @@ class Scheduler:
         task.effect = None
         task.status = "ready"
         self.ready.append(task)
+        self.version += 1
 
     def admit(self, task: Task, program: Any, frame: Frame) -> None:
         """A task blocked in `limit` gets its turn: it starts `program` under `frame`."""
@@ -216,6 +220,7 @@ class Scheduler:
             return
         task.status = "blocked"
         task.blocker = ENDING
+        self.version += 1
         for child in list(task.children):
             self.cancel(child, CancellationError(
                 f"{child.name}() (task {child.task_id}) was cancelled: the program that "
@@ -237,6 +242,7 @@ class Scheduler:
             else:
                 done.status = "failed"
             del self.tasks[done.task_id]
+            self.version += 1
             if len(self.tasks) == 1:
                 self.host.concurrency_changed(False)
             callbacks, done.callbacks = done.callbacks, []

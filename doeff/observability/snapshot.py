@@ -444,12 +444,20 @@ class StepObserver:
 
 class _TaskMarks:
     """Per-task frames and marks for `on_step` while several tasks live: the running task's are
-    read at its step (incrementally, as for one task), the others' kept from their last step."""
+    read at its step (incrementally, as for one task), the others' kept from their last step.
 
-    __slots__ = ("last",)
+    While no task changes state (the scheduler's `version` stays put) and the same task runs,
+    only its entry is rebuilt: the others cannot have moved.
+    """
+
+    __slots__ = ("entries", "index", "last", "running", "version")
 
     def __init__(self) -> None:
         self.last: dict[Task, tuple[tuple[Any, ...], tuple[FrameMark, ...]]] = {}
+        self.entries: list[TaskEntry] = []
+        self.version = -1
+        self.running: Task | None = None
+        self.index = 0  # the running task's place in `entries`
 
     def of(self, task: Task, running: bool) -> tuple[tuple[Any, ...], tuple[FrameMark, ...]]:
         K = task.K
@@ -478,17 +486,24 @@ class _TaskMarks:
     def step(self, m: Machine, effect: Any) -> Captured:
         """The main task's frames, marks and effect, and an entry per live task."""
         running = m.task
-        root = m.root
-        entries = []
-        for task in m.live_tasks():
-            frames, marks = self.of(task, task is running)
-            entries.append((task.task_id, task.status, frames, marks,
-                            effect if task is running else task.effect))
-        if len(self.last) > 2 * len(entries) + 8:  # forget finished tasks now and then
-            live = m.sched.tasks
-            self.last = {t: v for t, v in self.last.items() if t.task_id in live}
+        entries = self.entries
+        version = m.sched.version
+        if version == self.version and running is self.running:
+            frames, marks = self.of(running, True)
+            entries[self.index] = (running.task_id, running.status, frames, marks, effect)
+        else:
+            entries.clear()
+            for task in m.live_tasks():
+                frames, marks = self.of(task, task is running)
+                if task is running:
+                    self.index = len(entries)
+                entries.append((task.task_id, task.status, frames, marks,
+                                effect if task is running else task.effect))
+            self.version, self.running = version, running
+            if len(self.last) > 2 * len(entries) + 8:  # forget finished tasks now and then
+                live = m.sched.tasks
+                self.last = {t: v for t, v in self.last.items() if t.task_id in live}
         main = entries[0]
-        assert main[0] == root.task_id
         return main[2], main[3], main[4], tuple(entries)
 
 
