@@ -654,3 +654,18 @@ def line(tag: str) -> int:
             if text.rstrip().endswith(f"# @{tag}"):
                 return number
     raise LookupError(tag)
+
+
+def test_an_await_that_never_started_is_closed_without_a_warning() -> None:
+    """A gather branch that is an await_ cancelled before it ran leaves no "never awaited"
+    coroutine behind."""
+
+    @do
+    def boom() -> Generator[Any, Any, None]:
+        raise ValueError("at once")
+        yield  # pragma: no cover
+
+    never_run = asyncio.sleep(1)
+    result = run_sync(gather(boom(), await_(never_run)))
+    assert isinstance(result.error, ValueError)
+    assert never_run.cr_frame is None  # closed (a coroutine never started nor closed has one)

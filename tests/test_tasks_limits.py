@@ -154,9 +154,11 @@ def test_limit_bounds_starts_per_window() -> None:
                                for _ in range(9)]))
     starts = result.state["starts"]
     assert len(starts) == 9
-    assert most_in_any_window(starts, 0.3) == 3
+    # Stamped a moment after the limit admits each program (which it times), so the window
+    # checked is a little shorter than the rate's; without the limit all 9 start within ms.
+    assert most_in_any_window(starts, 0.25) == 3
     # 9 starts at 3 per 0.3 s need two full windows after the first.
-    assert max(starts) - min(starts) >= 0.6
+    assert max(starts) - min(starts) >= 0.55
 
 
 def test_limit_with_both_bounds_under_run_async() -> None:
@@ -170,7 +172,7 @@ def test_limit_with_both_bounds_under_run_async() -> None:
 
     result = asyncio.run(run_async(prog()))
     assert meter.most == 2
-    assert most_in_any_window(result.state["starts"], 0.4) == 4
+    assert most_in_any_window(result.state["starts"], 0.35) == 4
 
 
 def test_limit_in_a_single_task_waits_for_its_rate() -> None:
@@ -183,8 +185,8 @@ def test_limit_in_a_single_task_waits_for_its_rate() -> None:
             yield limit("solo", stamped(perform(meter.call, 0.0)), rate=(2, 0.2))
 
     result = run_sync(prog())
-    assert most_in_any_window(result.state["starts"], 0.2) == 2
-    assert max(result.state["starts"]) - min(result.state["starts"]) >= 0.2
+    assert most_in_any_window(result.state["starts"], 0.15) == 2
+    assert max(result.state["starts"]) - min(result.state["starts"]) >= 0.18
 
 
 def test_a_limit_used_with_other_parameters_is_refused() -> None:

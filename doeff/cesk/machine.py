@@ -31,6 +31,7 @@ observer can attach or detach while a run is in progress.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -363,6 +364,9 @@ class Machine:
             if err is None:
                 return self.start(program)
             task.cancel_error = None  # cancelled before it ran: none of its program runs
+            awaitable = getattr(program, "awaitable", None)
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # an await_ effect that never ran: no "never awaited" warning
             self._capture(err, None)
             return None, err
         value, exc = task.resume_with
