@@ -665,7 +665,7 @@ def test_an_await_that_never_started_is_closed_without_a_warning() -> None:
         raise ValueError("at once")
         yield  # pragma: no cover
 
-    never_run = asyncio.sleep(1)
+    never_run: Any = asyncio.sleep(1)
     result = run_sync(gather(boom(), await_(never_run)))
     assert isinstance(result.error, ValueError)
     assert never_run.cr_frame is None  # closed (a coroutine never started nor closed has one)
