@@ -49,7 +49,7 @@ class _Join(Frame, ABC):
         for index, child in enumerate(children):
             child.joined = True
             child.index = index
-            child.callbacks.append(self.child_done)
+            child.on_done(self.child_done)
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         return value, exc  # the scheduler resumed the task with the join's outcome
@@ -163,7 +163,7 @@ class WaitFor:
         self.sched = sched
         self.waiter = waiter
         self.target = target
-        target.callbacks.append(self.target_done)
+        target.on_done(self.target_done)
 
     def target_done(self, target: Task) -> None:
         if self.waiter.blocker is self:
@@ -171,7 +171,7 @@ class WaitFor:
 
     def cancel_blocked(self, task: Task) -> None:
         # The awaited task goes on; if nobody waits for it, it is cancelled when its parent ends.
-        self.target.callbacks.remove(self.target_done)
+        self.target.forget(self.target_done)
         self.sched.wake(task, None, task.cancel_error)
 
     def __repr__(self) -> str:

@@ -329,7 +329,10 @@ class Machine:
         if value is SUSPEND:  # its program is an effect, and it blocked at once
             self._blocked_step(None)
             return
-        outcome = self._guarded(value, exc)
+        try:
+            outcome = self._loop(value, exc)
+        except BaseException as err:
+            outcome = self._unwinding(err)
         if outcome is SUSPEND:
             return  # whatever blocked it recorded what it waits on
         kind, value, exc = outcome
@@ -398,27 +401,27 @@ class Machine:
         self._capture(err, None)
         return err
 
-    def _guarded(self, value: Any, exc: BaseException | None) -> Any:
-        """The loop, with the error path for what it raises itself (see `_loop`)."""
+    def _unwinding(self, err: BaseException) -> Any:
+        """The loop raised itself: the hook (an observer's callback) raised, or an interrupt
+        landed between steps. The run ends with that error, after the cleanups on K of every
+        task have run; the running task's unwind here (the loop's outcome)."""
         while True:
+            self._drop_hooks()
+            self._capture(err, None)
+            if self._fatal is not None:  # failed again while unwinding: give up on K
+                self._abandon()
+                return DONE, None, self._fatal
+            self._fatal = err
+            task = self.task
+            self.sched.interrupt(err, task)
+            if task.status == "blocked":  # it blocked in the step that raised
+                task.cancel_error = None
+                self.sched.cancel(task, err)
+                return SUSPEND
             try:
-                return self._loop(value, exc)
-            except BaseException as err:
-                # The hook (an observer's callback) raised, or an interrupt landed between steps:
-                # the run ends with that error, after the cleanups on K have run.
-                self._drop_hooks()
-                self._capture(err, None)
-                if self._fatal is not None:  # failed again while unwinding: give up on K
-                    self._abandon()
-                    return DONE, None, self._fatal
-                self._fatal = err
-                task = self.task
-                self.sched.interrupt(err, task)
-                if task.status == "blocked":  # it blocked in the step that raised
-                    task.cancel_error = None
-                    self.sched.cancel(task, err)
-                    return SUSPEND
-                value, exc = None, err
+                return self._loop(None, err)
+            except BaseException as again:
+                err = again
 
     def _idle(self) -> None:
         """No task can run: a boundary where the monitor's requests are answered."""
@@ -445,7 +448,8 @@ class Machine:
     def _traceback_of(self, exc: BaseException | None) -> CapturedTraceback | None:
         if exc is None:
             return None
-        entry = self._captures.get(id(exc))
+        captures = self._captures
+        entry = captures.get(id(exc)) if captures is not None else None
         return entry[1] if entry is not None and entry[0] is exc else None
 
     def live_tasks(self) -> Iterator[Task]:
@@ -632,6 +636,8 @@ class Machine:
         is raised again, and of plain generators the user's functions iterate.
         """
         captures = self._captures
+        if captures is None:
+            captures = self._captures = self.task.captures = {}
         entry = captures.get(id(err))
         if entry is not None and entry[0] is err:
             return
@@ -659,6 +665,8 @@ class Machine:
         """`err` comes from a task this one waited for: its traceback is this task's pending
         program frames followed by the child's."""
         captures = self._captures
+        if captures is None:
+            captures = self._captures = self.task.captures = {}
         entry = captures.get(id(err))
         if entry is not None and entry[0] is err:
             return

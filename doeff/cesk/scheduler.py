@@ -149,6 +149,8 @@ class Scheduler:
         self.version += 1
         self.tasks[task.task_id] = task
         if parent is not None:
+            if parent.children is None:
+                parent.children = {}
             parent.children[task] = None
         if ready:
             self.ready.append(task)
@@ -221,17 +223,17 @@ class Scheduler:
         task.status = "blocked"
         task.blocker = ENDING
         self.version += 1
-        for child in list(task.children):
+        for child in list(task.children):  # (not empty: checked above)
             self.cancel(child, CancellationError(
                 f"{child.name}() (task {child.task_id}) was cancelled: the program that "
                 f"spawned it, {task.name}(), ended while it was still running"))
 
     def finish(self, task: Task) -> None:
         """Record a task's end; wake what waits on it; finish its parent if that was waiting
-        only for it (iteratively: a long chain of tasks must not recurse)."""
-        work = [task]
-        while work:
-            done = work.pop()
+        only for it (in a loop: a long chain of tasks must not recurse). Callbacks never finish
+        a task themselves (they wake or cancel), so the chain is the only work."""
+        done: Task | None = task
+        while done is not None:
             if done.failed_children:
                 _report_unretrieved(done)
             error = done.error
@@ -245,18 +247,28 @@ class Scheduler:
             self.version += 1
             if len(self.tasks) == 1:
                 self.host.concurrency_changed(False)
-            callbacks, done.callbacks = done.callbacks, []
-            _release(done)
-            parent = done.parent
-            done.parent = None
+            callbacks, done.callbacks = done.callbacks, None
+            # Drop what it held (its outcome stays): memory stays flat per finished task.
+            done.env = _NOTHING
+            done.collectors = ()
+            done.captures = None
+            done.failed_children = None
+            done.program = None
+            parent, done.parent = done.parent, None
+            after = None
             if parent is not None:
+                assert parent.children is not None
                 del parent.children[done]
                 if error is not None and not done.joined:
+                    if parent.failed_children is None:
+                        parent.failed_children = []
                     parent.failed_children.append(done)
                 if parent.blocker is ENDING and not parent.children:
-                    work.append(parent)
-            for callback in callbacks:
-                callback(done)
+                    after = parent
+            if callbacks:
+                for callback in callbacks:
+                    callback(done)
+            done = after
 
     def wait_for(self, waiter: Task, target: Task, effect: Any) -> None:
         """`waiter` blocks until `target` finishes."""
@@ -354,7 +366,7 @@ class Scheduler:
                 what.waiters = type(what.waiters)(w for w in what.waiters if w[0] is not task)
             else:
                 assert isinstance(what, WaitFor)
-                what.target.callbacks.remove(what.target_done)
+                what.target.forget(what.target_done)
             self.wake(task, None, DeadlockError(
                 f"{task.name}() (task {task.task_id}) waits at {task.effect!r:.80}, and every "
                 f"other task of the run waits too, with no call in flight that could wake one"))
@@ -363,7 +375,7 @@ class Scheduler:
 
 def _report_unretrieved(task: Task) -> None:
     """Errors of spawned children nobody waited for fail their parent (nothing is silent)."""
-    failed = [c for c in task.failed_children
+    failed = [c for c in task.failed_children or ()
               if not c.retrieved and not isinstance(c.error, CancellationError)]
     if not failed:
         return
@@ -376,15 +388,5 @@ def _report_unretrieved(task: Task) -> None:
         note_also(error, child, "a task it spawned failed and nothing waited for it")
 
 
-def _release(task: Task) -> None:
-    """Drop what a finished task held (its outcome stays): memory stays flat per task."""
-    task.env = _NOTHING
-    task.collectors = ()
-    if task.captures:
-        task.captures = {}
-    if task.failed_children:
-        task.failed_children = []
-    task.program = None
-
-
 _NOTHING: dict[Any, Any] = {}  # a finished task's env (it never runs again)
+

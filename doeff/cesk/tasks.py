@@ -93,16 +93,18 @@ class Task:
         self.K: list[Frame] = []
         self.env = env
         self.collectors = collectors
-        # id(error) -> (error, its traceback), for this task's errors still on their way out.
-        self.captures: dict[int, tuple[BaseException, CapturedTraceback]] = {}
+        # id(error) -> (error, its traceback), for this task's errors still on their way out
+        # (made at its first error: most tasks never have one).
+        self.captures: dict[int, tuple[BaseException, CapturedTraceback]] | None = None
         self.status: TaskStatus = "ready"
         self.program = program  # what the task runs when it first gets the machine; then STARTED
         self.resume_with: Control = (None, None)  # what its top of K gets when it resumes
         self.inherited: CapturedTraceback | None = None  # a child's traceback for resume_with
         self.parent = parent
-        self.children: dict[Task, None] = {}  # live children, in spawn order
-        self.failed_children: list[Task] = []  # spawned children that failed, for its end
-        self.callbacks: list[Callable[[Task], None]] = []  # called once it has finished
+        # Made when first needed, like `captures`: a task is cheap to start.
+        self.children: dict[Task, None] | None = None  # live children, in spawn order
+        self.failed_children: list[Task] | None = None  # spawned ones that failed, for its end
+        self.callbacks: list[Callable[[Task], None]] | None = None  # called once it has finished
         self.blocker: Blocker | None = None
         self.effect: Any = None  # the effect it is blocked on
         self.cancel_error: BaseException | None = None  # a cancel asked for, not yet delivered
@@ -126,6 +128,17 @@ class Task:
     @name.setter
     def name(self, name: str) -> None:
         self._name = name
+
+    def on_done(self, callback: Callable[[Task], None]) -> None:
+        """Call `callback(task)` when the task finishes."""
+        if self.callbacks is None:
+            self.callbacks = []
+        self.callbacks.append(callback)
+
+    def forget(self, callback: Callable[[Task], None]) -> None:
+        """Withdraw a callback given to `on_done`."""
+        if self.callbacks is not None:
+            self.callbacks.remove(callback)
 
     @property
     def done(self) -> bool:
