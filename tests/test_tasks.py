@@ -4,6 +4,7 @@ log behave across tasks."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
 import time
@@ -669,3 +670,35 @@ def test_an_await_that_never_started_is_closed_without_a_warning() -> None:
     result = run_sync(gather(boom(), await_(never_run)))
     assert isinstance(result.error, ValueError)
     assert never_run.cr_frame is None  # closed (a coroutine never started nor closed has one)
+
+
+def test_cpu_only_tasks_take_turns() -> None:
+    """Two tasks that never block interleave: each runs a quantum of steps, then the other."""
+
+    @do
+    def busy(tag: str) -> Generator[Any, Any, None]:
+        for _ in range(3_000):
+            yield tell(tag)
+
+    log = run_sync(gather(busy("a"), busy("b"))).log
+    switches = sum(1 for x, y in itertools.pairwise(log) if x != y)
+    assert switches >= 4, switches  # one after the other would switch once
+
+
+def test_a_call_that_completes_gets_its_turn_during_a_long_computation() -> None:
+    """A task whose await completed runs before a CPU-bound sibling is done: news preempts."""
+
+    @do
+    def quick() -> Generator[Any, Any, None]:
+        yield await_(asyncio.sleep(0.01))
+        yield tell("quick done")
+
+    @do
+    def long_computation() -> Generator[Any, Any, None]:
+        yield perform(time.sleep, 0)  # let quick() start its await first
+        for _ in range(300_000):
+            yield get("k")
+        yield tell("long done")
+
+    log = run_sync(gather(quick(), long_computation())).log
+    assert log == ["quick done", "long done"]

@@ -315,8 +315,16 @@ class Machine:
         self.notify()
 
     def notify(self) -> None:
+        """The inbox got something (any thread): the running task should notice, the driver
+        wake."""
+        self.want_tick()
         if self.driver is not None:
             self.driver.notify()
+
+    def want_tick(self) -> None:
+        """Install the scheduler's tick: another task is ready, or news came (any thread)."""
+        if "tick" not in self._hooks and len(self.sched.tasks) > 1:
+            self.set_hook("tick", self.sched.tick)
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -324,7 +332,14 @@ class Machine:
         """Give the machine to `task` until it blocks, ends or yields its turn."""
         self._switch(task)
         task.status = "running"
-        self.sched.left = QUANTUM
+        sched = self.sched
+        sched.left = QUANTUM
+        if "tick" in self._hooks and not sched.ready and not sched.attention:
+            # Alone to run: no tick, so the loop keeps its fast path (a task waiting on a call
+            # costs the running one nothing). News re-installs it (see `notify`).
+            self.set_hook("tick", None)
+            if sched.attention:
+                self.want_tick()
         value, exc = self._resume_control(task)
         if value is SUSPEND:  # its program is an effect, and it blocked at once
             self._blocked_step(None)
@@ -457,15 +472,15 @@ class Machine:
         return iter(self.sched.tasks.values())
 
     def concurrency_changed(self, concurrent: bool) -> None:
-        """Several tasks live: blocking calls leave the inline path, and a tick shares the
-        machine between tasks. One again: back to the single-task fast path."""
+        """Several tasks live: blocking calls leave the inline path (the tick that shares the
+        machine comes with a second ready task). One again: back to the single-task fast
+        path."""
         if concurrent:
             if not self.async_mode:
                 for effect_type in (Perform, Await):
                     handler = self.handlers.pop(effect_type, None)
                     if handler is not None:
                         self._saved_handlers[effect_type] = handler
-            self.set_hook("tick", self.sched.tick)
         else:
             self.handlers.update(self._saved_handlers)
             self._saved_handlers.clear()
@@ -949,6 +964,17 @@ _ONE = _OneFrame()
 
 def _chain(hooks: list[StepHook]) -> StepHook:
     """One step hook calling several; an error to raise outranks a request to switch tasks."""
+    if len(hooks) == 2:  # the common pair (an observer and the scheduler's tick): no loop
+        first, second = hooks
+
+        def pair(steps: int, effect: Any) -> BaseException | None:
+            a = first(steps, effect)
+            b = second(steps, effect)
+            if a is not None and a is not PREEMPT:
+                return a
+            return b if b is not None else a
+
+        return pair
 
     def chained(steps: int, effect: Any) -> BaseException | None:
         out = None

@@ -44,6 +44,10 @@ class Host(Protocol):
         """Something was put in the inbox (any thread): wake the driver if it sleeps."""
         ...
 
+    def want_tick(self) -> None:
+        """Another task is ready: the running one should take turns with it."""
+        ...
+
 
 class Pending(Protocol):
     """A call in flight: a `concurrent.futures.Future` or an `asyncio.Future`."""
@@ -152,10 +156,11 @@ class Scheduler:
             if parent.children is None:
                 parent.children = {}
             parent.children[task] = None
-        if ready:
-            self.ready.append(task)
         if len(self.tasks) == 2:
             self.host.concurrency_changed(True)
+        if ready:
+            self.ready.append(task)
+            self.host.want_tick()
         return task
 
     def block(self, task: Task, blocker: Blocker, effect: Any) -> None:
@@ -179,6 +184,7 @@ class Scheduler:
         task.status = "ready"
         self.ready.append(task)
         self.version += 1
+        self.host.want_tick()
 
     def admit(self, task: Task, program: Any, frame: Frame) -> None:
         """A task blocked in `limit` gets its turn: it starts `program` under `frame`."""
@@ -345,7 +351,8 @@ class Scheduler:
         return self.ready.popleft() if self.ready else None
 
     def tick(self, steps: int, effect: Any) -> BaseException | None:
-        """Step hook while several tasks live: switch when the quantum is used or news came."""
+        """Step hook while another task is ready or news came: switch when the quantum is used,
+        or at once for news."""
         self.left -= 1
         if self.left <= 0 or self.attention:
             return PREEMPT

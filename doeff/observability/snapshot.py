@@ -382,8 +382,6 @@ class StepObserver:
     def _make_hook(self) -> Callable[[int, Any], None]:
         # Locals in a closure: this runs at every step, and attribute look-ups cost.
         m = self.m
-        root = m.root
-        K = root.K
         live = m.sched.tasks
         storage = m.storage
         on_step = self.on_step
@@ -394,16 +392,30 @@ class StepObserver:
         last_marks: tuple[FrameMark, ...] = ()
         per_task = _TaskMarks()
 
+        sched = m.sched
+
+        seen_version = -1  # the scheduler's version at the last full read of the tasks
+        seen_running: Any = None  # the task that ran then
+        rows: list[TaskEntry] = per_task.entries
+        at = 0  # its place in `rows`
+
         def hook(steps: int, effect: Any) -> None:
-            nonlocal last_frames, last_marks
+            nonlocal last_frames, last_marks, seen_version, seen_running, at
+            running = m.task
             entries = None
-            if len(live) > 1:
+            several = len(live) > 1
+            if several and (sched.version != seen_version or running is not seen_running):
+                # A task started, blocked, woke or ended, or another one runs: read every task.
+                if seen_running is not None:
+                    per_task.last[seen_running] = last_frames, last_marks
                 frames, marks, effect, entries = per_task.step(m, effect)
+                last_frames, last_marks = per_task.last[running]
+                seen_version, seen_running, at = sched.version, running, per_task.index
             else:
-                frames = tuple(K)
-                # A step pops at most the top frame, then pushes. So the frames below the old
-                # top are the same objects, waiting on the same lines: only the top and new
-                # frames are read.
+                # Only the running task moved. A step pops at most the top frame, then pushes. So
+                # the frames below the old top are the same objects, waiting on the same lines:
+                # only the top and new frames are read.
+                frames = tuple(running.K)
                 keep = len(last_frames) - 1
                 if 0 < keep <= len(frames) and frames[keep - 1] is last_frames[keep - 1]:
                     marks = last_marks[:keep] + tuple(map(mark, frames[keep:]))
@@ -411,6 +423,12 @@ class StepObserver:
                     marks = tuple(map(mark, frames))
                 last_frames = frames
                 last_marks = marks
+                if several:
+                    rows[at] = (running.task_id, "running", frames, marks, effect)
+                    entries = tuple(rows)
+                    if at:  # the snapshot's own fields are the main task's
+                        main = rows[0]
+                        frames, marks, effect = main[2], main[3], main[4]
             # Built slot by slot: __init__'s call is a visible share of a step's cost.
             snap = new(snapshot)
             snap._status = "running"
