@@ -12,7 +12,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = [
-    "interpreter", "codecs", "envelope", "storage", "storage_postgres", "workflow", "observability",
+    "interpreter", "codecs", "envelope", "storage", "storage_postgres", "workflow",
+    "observability", "concurrency",
 ]
 
 

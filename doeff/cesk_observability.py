@@ -7,6 +7,7 @@ from doeff.observability import (
     ExecutionStatus,
     KFrameSnapshot,
     StepObserver,
+    TaskSnapshot,
     WorkflowExecution,
     attach_on_step,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ExecutionStatus",
     "KFrameSnapshot",
     "StepObserver",
+    "TaskSnapshot",
     "WorkflowExecution",
     "attach_on_step",
     "run_workflow",

@@ -8,7 +8,9 @@
     │   │   ├── InvalidEffectError   built an effect from arguments it cannot use
     │   │   ├── UnhandledEffectError yielded an effect no handler answers
     │   │   ├── InvalidHandlerError  a handlers= table doeff cannot use
-    │   │   └── ForeignLoopError     awaited a future of the loop run_sync is blocking
+    │   │   ├── ForeignLoopError     awaited a future of the loop run_sync is blocking
+    │   │   ├── LimitConflictError   a named limit used with other parameters than its first use
+    │   │   └── DeadlockError        every task waits, and nothing can wake any of them
     │   ├── EnvKeyError              asked the environment for a key it does not have
     │   └── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
     ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
@@ -97,6 +99,16 @@ class CancellationError(ProgramError):
 
     Named apart from `asyncio.CancelledError`, which a program awaiting coroutines may meet too.
     """
+
+
+class LimitConflictError(UsageError, ValueError):
+    """A named `limit` was used with parameters other than those its first use fixed, or with
+    none at its first use."""
+
+
+class DeadlockError(UsageError):
+    """Every live task of the run waits (for another task, a limit, or itself) and nothing in
+    flight can wake any of them; raised at each of those waits."""
 
 
 # The name this error had before it was renamed; kept so old imports keep working.
@@ -209,6 +221,7 @@ class StoreForkedError(StorageError):
 __all__ = [
     "CancellationError",
     "CorruptStoreError",
+    "DeadlockError",
     "DecodeError",
     "DoeffError",
     "EncodeError",
@@ -221,6 +234,7 @@ __all__ = [
     "InvalidOptionError",
     "InvalidValueError",
     "InvalidYieldError",
+    "LimitConflictError",
     "MissingExtraError",
     "NotAProgramError",
     "ProgramError",

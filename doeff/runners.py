@@ -8,18 +8,20 @@ observability (`doeff.observability`) and storage at once. The machine itself on
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
+from doeff.cesk.calls import perform
+from doeff.cesk.drivers import AsyncDriver, SyncDriver
 from doeff.cesk.handlers import (
-    BlockingAwaiter,
     cache_handlers,
     merge_user_handlers,
-    perform,
     state_handlers,
 )
-from doeff.cesk.machine import SUSPEND, Handler, Machine
+from doeff.cesk.machine import WAIT, YIELD, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.effects.base import Effect
 from doeff.effects.io import Await, Perform
@@ -30,6 +32,8 @@ from doeff.program import KleisliProgram, Program, entry_program
 from doeff.protocols import DurableStorage
 
 T = TypeVar("T")
+# Turns of tasks the machine takes under run_async before it lets the caller's loop run.
+ASYNC_TURNS = 64
 OnStep = Callable[[ExecutionSnapshot], object]
 
 
@@ -49,21 +53,28 @@ def build_machine(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     async_mode: bool = False,
+    max_concurrency: int | None = None,
 ) -> Machine:
     """A machine with the built-in handlers, the cache handlers over `storage`, and the user's.
 
-    Under `async_mode` the machine leaves its loop at each `await_` (see `run_async`); otherwise
-    `await_` is answered by a blocking handler (see `build_sync_machine`).
+    Under `async_mode` every `perform` and `await_` goes to the machine's driver (see
+    `run_async`); otherwise a run with one task answers them inline (see `build_sync_machine`).
     """
-    _check_options(env=env, state=state, handlers=handlers, storage=storage)
+    _check_options(env=env, state=state, handlers=handlers, storage=storage,
+                   max_concurrency=max_concurrency)
     if storage is None:
         storage = default_storage()
     table: dict[type, Handler] = {}
-    m = Machine(table, dict(env or {}), dict(state or {}), storage, async_mode)
+    m = Machine(table, dict(env or {}), dict(state or {}), storage, async_mode, max_concurrency)
     table.update(state_handlers(m))
     table[Perform] = perform
     table.update(cache_handlers(storage))
     merge_user_handlers(table, handlers)
+    for effect_type in (Perform, Await):
+        if handlers and effect_type in handlers:  # the user's: run on the executor when needed
+            m.blocking[effect_type] = table[effect_type]
+        if async_mode:
+            table.pop(effect_type, None)
     return m
 
 
@@ -81,6 +92,18 @@ def _check_options(**given: Any) -> None:
         raise InvalidOptionError(
             f"storage= must be a DurableStorage (get, put, delete, exists, keys, items, clear), "
             f"got {type(storage).__name__}; e.g. Durable(SQLiteKV('wf.db'), MsgpackCodec())"
+        )
+    limit = given["max_concurrency"]
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidOptionError(
+            f"max_concurrency= must be an int >= 1 (calls in flight at once across all tasks), "
+            f"or None for no bound; got {limit!r:.60}"
+        )
+    executor = given.get("executor")
+    if executor is not None and not isinstance(executor, concurrent.futures.Executor):
+        raise InvalidOptionError(
+            f"executor= must be a concurrent.futures.Executor (a thread or process pool, or a "
+            f"Dask client's get_executor()), got {type(executor).__name__} {executor!r:.60}"
         )
 
 
@@ -102,13 +125,19 @@ def build_sync_machine(
     state: Mapping[Any, Any] | None = None,
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
-) -> tuple[Machine, BlockingAwaiter]:
-    """A machine for a blocking run, and the awaiter its `await_` effects use (close it after)."""
-    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=False)
-    awaiter = BlockingAwaiter()
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
+) -> tuple[Machine, SyncDriver]:
+    """A machine for a blocking run, and its driver (close it after the run)."""
+    _check_options(env=env, state=state, handlers=handlers, storage=storage,
+                   max_concurrency=max_concurrency, executor=executor)
+    m = build_machine(env=env, state=state, handlers=handlers, storage=storage,
+                      async_mode=False, max_concurrency=max_concurrency)
+    driver = SyncDriver(executor, max_concurrency)
+    m.driver = driver
     if Await not in m.handlers:
-        m.handlers[Await] = awaiter
-    return m, awaiter
+        m.handlers[Await] = driver.awaiter
+    return m, driver
 
 
 def _report_end(observer: StepObserver | None, result: CESKResult[T]) -> CESKResult[T]:
@@ -125,6 +154,8 @@ def run_sync(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[T]: ...
 @overload
 def run_sync(
@@ -135,6 +166,8 @@ def run_sync(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[Any]: ...
 def run_sync(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -144,6 +177,8 @@ def run_sync(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[Any]:
     """Run `program` to the end on this thread and return its `CESKResult`.
 
@@ -157,16 +192,23 @@ def run_sync(
         storage: the `DurableStorage` the cache effects use (default: a fresh InMemoryStorage).
         on_step: called after every step with an `ExecutionSnapshot`, and once more with the
             final one (status "completed" or "failed"); if it raises, the run fails with that.
+        max_concurrency: at most this many `perform` and `await_` calls in flight at once,
+            across all tasks (None: no bound); extra calls wait their turn.
+        executor: where `perform` calls of concurrent tasks run: any
+            `concurrent.futures.Executor` (default: a thread pool of `max_concurrency` workers,
+            made on first use). A run with a single task calls `perform` on this thread.
 
     Works in a thread with no event loop and in one where a loop is running (awaits then run on
     a private loop in a helper thread).
     """
-    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
+                                   max_concurrency=max_concurrency, executor=executor)
     observer = _observe(m, on_step)
     try:
-        result = m.run(entry_program(program))
+        m.begin(entry_program(program))
+        result = m.drive(driver)
     finally:
-        awaiter.close()
+        driver.close()
     return _report_end(observer, result)
 
 
@@ -179,6 +221,8 @@ async def run_async(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[T]: ...
 @overload
 async def run_async(
@@ -189,6 +233,8 @@ async def run_async(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[Any]: ...
 async def run_async(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -198,20 +244,32 @@ async def run_async(
     handlers: Mapping[type, Any] | None = None,
     storage: DurableStorage | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> CESKResult[Any]:
-    """Like `run_sync`, but awaits `await_` effects on the caller's running event loop."""
-    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True)
+    """Like `run_sync`, but on the caller's running event loop, which it never blocks for long:
+    `await_` effects are awaited on that loop (concurrently, as asyncio tasks), and `perform`
+    calls run on the executor (`loop.run_in_executor`), even in a run with a single task. The
+    machine's own steps run on the loop's thread, between the loop's other callbacks."""
+    _check_options(env=env, state=state, handlers=handlers, storage=storage,
+                   max_concurrency=max_concurrency, executor=executor)
+    m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True,
+                      max_concurrency=max_concurrency)
+    driver = AsyncDriver(asyncio.get_running_loop(), executor, max_concurrency)
+    m.driver = driver
     observer = _observe(m, on_step)
-    outcome = m.run(entry_program(program))
-    while outcome is SUSPEND:
-        awaitable, m.pending_await = m.pending_await, None
-        assert awaitable is not None  # the machine suspends only to await one
-        try:
-            value = await awaitable
-        except BaseException as err:
-            outcome = m.resume(None, err)
-        else:
-            outcome = m.resume(value, None)
+    try:
+        m.begin(entry_program(program))
+        while (outcome := m.proceed(ASYNC_TURNS)) is WAIT or outcome is YIELD:
+            try:
+                if outcome is YIELD:
+                    await asyncio.sleep(0)  # the loop runs a while: awaits started so far begin
+                else:
+                    await driver.wait(m.sched, m.sched.deadline())
+            except BaseException as err:  # the task running run_async was cancelled
+                m.interrupt(err)
+    finally:
+        driver.close()
     result: CESKResult[Any] = outcome
     return _report_end(observer, result)
 
@@ -225,6 +283,8 @@ def run_workflow(
     handlers: Mapping[type, Any] | None = None,
     state: Mapping[Any, Any] | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> WorkflowExecution[T]: ...
 @overload
 def run_workflow(
@@ -235,6 +295,8 @@ def run_workflow(
     handlers: Mapping[type, Any] | None = None,
     state: Mapping[Any, Any] | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> WorkflowExecution[Any]: ...
 def run_workflow(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -244,6 +306,8 @@ def run_workflow(
     handlers: Mapping[type, Any] | None = None,
     state: Mapping[Any, Any] | None = None,
     on_step: OnStep | None = None,
+    max_concurrency: int | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> WorkflowExecution[Any]:
     """Start `program` on a background thread and return its `WorkflowExecution` at once.
 
@@ -257,12 +321,13 @@ def run_workflow(
     >>> execution.monitor.snapshot().status
     'completed'
     """
-    m, awaiter = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage)
+    m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
+                                   max_concurrency=max_concurrency, executor=executor)
     observer = _observe(m, on_step)
     control = WorkflowControl(m, observer)
     control.wrap_handlers(handlers or ())
     thread = threading.Thread(
-        target=control.run, args=(entry_program(program), awaiter.close),
+        target=control.run, args=(entry_program(program), driver),
         name="doeff-workflow", daemon=True,
     )
     execution: WorkflowExecution[Any] = WorkflowExecution(control, thread)

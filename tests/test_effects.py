@@ -457,12 +457,16 @@ def test_await_in_a_worker_thread() -> None:
     assert out == [8]
 
 
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
 def test_run_async_awaits_on_the_callers_loop() -> None:
     """run_async awaits on the running loop, so loop-bound futures work."""
 
     @do
     def prog() -> Any:
-        loop = yield perform(asyncio.get_running_loop)
+        loop = yield await_(_running_loop())
         fut = loop.create_future()
         loop.call_soon(fut.set_result, "from loop")
         return (yield await_(fut)), (yield await_(_double(5)))

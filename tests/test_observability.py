@@ -200,10 +200,12 @@ def test_doeff_helper_frames_point_at_the_users_line() -> None:
     rows = shape(probe.k_stack)
     assert [(t, n) for t, n, _ in rows] == [
         ("ReturnFrame", line("compute-probe")),
+        ("CacheFillFrame", line("user-cached")),
         ("ReturnFrame", line("user-cached")),
         ("ReturnFrame", line("user-cached")),
     ]
-    assert rows[1][2].startswith("_cached() (doeff), called at")
+    assert rows[1][2] == "cached 'rows': store the value"
+    assert rows[2][2].startswith("_cached() (doeff), called at")
     [probe] = probes(snaps, "probe-delegated")
     assert [(t, n) for t, n, _ in shape(probe.k_stack)] == [
         ("ReturnFrame", line("delegated-probe"))]
@@ -240,10 +242,10 @@ def everything() -> Generator[Any, Any, Any]:
     return a, b, c, log, d, e
 
 
-def live_view(m: Machine) -> list[tuple[str, int | None, str | None]]:
-    """What k_stack must say, read straight from K: types, suspended lines, descriptions."""
+def live_k(K: list[Any]) -> list[tuple[str, int | None, str | None]]:
+    """What a k_stack must say, read straight from a K: types, suspended lines, descriptions."""
     out: list[tuple[str, int | None, str | None]] = []
-    for frame in reversed(m.K):
+    for frame in reversed(K):
         lineno = None
         text = None
         if isinstance(frame, ReturnFrame):
@@ -258,40 +260,61 @@ def live_view(m: Machine) -> list[tuple[str, int | None, str | None]]:
     return out
 
 
-def view(snap: ExecutionSnapshot, like: list[tuple[str, int | None, str | None]]) -> list[Any]:
-    """`snap.k_stack` reduced to what `live_view` could check (frame for frame: same length)."""
+Live = dict[int, list[tuple[str, int | None, str | None]]]
+
+
+def live_view(m: Machine) -> Live:
+    """Every live task's K as its TaskSnapshot must show it (the main task is task 0)."""
+    return {task.task_id: live_k(task.K) for task in m.live_tasks()}
+
+
+def reduced(k_stack: tuple[Any, ...], like: list[tuple[str, int | None, str | None]]
+            ) -> list[Any]:
+    """A k_stack reduced to what `live_k` could check (frame for frame: same length)."""
     out = []
-    for frame, (_, lineno, text) in zip(snap.k_stack, like, strict=True):
+    for frame, (_, lineno, text) in zip(k_stack, like, strict=True):
         loc_line = frame.location.lineno if frame.location is not None and lineno else None
         out.append((frame.frame_type, loc_line, frame.description if text else None))
     return out
 
 
+def view(snap: ExecutionSnapshot, like: Live) -> Live:
+    """The snapshot's main k_stack and every task's, reduced like `like`."""
+    assert [t.task_id for t in snap.tasks] == list(like)
+    assert snap.tasks[0].k_stack == snap.k_stack
+    return {t.task_id: reduced(t.k_stack, like[t.task_id]) for t in snap.tasks}
+
+
 def test_every_snapshot_matches_the_live_k_then_and_later() -> None:
-    """At every step k_stack equals K frame for frame, and still does when read after the run."""
+    """At every step each task's k_stack equals its K frame for frame (the main task's is the
+    snapshot's own), and still does when read after the run."""
     m = build_machine(env={"user": "x"}, state=None, handlers=None, storage=DictStorage(),
                       async_mode=False)
-    seen: list[tuple[ExecutionSnapshot, list[Any]]] = []
+    seen: list[tuple[ExecutionSnapshot, Live]] = []
     kinds: set[str] = set()
+    most_tasks = 0
 
     def check(snap: ExecutionSnapshot) -> None:
+        nonlocal most_tasks
         if snap.status == "completed":
             return
         expected = live_view(m)
         assert view(snap, expected) == expected
         assert snap.step_count == len(seen) + 1
-        kinds.update(t for t, _, _ in expected)
+        kinds.update(t for frames in expected.values() for t, _, _ in frames)
+        most_tasks = max(most_tasks, len(snap.tasks))
         seen.append((snap, expected))
 
     observer = attach_on_step(m, check)
     result = observer.finish(m.run(everything()))
     assert result.is_ok(), result.error  # an assertion failing in `check` ends the run
     assert {"CatchFrame", "LocalFrame", "FinallyFrame", "ResumeFrame", "ListenFrame",
-            "GatherFrame", "SafeFrame", "ReturnFrame"} <= kinds
+            "GatherFrame", "SafeFrame", "ReturnFrame", "CacheFillFrame"} <= kinds
+    assert most_tasks == 4  # the main task and gather's three
     # Again, reading each snapshot only after the run, when every generator has moved on.
     m2 = build_machine(env={"user": "x"}, state=None, handlers=None, storage=DictStorage(),
                        async_mode=False)
-    late: list[tuple[ExecutionSnapshot, list[Any]]] = []
+    late: list[tuple[ExecutionSnapshot, Live]] = []
     attach_on_step(m2, lambda snap: late.append((snap, live_view(m2))))
     assert m2.run(everything()).is_ok()
     assert len(late) == len(seen)

@@ -11,10 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from doeff.cesk.frames import (
+    CacheFillFrame,
     CatchFrame,
     FinallyFrame,
     Frame,
-    GatherFrame,
     ListenFrame,
     LocalFrame,
     ResumeFrame,
@@ -22,8 +22,11 @@ from doeff.cesk.frames import (
     SafeFrame,
 )
 from doeff.cesk.handlers import override
+from doeff.cesk.joins import GatherFrame, RaceFrame
+from doeff.cesk.limits import LimitFrame
 from doeff.cesk.machine import Machine
 from doeff.cesk.result import CESKResult
+from doeff.cesk.tasks import Task
 
 if TYPE_CHECKING:
     from doeff.runners import run_async, run_sync
@@ -42,16 +45,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CESKResult",
+    "CacheFillFrame",
     "CatchFrame",
     "FinallyFrame",
     "Frame",
     "GatherFrame",
+    "LimitFrame",
     "ListenFrame",
     "LocalFrame",
     "Machine",
+    "RaceFrame",
     "ResumeFrame",
     "ReturnFrame",
     "SafeFrame",
+    "Task",
     "override",
     "run_async",
     "run_sync",

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from doeff.cesk.traceback import short_repr, suspended_at
 from doeff.effects.base import Runnable
+from doeff.effects.cache import cacheput
+from doeff.errors import EncodeError
 from doeff.outcome import Err, Ok
 
 # C, the control: the value to send into the frame below, or the exception to throw into it.
@@ -27,6 +29,7 @@ class Registers(Protocol):
     K: list[Frame]
     env: dict[Any, Any]
     log: list[Any]
+    collectors: tuple[Any, ...]
 
     @property
     def fatal(self) -> BaseException | None:
@@ -164,20 +167,24 @@ class LocalFrame(Frame):
 
 
 class ListenFrame(Frame):
-    """Answer the value from below paired with the log entries written since the frame began."""
+    """Close the listen's collector and answer the value from below with the entries it got."""
 
-    __slots__ = ("start",)
+    __slots__ = ("collector", "saved")
 
-    def __init__(self, start: int) -> None:
-        self.start = start
+    def __init__(self, saved: tuple[Any, ...], collector: Any) -> None:
+        self.saved = saved
+        self.collector = collector
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
+        m.collectors = self.saved
+        collector = self.collector
+        collector.open = False  # tasks spawned inside may outlive the listen: no more entries
         if exc is not None:
             return value, exc
-        return (value, m.log[self.start :]), None
+        return (value, collector.entries), None
 
     def describe(self) -> str:
-        return f"listen (log from entry {self.start})"
+        return "listen (collects the log)"
 
 
 class SafeFrame(Frame):
@@ -196,28 +203,24 @@ class SafeFrame(Frame):
         return "safe"
 
 
-class GatherFrame(Frame):
-    """Collect one result, then start the next program, or answer the list when all are done."""
+class CacheFillFrame(Frame):
+    """Store the computation's value under the cached step's key, then answer it."""
 
-    __slots__ = ("programs", "results")
+    __slots__ = ("key",)
 
-    def __init__(self, programs: tuple[Runnable, ...]) -> None:
-        self.programs = programs
-        self.results: list[Any] = []
+    def __init__(self, key: str) -> None:
+        self.key = key
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is not None:
             return value, exc
-        self.results.append(value)
-        return self.next(m)
-
-    def next(self, m: Registers) -> Control:
-        """Start the next program, or answer the results when none is left."""
-        done = len(self.results)
-        if done == len(self.programs):
-            return self.results, None
-        m.K.append(self)
-        return m.start(self.programs[done])
+        # Through the CachePut handler, as a `yield cacheput(...)` would be answered.
+        _, err = m.start(cacheput(self.key, value))
+        if err is not None:
+            if isinstance(err, EncodeError):
+                err.key, err.value = self.key, value  # paid for: `cached` hands it to the caller
+            return None, err
+        return value, None
 
     def describe(self) -> str:
-        return f"gather ({len(self.results)}/{len(self.programs)} done)"
+        return f"cached {short_repr(self.key, 40)}: store the value"

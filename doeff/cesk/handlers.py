@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from doeff.cesk.calls import not_callable
 from doeff.cesk.machine import CONTROL_EFFECTS, Handler, Machine
 from doeff.effects.cache import CacheDelete, CacheExists, CacheGet, CachePut
 from doeff.effects.io import Await, Perform
@@ -16,8 +15,6 @@ from doeff.effects.writer import Tell
 from doeff.errors import (
     DoeffError,
     EnvKeyError,
-    ForeignLoopError,
-    InvalidEffectError,
     InvalidHandlerError,
     StorageError,
 )
@@ -60,31 +57,20 @@ def state_handlers(m: Machine) -> dict[type, Handler]:
         except TypeError as err:
             if callable(eff.fn):
                 raise
-            raise _not_callable("modify", eff.fn) from err
+            raise not_callable("modify", eff.fn) from err
         store[eff.key] = new
         return new
 
     def tell(eff: Tell) -> None:
-        log.append(eff.message)
+        message = eff.message
+        log.append(message)
+        collectors = m.collectors  # the open listens of the running task
+        if collectors:
+            for collector in collectors:
+                if collector.open:
+                    collector.entries.append(message)
 
     return {Ask: ask, Get: get, Put: put, Modify: modify, Tell: tell}
-
-
-def perform(eff: Perform) -> Any:
-    """Call the effect's function."""
-    try:
-        return eff.fn(*eff.args, **eff.kwargs)
-    except TypeError as err:
-        if callable(eff.fn):
-            raise  # the function's own TypeError
-        raise _not_callable("perform", eff.fn) from err
-
-
-def _not_callable(name: str, fn: Any) -> InvalidEffectError:
-    """The error for an effect whose function cannot be called at all (a misuse)."""
-    return InvalidEffectError(
-        f"{name}(fn, ...): fn must be callable, got {type(fn).__name__} {fn!r:.60}"
-    )
 
 
 def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
@@ -113,66 +99,6 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
         CacheDelete: guarded("cachedelete", lambda eff: storage.delete(eff.key)),
         CacheExists: guarded("cacheexists", lambda eff: storage.exists(eff.key)),
     }
-
-
-class BlockingAwaiter:
-    """Awaits for `run_sync`: on a private loop, in a helper thread if this thread runs a loop."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def __call__(self, eff: Await) -> Any:
-        self._check_not_blocked_loop(eff.awaitable)
-        coro = _as_coroutine(eff.awaitable)
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop here: run ours in this thread
-            else:
-                # A loop already runs in this thread (Jupyter, async def): blocking it to run ours
-                # would deadlock, so ours runs in a helper thread.
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="doeff-await", daemon=True
-                )
-                self._thread.start()
-        if self._thread is None:
-            return self._loop.run_until_complete(coro)
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    @staticmethod
-    def _check_not_blocked_loop(awaitable: Any) -> None:
-        # A future of the loop running in this thread can only complete when that loop runs,
-        # and run_sync is blocking it: waiting would deadlock or fail deep inside asyncio.
-        if not isinstance(awaitable, asyncio.Future):
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        if awaitable.get_loop() is running:
-            raise ForeignLoopError(
-                f"await_({awaitable!r}): this future belongs to the event loop running in this "
-                f"thread, which run_sync blocks while it runs; use `await run_async(...)` "
-                f"to await it on that loop"
-            )
-
-    def close(self) -> None:
-        """Stop and close the private loop, if one was made."""
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        if self._thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join()
-            self._thread = None
-        loop.close()
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 BUILTIN_EFFECTS = frozenset(

@@ -15,6 +15,11 @@ holds a suspended generator; other frames (catch, finally, local, listen, safe, 
 to do when the computation above them finishes. Because K is data and the loop is a plain
 `while`, nesting depth costs list entries, not Python recursion.
 
+Tasks: a run may hold several tasks (`spawn`, `gather`, `race`), each with its own K and E
+(`doeff.cesk.tasks`); S, the log and storage are the run's. The registers `K` and `env` are the
+running task's: switching tasks swaps them, between two calls of the loop. A run that never
+spawns has one task, the main one, and runs in one call of the loop as it always did.
+
 One step resumes the top generator and handles what it yields, or pops a finished frame. The
 loop runs one step per iteration, except that a generator whose effects plain handlers answer
 is resumed again at once while no hook watches. The step count is published on the machine
@@ -26,23 +31,31 @@ observer can attach or detach while a run is in progress.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator
 from types import CodeType, GeneratorType
-from typing import Any
+from typing import Any, Protocol
 
+from doeff.cesk.calls import not_callable
+from doeff.cesk.drivers import SyncDriver
 from doeff.cesk.frames import (
+    CacheFillFrame,
     CatchFrame,
     Control,
     FinallyFrame,
     Frame,
-    GatherFrame,
     ListenFrame,
     LocalFrame,
     ResumeFrame,
     ReturnFrame,
     SafeFrame,
 )
+from doeff.cesk.joins import GatherFrame, RaceFrame
 from doeff.cesk.result import CESKResult
+from doeff.cesk.scheduler import PREEMPT, QUANTUM, Pending, Scheduler
+from doeff.cesk.tasks import STARTED, Collector, Task
 from doeff.cesk.traceback import (
     CapturedTraceback,
     CodeMark,
@@ -52,12 +65,16 @@ from doeff.cesk.traceback import (
     suspended_marks,
 )
 from doeff.effects.base import Effect
+from doeff.effects.cache import CacheFill
 from doeff.effects.error import Catch, Finally, Safe
-from doeff.effects.io import Await, Gather
+from doeff.effects.io import Await, Gather, Perform
 from doeff.effects.reader import Local
+from doeff.effects.tasks import Cancel, Limit, Race, Spawn, Wait
 from doeff.effects.writer import Listen
 from doeff.errors import (
     CancellationError,
+    DeadlockError,
+    InvalidEffectError,
     InvalidYieldError,
     NotAProgramError,
     UnhandledEffectError,
@@ -72,8 +89,47 @@ CaptureHook = Callable[[BaseException, ReturnFrame | None], None]
 
 _KEEP_CAPTURES = 16  # tracebacks kept for errors in flight (see Machine._captures)
 
-# Returned in place of a value when the machine must leave its loop to await (run_async).
+# Returned in place of a value when the running task blocks: the loop leaves it there.
 SUSPEND: Any = object()
+# Returned by `proceed` when no task can run until a call completes: the driver waits.
+WAIT: Any = object()
+# Returned by `proceed` when it used its budget with tasks still ready: the driver lets its
+# event loop run (the calls started so far begin), then calls again.
+YIELD: Any = object()
+# The loop's endings: the task's K is empty, or the scheduler's hook asked to switch tasks.
+DONE: Any = object()
+SWITCH: Any = object()
+# The step hooks, called in this order after each step (see `Machine.set_hook`).
+HOOK_SLOTS = ("observer", "control", "tick")
+
+
+class Driver(Protocol):
+    """Where blocking calls of concurrent tasks run (an executor, an event loop)."""
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Pending:
+        """Start `fn(*args, **kwargs)` on the executor."""
+        ...
+
+    def await_(self, awaitable: Any) -> Pending:
+        """Start awaiting `awaitable` on the event loop."""
+        ...
+
+    def notify(self) -> None:
+        """The inbox got something (any thread): end a wait in progress."""
+        ...
+
+    def close(self) -> None:
+        """Release what the driver started (its own executor, its loop thread)."""
+        ...
+
+
+class BlockingDriver(Driver, Protocol):
+    """A driver whose wait blocks the machine's thread (run_sync, run_workflow)."""
+
+    def wait(self, sched: Scheduler, timeout: float | None) -> None:
+        """Block until the inbox gets something (and do it), or `timeout` seconds pass."""
+        ...
 
 
 class Machine:
@@ -83,16 +139,25 @@ class Machine:
         "K",
         "_captures",
         "_fatal",
+        "_hook_lock",
+        "_hooks",
+        "_hooks_off",
+        "_saved_handlers",
         "async_mode",
+        "blocking",
         "capture_hook",
+        "collectors",
+        "driver",
         "env",
         "handlers",
         "hook",
         "log",
-        "pending_await",
+        "root",
+        "sched",
         "steps",
         "storage",
         "store",
+        "task",
     )
 
     def __init__(
@@ -102,8 +167,8 @@ class Machine:
         store: dict[Any, Any] | None = None,
         storage: DurableStorage | None = None,
         async_mode: bool = False,
+        max_concurrency: int | None = None,
     ) -> None:
-        self.K: list[Frame] = []
         self.env: dict[Any, Any] = dict(env) if env else {}
         self.store: dict[Any, Any] = dict(store) if store else {}
         self.log: list[Any] = []
@@ -111,17 +176,33 @@ class Machine:
         self.storage = storage
         self.hook: StepHook | None = None
         self.steps = 0
+        # Under async_mode every perform and await goes to the driver; otherwise a run with one
+        # live task performs and awaits inline, through the handlers table.
         self.async_mode = async_mode
-        self.pending_await: Awaitable[Any] | None = None
-        # id(error) -> (error, its traceback), for errors still on their way out; a few at once
-        # when a cleanup raises while another error waits for it.
-        self._captures: dict[int, tuple[BaseException, CapturedTraceback]] = {}
+        # The user's own handlers of Perform/Await: run on the driver's executor when blocking
+        # calls cannot run inline.
+        self.blocking: dict[type, Handler] = {}
+        self.driver: Driver | None = None  # set by the runner; a blocking one by default
+        self.sched = Scheduler(self, max_concurrency)
+        # The main task: the one `run` starts, whose end ends the run.
+        self.root: Task = self.sched.new_task(None, None, self.env, (), ready=False)
+        self.root.name = "main"  # until it runs a program (`begin`)
+        self.task = self.root  # the running task, whose K, env and collectors are the registers
+        self.K: list[Frame] = self.root.K
+        self.collectors: tuple[Collector, ...] = ()  # the running task's open listens
+        # id(error) -> (error, its traceback), for the running task's errors still on their way
+        # out; a few at once when a cleanup raises while another error waits for it.
+        self._captures = self.root.captures
         # An error that ends the run whatever the program does (the hook raised): generators
         # are closed rather than thrown into, and catch/safe let it pass; cleanups still run.
         self._fatal: BaseException | None = None
         # Called by `_capture` (error path only) so an observer can record K while it still
         # holds the frames that were pending; None unless someone observes the run.
         self.capture_hook: CaptureHook | None = None
+        self._hooks: dict[str, StepHook] = {}
+        self._hooks_off = False
+        self._hook_lock = threading.Lock()
+        self._saved_handlers: dict[type, Handler] = {}
 
     # -- starting programs -------------------------------------------------------------------
 
@@ -161,27 +242,273 @@ class Machine:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, program: Any) -> CESKResult[Any]:
-        """Run `program` to its end (or, in async mode, to its first await)."""
-        value, exc = self.start(program)
-        result: CESKResult[Any] = self.resume(value, exc)
-        return result
-
-    def resume(self, value: Any, exc: BaseException | None) -> Any:
-        """Step until K is empty; returns the `CESKResult`, or `SUSPEND` to await in async mode."""
-        while True:
+        """Run `program` to its end, blocking this thread while calls are in flight (on a
+        driver of its own, unless one was set)."""
+        self.begin(program)
+        driver = self.driver
+        if driver is None:
+            own = SyncDriver()
+            self.driver = own
             try:
-                return self._loop(value, exc)
-            except BaseException as err:
-                # The hook (an observer's callback) raised, or an interrupt landed between steps:
-                # the run ends with that error, after the cleanups on K have run.
-                self.hook = None
-                self._capture(err, None)
-                if self._fatal is not None:  # failed again while unwinding: give up on K
-                    self._abandon()
-                    return self._finish(None, self._fatal)
-                self._fatal = err
-                self._drop_pending_await()
-                value, exc = None, err
+                return self.drive(own)
+            finally:
+                own.close()
+        assert hasattr(driver, "wait"), "Machine.run needs a blocking driver"
+        return self.drive(driver)  # type: ignore[arg-type]
+
+    def begin(self, program: Any) -> None:
+        """Make `program` the main task's, ready to run (`proceed` runs it)."""
+        root = self.root
+        root.program = program
+        root.name = getattr(program, "name", None) or type(program).__name__
+        root.status = "ready"
+        self.sched.ready.append(root)
+
+    def drive(self, driver: BlockingDriver) -> CESKResult[Any]:
+        """Run tasks until the main one ends, sleeping in `driver` while nothing is ready."""
+        while True:
+            outcome = self.proceed()
+            if outcome is not WAIT:
+                result: CESKResult[Any] = outcome
+                return result
+            try:
+                driver.wait(self.sched, self.sched.deadline())
+            except BaseException as err:  # an interrupt while every task waits
+                self.interrupt(err)
+
+    def proceed(self, budget: int | None = None) -> Any:
+        """Run ready tasks, one after another, until the main task has ended (its
+        `CESKResult`) or none is ready (WAIT: the driver waits for the inbox, then calls again).
+        With a `budget`, at most that many turns of tasks (YIELD when tasks are still ready).
+        """
+        sched = self.sched
+        root = self.root
+        turns = 0
+        while True:
+            task = sched.next_ready()
+            if task is not None:
+                self._run(task)
+                turns += 1
+                if turns == budget and sched.ready:
+                    return YIELD
+                continue
+            if root.done:
+                return self._result()
+            if not sched.expecting() and sched.break_deadlock():
+                continue
+            self._idle()
+            if not sched.ready and not sched.attention:
+                return WAIT
+
+    def interrupt(self, err: BaseException) -> None:
+        """An error that ends the run, raised outside the loop (e.g. Ctrl-C while waiting):
+        every task unwinds with it, running its cleanups."""
+        self._capture(err, None)
+        if self._fatal is None:
+            self._fatal = err
+        self._drop_hooks()
+        self.sched.interrupt(self._fatal, self.task if self.task.status == "running" else None)
+
+    def poke(self) -> None:
+        """Wake a machine that waits for calls (any thread), so it reaches an idle boundary."""
+        self.sched.inbox.put(_nothing)
+        self.notify()
+
+    def notify(self) -> None:
+        """The inbox got something (any thread): the running task should notice, the driver
+        wake."""
+        self.want_tick()
+        if self.driver is not None:
+            self.driver.notify()
+
+    def want_tick(self) -> None:
+        """Install the scheduler's tick: another task is ready, or news came (any thread)."""
+        if "tick" not in self._hooks and len(self.sched.tasks) > 1:
+            self.set_hook("tick", self.sched.tick)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def _run(self, task: Task) -> None:
+        """Give the machine to `task` until it blocks, ends or yields its turn."""
+        self._switch(task)
+        task.status = "running"
+        sched = self.sched
+        sched.left = QUANTUM
+        if "tick" in self._hooks and not sched.ready and not sched.attention:
+            # Alone to run: no tick, so the loop keeps its fast path (a task waiting on a call
+            # costs the running one nothing). News re-installs it (see `notify`).
+            self.set_hook("tick", None)
+            if sched.attention:
+                self.want_tick()
+        value, exc = self._resume_control(task)
+        if value is SUSPEND:  # its program is an effect, and it blocked at once
+            self._blocked_step(None)
+            return
+        try:
+            outcome = self._loop(value, exc)
+        except BaseException as err:
+            outcome = self._unwinding(err)
+        if outcome is SUSPEND:
+            return  # whatever blocked it recorded what it waits on
+        kind, value, exc = outcome
+        if kind is SWITCH:
+            task.resume_with = (value, exc)
+            task.status = "ready"
+            self.sched.ready.append(task)
+            return
+        self.sched.program_ended(task, value, exc, self._traceback_of(exc))
+
+    def _switch(self, task: Task) -> None:
+        """Make `task` the running one: its K, env and listens become the registers."""
+        current = self.task
+        if current is task:
+            return
+        if not current.done:
+            current.env = self.env
+            current.collectors = self.collectors
+        self.task = task
+        self.K = task.K
+        self.env = task.env
+        self.collectors = task.collectors
+        self._captures = task.captures
+
+    def _resume_control(self, task: Task) -> Control:
+        """What the task's top of K gets now: its program's start, the outcome that woke it, or
+        the cancellation asked for meanwhile."""
+        err = task.cancel_error
+        program = task.program
+        if program is not STARTED:
+            task.program = STARTED
+            if err is None:
+                return self.start(program)
+            task.cancel_error = None  # cancelled before it ran: none of its program runs
+            awaitable = getattr(program, "awaitable", None)
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # an await_ effect that never ran: no "never awaited" warning
+            self._capture(err, None)
+            return None, err
+        value, exc = task.resume_with
+        task.resume_with = (None, None)
+        inherited = task.inherited
+        if inherited is not None:
+            task.inherited = None
+            assert exc is not None
+            self._capture_inherited(exc, inherited)
+        elif exc is not None:
+            self._capture(exc, None)
+        if err is not None:
+            task.cancel_error = None
+            return None, self._land(err, value, exc)
+        return value, exc
+
+    def _land(self, err: BaseException, value: Any, pending: BaseException | None
+              ) -> BaseException:
+        """`err` (a cancellation) lands at the running task's yield. A value on its way there is
+        a finished step: `cached` computations it returns to store it first."""
+        if pending is None:
+            K = self.K
+            while K and K[-1].__class__ is CacheFillFrame:
+                value, pending = K.pop().leave(self, value, None)
+                if pending is not None:
+                    break
+        if pending is not None and err.__context__ is None and pending is not err:
+            err.__context__ = pending  # keep the error that was already on its way out
+        self._capture(err, None)
+        return err
+
+    def _unwinding(self, err: BaseException) -> Any:
+        """The loop raised itself: the hook (an observer's callback) raised, or an interrupt
+        landed between steps. The run ends with that error, after the cleanups on K of every
+        task have run; the running task's unwind here (the loop's outcome)."""
+        while True:
+            self._drop_hooks()
+            self._capture(err, None)
+            if self._fatal is not None:  # failed again while unwinding: give up on K
+                self._abandon()
+                return DONE, None, self._fatal
+            self._fatal = err
+            task = self.task
+            self.sched.interrupt(err, task)
+            if task.status == "blocked":  # it blocked in the step that raised
+                task.cancel_error = None
+                self.sched.cancel(task, err)
+                return SUSPEND
+            try:
+                return self._loop(None, err)
+            except BaseException as again:
+                err = again
+
+    def _idle(self) -> None:
+        """No task can run: a boundary where the monitor's requests are answered."""
+        control = self._hooks.get("control")
+        if control is not None:
+            self._injected(control(self.steps, None))
+
+    def _injected(self, injected: BaseException | None) -> None:
+        """An error a hook asked to raise while the main task is not the one running: it is
+        raised in the main task (which cancels what it waits for)."""
+        if injected is not None and injected is not PREEMPT:
+            self.sched.cancel(self.root, injected)
+
+    def _result(self) -> CESKResult[Any]:
+        root = self.root
+        exc = root.error
+        if exc is None:
+            return CESKResult(root.value, None, None, self.store, self.log)
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: K was unwound (finally ran); re-raise.
+        captured = root.traceback or CapturedTraceback((), exc)
+        return CESKResult(None, exc, captured, self.store, self.log)
+
+    def _traceback_of(self, exc: BaseException | None) -> CapturedTraceback | None:
+        if exc is None:
+            return None
+        captures = self._captures
+        entry = captures.get(id(exc)) if captures is not None else None
+        return entry[1] if entry is not None and entry[0] is exc else None
+
+    def live_tasks(self) -> Iterator[Task]:
+        """The tasks that have not finished, the main one first."""
+        return iter(self.sched.tasks.values())
+
+    def concurrency_changed(self, concurrent: bool) -> None:
+        """Several tasks live: blocking calls leave the inline path (the tick that shares the
+        machine comes with a second ready task). One again: back to the single-task fast
+        path."""
+        if concurrent:
+            if not self.async_mode:
+                for effect_type in (Perform, Await):
+                    handler = self.handlers.pop(effect_type, None)
+                    if handler is not None:
+                        self._saved_handlers[effect_type] = handler
+        else:
+            self.handlers.update(self._saved_handlers)
+            self._saved_handlers.clear()
+            self.set_hook("tick", None)
+
+    @property
+    def concurrent(self) -> bool:
+        """True while more than one task lives."""
+        return len(self.sched.tasks) > 1
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def set_hook(self, slot: str, hook: StepHook | None) -> None:
+        """Install (or remove, with None) the step hook of `slot`: "observer" (on_step),
+        "control" (a monitor's requests) or "tick" (the scheduler). Any thread may call it."""
+        with self._hook_lock:
+            if hook is None:
+                self._hooks.pop(slot, None)
+            elif not self._hooks_off:
+                self._hooks[slot] = hook
+            hooks = [h for name in HOOK_SLOTS if (h := self._hooks.get(name)) is not None]
+            self.hook = None if not hooks else hooks[0] if len(hooks) == 1 else _chain(hooks)
+
+    def _drop_hooks(self) -> None:
+        with self._hook_lock:
+            self._hooks_off = True
+            self._hooks.clear()
+            self.hook = None
 
     @property
     def fatal(self) -> BaseException | None:
@@ -197,7 +524,9 @@ class Machine:
                 and exc is not self._fatal)
 
     def _loop(self, value: Any, exc: BaseException | None) -> Any:
-        """The run loop proper (see the module docstring)."""
+        """The run loop proper (see the module docstring): steps the running task until its K
+        is empty (DONE, value, exc), it blocks (SUSPEND) or the hook asks to switch (SWITCH,
+        value, exc)."""
         K = self.K
         get_handler = self.handlers.get
         steps = self.steps
@@ -274,42 +603,27 @@ class Machine:
             if hook is not None:
                 injected = hook(steps, effect)
                 if injected is not None:
-                    exc = self._inject(injected, exc)
+                    if injected is PREEMPT:
+                        return SWITCH, value, exc
+                    if self.task is self.root:
+                        exc = self._land(injected, value, exc)
+                    else:
+                        self._injected(injected)
         else:
-            return self._finish(value, exc)
-        # Left the loop to await (run_async only): this step ends here.
-        injected = self._suspend(steps + 1, effect)
-        if injected is None:
-            return SUSPEND
-        return self._loop(None, self._inject(injected, None))
-
-    def _suspend(self, steps: int, effect: Any) -> BaseException | None:
-        """End the step that reached an await (run_async): None to go and await, or the error
-        the hook injected instead (the awaitable is then dropped unawaited)."""
+            return DONE, value, exc
+        # Left the loop: the running task blocked in this step.
         self.steps = steps
-        hook = self.hook
-        injected = hook(steps, effect) if hook is not None else None
-        if injected is not None:
-            self._drop_pending_await()
-        return injected
+        self._blocked_step(effect)
+        return SUSPEND
 
-    def _inject(self, injected: BaseException, pending: BaseException | None) -> BaseException:
-        """An exception the hook asks to raise at the current yield (e.g. a cancellation)."""
-        if pending is not None and injected.__context__ is None and pending is not injected:
-            injected.__context__ = pending  # keep the error that was already on its way out
-        self._capture(injected, None)
-        return injected
+    def _blocked_step(self, effect: Any) -> None:
+        """End the step in which the running task blocked (its hook call included)."""
+        steps = self.steps = self.steps + 1
+        hook = self.hook
+        if hook is not None:
+            self._injected(hook(steps, effect))
 
     # -- endings and errors ------------------------------------------------------------------
-
-    def _finish(self, value: Any, exc: BaseException | None) -> CESKResult[Any]:
-        if exc is None:
-            return CESKResult(value, None, None, self.store, self.log)
-        if not isinstance(exc, Exception):
-            raise exc  # KeyboardInterrupt, SystemExit: K was unwound (finally ran); re-raise.
-        entry = self._captures.get(id(exc))
-        captured = entry[1] if entry is not None and entry[0] is exc else CapturedTraceback((), exc)
-        return CESKResult(None, exc, captured, self.store, self.log)
 
     def _abandon(self) -> None:
         """Close every suspended generator (running their `finally:` blocks), innermost first."""
@@ -337,6 +651,8 @@ class Machine:
         is raised again, and of plain generators the user's functions iterate.
         """
         captures = self._captures
+        if captures is None:
+            captures = self._captures = self.task.captures = {}
         entry = captures.get(id(err))
         if entry is not None and entry[0] is err:
             return
@@ -360,12 +676,22 @@ class Machine:
         if self.capture_hook is not None:
             self.capture_hook(err, raised_from)
 
-    def _drop_pending_await(self) -> None:
-        """Close an awaitable that will never be awaited (no "never awaited" warning)."""
-        pending, self.pending_await = self.pending_await, None
-        close = getattr(pending, "close", None)
-        if close is not None:
-            close()
+    def _capture_inherited(self, err: BaseException, child: CapturedTraceback) -> None:
+        """`err` comes from a task this one waited for: its traceback is this task's pending
+        program frames followed by the child's."""
+        captures = self._captures
+        if captures is None:
+            captures = self._captures = self.task.captures = {}
+        entry = captures.get(id(err))
+        if entry is not None and entry[0] is err:
+            return
+        marks = [m for frame in self.K if type(frame) is ReturnFrame
+                 for m in suspended_marks(frame.gen)]
+        captures[id(err)] = (err, CapturedTraceback([*marks, *child.marks], err, child.origin))
+        if len(captures) > _KEEP_CAPTURES:
+            del captures[next(iter(captures))]
+        if self.capture_hook is not None:
+            self.capture_hook(err, None)
 
     def yield_site(self, frame: ReturnFrame) -> str:
         """`file.py:42 in fn` for the user line where `frame`'s generator is suspended."""
@@ -453,6 +779,10 @@ def _not_a_program(obj: Any) -> NotAProgramError:
 # -- control effects: the ones that push frames rather than answer at once ------------------------
 
 
+def _nothing() -> None:
+    """An inbox item that only wakes the machine."""
+
+
 def _local(m: Machine, eff: Local) -> Control:
     m.K.append(LocalFrame(m.env, eff.updates))
     m.env = {**m.env, **eff.updates}
@@ -460,7 +790,9 @@ def _local(m: Machine, eff: Local) -> Control:
 
 
 def _listen(m: Machine, eff: Listen) -> Control:
-    m.K.append(ListenFrame(len(m.log)))
+    collector = Collector()
+    m.K.append(ListenFrame(m.collectors, collector))
+    m.collectors = (*m.collectors, collector)
     return m.start(eff.program)
 
 
@@ -479,16 +811,180 @@ def _safe(m: Machine, eff: Safe) -> Control:
     return m.start(eff.program)
 
 
+def _cache_fill(m: Machine, eff: CacheFill) -> Control:
+    m.K.append(CacheFillFrame(eff.key))
+    return m.start(eff.program)
+
+
+def _children(m: Machine, programs: tuple[Any, ...]) -> list[Task]:
+    sched, task, env, collectors = m.sched, m.task, m.env, m.collectors
+    return [sched.new_task(p, task, env, collectors) for p in programs]
+
+
 def _gather(m: Machine, eff: Gather) -> Control:
-    return GatherFrame(eff.programs).next(m)
+    if len(eff.programs) <= 1:
+        if not eff.programs:
+            return [], None
+        m.K.append(_ONE)
+        return m.start(eff.programs[0])
+    frame = GatherFrame(m.sched, m.task, _children(m, eff.programs))
+    m.K.append(frame)
+    m.sched.block(m.task, frame, eff)
+    return SUSPEND, None
+
+
+def _race(m: Machine, eff: Race) -> Control:
+    if len(eff.programs) == 1:
+        return m.start(eff.programs[0])
+    frame = RaceFrame(m.sched, m.task, _children(m, eff.programs))
+    m.K.append(frame)
+    m.sched.block(m.task, frame, eff)
+    return SUSPEND, None
+
+
+def _spawn(m: Machine, eff: Spawn) -> Control:
+    return m.sched.new_task(eff.program, m.task, m.env, m.collectors), None
+
+
+def _own_task(m: Machine, name: str, task: Any) -> Task:
+    if not isinstance(task, Task) or task._canceller is not m.sched:
+        raise InvalidEffectError(
+            f"{name}({task!r:.60}): not a task of this run; pass a Task that spawn(...) "
+            f"answered in the same run"
+        )
+    return task
+
+
+def _wait(m: Machine, eff: Wait) -> Control:
+    try:
+        target = _own_task(m, "wait", eff.task)
+        if target is m.task:
+            raise DeadlockError(
+                f"{target.name}() (task {target.task_id}) waits for itself: wait(task) needs "
+                f"another task"
+            )
+    except (InvalidEffectError, DeadlockError) as err:
+        m._capture(err, None)
+        return None, err
+    if not target.done:
+        m.sched.wait_for(m.task, target, eff)
+        return SUSPEND, None
+    target.retrieved = True
+    if target.error is None:
+        return target.value, None
+    if target.traceback is not None:
+        m._capture_inherited(target.error, target.traceback)
+    return None, target.error
+
+
+def _cancel(m: Machine, eff: Cancel) -> Control:
+    try:
+        target = _own_task(m, "cancel", eff.task)
+    except InvalidEffectError as err:
+        m._capture(err, None)
+        return None, err
+    if target is m.task:  # cancelling itself: it lands here, at once
+        itself = CancellationError(f"task {target.task_id} ({target.name}()) cancelled itself")
+        target.cancelled = True
+        m._capture(itself, None)
+        return None, itself
+    return m.sched.cancel(target), None
+
+
+def _limit(m: Machine, eff: Limit) -> Control:
+    try:
+        limiter = m.sched.limiter(eff.name, (eff.concurrency, eff.rate))
+    except UsageError as err:
+        m._capture(err, None)
+        return None, err
+    now = time.monotonic()
+    if not limiter.waiters and limiter.wait_time(now) == 0.0:
+        m.K.append(limiter.enter(now))
+        return m.start(eff.program)
+    m.sched.wait_turn(m.task, limiter, eff.program, eff)
+    return SUSPEND, None
+
+
+def _perform(m: Machine, eff: Perform) -> Control:
+    # Reached when blocking calls leave the inline path: several tasks live, or run_async.
+    handler = m.blocking.get(Perform)
+    if handler is None:
+        fn = eff.fn
+        if not callable(fn):
+            err = not_callable("perform", fn)
+            m._capture(err, None)
+            return None, err
+        call: tuple[Any, tuple[Any, ...], dict[str, Any]] = (fn, eff.args, eff.kwargs)
+    else:
+        call = (handler, (eff,), {})
+    driver = m.driver
+    assert driver is not None
+    m.sched.call(m.task, eff, _call_on(driver), call)
+    return SUSPEND, None
 
 
 def _await(m: Machine, eff: Await) -> Control:
-    # Reached only in async mode (run_sync registers a blocking handler for Await instead).
-    if not m.async_mode:
-        return None, UnhandledEffectError("await_ has no handler in this run")
-    m.pending_await = eff.awaitable
+    # Reached when awaits leave the inline path: several tasks live, or run_async.
+    driver = m.driver
+    if driver is None:
+        err = UnhandledEffectError("await_ has no handler in this run")
+        m._capture(err, None)
+        return None, err
+    handler = m.blocking.get(Await)
+    if handler is None:
+        m.sched.call(m.task, eff, driver.await_, eff.awaitable)
+    else:
+        m.sched.call(m.task, eff, _call_on(driver), (handler, (eff,), {}))
     return SUSPEND, None
+
+
+def _call_on(driver: Driver) -> Callable[[tuple[Any, tuple[Any, ...], dict[str, Any]]], Pending]:
+    """Start `fn(*args, **kwargs)` on the driver's executor, given as one tuple."""
+
+    def start(call: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> Pending:
+        return driver.call(*call)
+
+    return start
+
+
+class _OneFrame(Frame):
+    """Answer the value of a gather's only program as a one-item list."""
+
+    __slots__ = ()
+
+    def leave(self, m: Any, value: Any, exc: BaseException | None) -> Control:
+        return ([value], None) if exc is None else (value, exc)
+
+    def describe(self) -> str:
+        return "gather (1 program)"
+
+
+_ONE = _OneFrame()
+
+
+def _chain(hooks: list[StepHook]) -> StepHook:
+    """One step hook calling several; an error to raise outranks a request to switch tasks."""
+    if len(hooks) == 2:  # the common pair (an observer and the scheduler's tick): no loop
+        first, second = hooks
+
+        def pair(steps: int, effect: Any) -> BaseException | None:
+            a = first(steps, effect)
+            b = second(steps, effect)
+            if a is not None and a is not PREEMPT:
+                return a
+            return b if b is not None else a
+
+        return pair
+
+    def chained(steps: int, effect: Any) -> BaseException | None:
+        out = None
+        for hook in hooks:
+            injected = hook(steps, effect)
+            if injected is not None and (out is None or out is PREEMPT):
+                out = injected
+        return out
+
+    return chained
 
 
 _CONTROL: dict[type, Callable[[Machine, Any], Control]] = {
@@ -498,8 +994,16 @@ _CONTROL: dict[type, Callable[[Machine, Any], Control]] = {
     Finally: _finally,
     Safe: _safe,
     Gather: _gather,
+    CacheFill: _cache_fill,
+    Spawn: _spawn,
+    Wait: _wait,
+    Cancel: _cancel,
+    Race: _race,
+    Limit: _limit,
     Await: _await,
+    Perform: _perform,
 }
 
-# Await is also answered by a plain handler under run_sync, so users may override it.
-CONTROL_EFFECTS = frozenset(_CONTROL) - {Await}
+# Await and Perform are also answered by plain handlers while a run has one task, so users may
+# override them.
+CONTROL_EFFECTS = frozenset(_CONTROL) - {Await, Perform}

@@ -143,6 +143,11 @@ class CapturedTraceback:
         self.origin = origin
 
     @property
+    def marks(self) -> tuple[CodeMark, ...]:
+        """The (code, line) of each program frame, outermost first, not yet looked up."""
+        return self._marks
+
+    @property
     def program_frames(self) -> tuple[CodeLocation, ...]:
         """Where each pending program waited, outermost first (the last one raised)."""
         if self._frames is None:

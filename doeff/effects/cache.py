@@ -67,6 +67,18 @@ class CacheExists(_KeyedEffect):
     key: str
 
 
+@effect
+class CacheFill(_KeyedEffect):
+    """Run `program` and store its value under `key` before answering it (`cached` uses it).
+
+    The value is stored even when a cancellation arrives as the computation returns: the
+    cancellation then lands at the `yield` of this effect, after the put.
+    """
+
+    key: str
+    program: Program[Any] | Effect
+
+
 _cacheget = fast_constructor(CacheGet)
 _cacheput = fast_constructor(CachePut)
 _cachedelete = fast_constructor(CacheDelete)
@@ -108,18 +120,21 @@ def _cached(key: str, compute: Callable[[], Any]) -> Generator[Any, Any, Any]:
             f"cached({key!r}, compute): compute() returned {computation!r}, not a program or an "
             f"effect; wrap a plain function call as perform(fn, *args)"
         )
-    result = yield computation
+    # CacheFill stores the value before answering it, so a cancel that arrives as the computation
+    # returns cannot discard a finished step.
     try:
-        yield CachePut(key, result)
+        result = yield CacheFill(key, computation)
     except EncodeError as exc:
+        if exc.key != key:
+            raise  # the computation's own error, not the store's refusal of its value
         # The result was paid for: hand it to the caller on the error instead of losing it.
         err = EncodeError(
-            f"cached({key!r:.80}): the step computed a {type(result).__qualname__} that the "
+            f"cached({key!r:.80}): the step computed a {type(exc.value).__qualname__} that the "
             f"storage cannot store, so it was not cached: {exc}. The value is on this error as "
             f".value; store such values with a codec that can (Durable(..., fallback=...)) or "
             f"return plain data from the step"
         )
-        err.key, err.value = key, result
+        err.key, err.value = key, exc.value
         raise err from exc
     return result
 

@@ -1,4 +1,4 @@
-"""IO effects: call a function, await an awaitable, gather several programs."""
+"""IO effects: call a function, await an awaitable, gather several programs concurrently."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Await(Effect):
 
 @effect
 class Gather(Effect):
-    """Run `programs` and answer the list of their results, in order."""
+    """Run `programs` concurrently and answer the list of their results, in order."""
 
     programs: tuple[Runnable, ...]
 
@@ -48,8 +48,8 @@ def await_(awaitable: Awaitable[Any]) -> Await:
     """Await a coroutine or other awaitable and answer its result.
 
     Under `run_sync` it runs on a private event loop (in a helper thread when the calling thread
-    already runs a loop); under `run_async` it is awaited on the caller's loop. Named with a
-    trailing underscore because `await` is a Python keyword.
+    already runs a loop, or when tasks await concurrently); under `run_async` it is awaited on
+    the caller's loop. Named with a trailing underscore because `await` is a Python keyword.
     """
     if not inspect.isawaitable(awaitable):
         hint = " (call it: await_(f(...)))" if inspect.iscoroutinefunction(awaitable) else ""
@@ -61,9 +61,10 @@ def await_(awaitable: Awaitable[Any]) -> Await:
 
 
 def gather(*programs: Runnable) -> Gather:
-    """Run each program (or effect) and answer the list of results in the same order.
+    """Run the programs (or effects) concurrently, as tasks; answer their results in order.
 
-    Programs run one after the other, not concurrently: a generator program cannot be resumed
-    on two stacks at once, and sequential order keeps state, log and cache effects deterministic.
+    If one fails, the others are cancelled (their cleanups run, their later steps never do) and
+    `gather` raises that error with its traceback; errors the others raise while being cancelled
+    are attached to it as notes. Each program starts with a copy of the current environment.
     """
     return _gather(programs)

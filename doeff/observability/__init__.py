@@ -18,6 +18,7 @@ from doeff.observability.snapshot import (
     ExecutionStatus,
     KFrameSnapshot,
     StepObserver,
+    TaskSnapshot,
     attach_on_step,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "ExecutionStatus",
     "KFrameSnapshot",
     "StepObserver",
+    "TaskSnapshot",
     "WorkflowControl",
     "WorkflowExecution",
     "attach_on_step",

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Generator
 from typing import Any, Generic, TypeVar
 
 from doeff.cesk.handlers import state_handlers
-from doeff.cesk.machine import Handler, Machine
+from doeff.cesk.machine import BlockingDriver, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.cesk.traceback import CapturedTraceback
 from doeff.errors import CancellationError, WaitTimeoutError
@@ -38,6 +38,13 @@ from doeff.observability.snapshot import (
     StepObserver,
     capture,
 )
+
+
+def taken(status: ExecutionStatus, m: Machine, effect: Any, steps: int) -> ExecutionSnapshot:
+    """A snapshot of `m` now (machine thread, or while it is parked); `effect`: the running
+    task's."""
+    frames, marks, main_effect, tasks = capture(m, effect)
+    return ExecutionSnapshot(status, frames, marks, main_effect, steps, m.storage, tasks)
 
 T = TypeVar("T")
 
@@ -61,7 +68,6 @@ class WorkflowControl:
         self.m = m
         self.observer = observer
         self.failures = FailureRecorder.on(m)
-        self.base_hook = m.hook  # the on_step observer's, if any: the control hook chains to it
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
         self.status: ExecutionStatus = "pending"
@@ -92,7 +98,7 @@ class WorkflowControl:
             if effect_type not in never_block:
                 m.handlers[effect_type] = self.wrap(handler)
 
-    def run(self, program: Any, close: Callable[[], None]) -> None:
+    def run(self, program: Any, driver: BlockingDriver) -> None:
         """The workflow thread's body: run the program, then publish the end."""
         m = self.m
         self.thread_id = threading.get_ident()
@@ -100,13 +106,13 @@ class WorkflowControl:
             try:
                 with self.lock:
                     self.status = "running"
-                value, exc = m.start(program)
+                m.begin(program)
                 with self.lock:
                     # Step 0, so a reader that cannot be answered still has a true state to see.
-                    self.last = ExecutionSnapshot("running", *capture(m), None, m.steps, m.storage)
-                result: CESKResult[Any] = m.resume(value, exc)
+                    self.last = taken("running", m, None, m.steps)
+                result: CESKResult[Any] = m.drive(driver)
             finally:
-                close()
+                driver.close()
             if result.is_ok() and self.cancel_sent:
                 # The program caught the cancellation and went on to finish; it was still
                 # cancelled, so the run must not read as completed.
@@ -136,14 +142,12 @@ class WorkflowControl:
 
     def boundary(self, steps: int, effect: Any) -> BaseException | None:
         """Step hook installed while someone wants something: snapshot, pause, cancel."""
-        if self.base_hook is not None:
-            self.base_hook(steps, effect)
         m = self.m
         injected: BaseException | None = None
         with self.lock:
             self.stalled = False
             if self.requests or self.pause_requested:
-                now = ExecutionSnapshot("running", *capture(m), effect, steps, m.storage)
+                now = taken("running", m, effect, steps)
                 self.last = now
                 if self.pause_requested and not self.cancel_requested:
                     self.pause_here(now)
@@ -153,7 +157,7 @@ class WorkflowControl:
                 injected = CancellationError(f"the workflow was cancelled (at step {steps})")
             cancel_pending = self.cancel_requested and not self.cancel_sent
             if not (self.requests or self.pause_requested or cancel_pending):
-                m.hook = self.base_hook
+                m.set_hook("control", None)
         return injected
 
     def pause_here(self, now: ExecutionSnapshot) -> None:
@@ -199,9 +203,7 @@ class WorkflowControl:
             m = self.m
             # m.steps counts the steps before the one in progress: the loop publishes it after
             # each step, and this step ends when the handler returns.
-            self.still = self.last = ExecutionSnapshot(
-                "running", *capture(m), self.parked, m.steps, m.storage
-            )
+            self.still = self.last = taken("running", m, self.parked, m.steps)
         return self.still
 
     def answer(self, snapshot: ExecutionSnapshot) -> None:
@@ -231,7 +233,8 @@ class WorkflowControl:
                 return self.last  # the machine cannot answer now (it is us, or it is computing)
             request = _Request()
             self.requests.append(request)
-            self.m.hook = self.boundary
+            self.m.set_hook("control", self.boundary)
+        self.m.poke()  # a machine waiting for calls answers at once
         if not request.event.wait(timeout):
             with self.lock:
                 if request.answer is None:
@@ -247,7 +250,8 @@ class WorkflowControl:
         with self.lock:
             if self.status not in _ENDED:
                 self.pause_requested = True
-                self.m.hook = self.boundary
+                self.m.set_hook("control", self.boundary)
+        self.m.poke()
 
     def resume(self) -> None:
         """Let a paused machine go on (or withdraw a pause it has not reached yet)."""
@@ -260,8 +264,9 @@ class WorkflowControl:
         with self.lock:
             if self.status not in _ENDED:
                 self.cancel_requested = True
-                self.m.hook = self.boundary
+                self.m.set_hook("control", self.boundary)
                 self.wake.notify_all()
+        self.m.poke()
 
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call `callback` (from the workflow thread) when the run ends, or now if it has."""
@@ -388,5 +393,6 @@ class WorkflowExecution(Generic[T]):
     def cancel(self) -> None:
         """Throw `CancellationError` into the program at its current `yield` (its finally blocks
         run; catch and safe do not stop it); the run then ends "failed". A handler already
-        running (a long `perform`) finishes first."""
+        running (a long `perform`) finishes first. With tasks, the main task is cancelled, and
+        with it the gather, race or wait it is blocked in (their tasks' awaits are cancelled)."""
         self._control.cancel()

@@ -5,6 +5,10 @@ what later steps would change: the list of frames (`tuple(K)`) and a *mark* per 
 suspended generator the line it waits on (generators move; frame objects don't). The
 `KFrameSnapshot`s, their `CodeLocation`s and source text are built when `k_stack` is first read,
 and the store's keys when `cache_keys` is first read.
+
+A run with several tasks adds the same per task (`tasks`); `k_stack` and `current_effect` stay
+the main task's. A task that did not step keeps the frames and marks of its last step: its K has
+not moved since.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Literal
 
-from doeff.cesk.frames import GatherFrame, ReturnFrame
+from doeff.cesk.frames import ReturnFrame
+from doeff.cesk.joins import GatherFrame, RaceFrame
 from doeff.cesk.machine import Machine
 from doeff.cesk.result import CESKResult
+from doeff.cesk.tasks import Task, TaskStatus
 from doeff.cesk.traceback import (
     CapturedTraceback,
     CodeLocation,
@@ -35,8 +41,12 @@ ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
 #   ReturnFrame: int (the bytecode offset its own generator waits at: cheaper to read than the
 #   line, which is looked up only when someone reads k_stack), a chain of (code, line) when it
 #   delegates with `yield from`, a CodeLocation (the line it raised from), or None (not started).
-#   GatherFrame: its description (its progress changes while it stays on K). Others: None.
+#   GatherFrame, RaceFrame: its description (its progress changes while it stays on K).
+#   Others: None.
 FrameMark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
+# One live task as a snapshot keeps it, decoded into a TaskSnapshot when `tasks` is read:
+# (task_id, status, frames, marks, the effect it handles or waits on).
+TaskEntry = tuple[int, TaskStatus, tuple[Any, ...], tuple[FrameMark, ...], Any]
 
 _keys_lock = threading.Lock()
 
@@ -50,6 +60,17 @@ class KFrameSnapshot:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    """One live task: its id (the main task's is 0), status ("ready", "running", "blocked"),
+    its K innermost first, and the effect it handles or waits on (else None)."""
+
+    task_id: int
+    status: TaskStatus
+    k_stack: tuple[KFrameSnapshot, ...]
+    current_effect: Any
+
+
 class ExecutionSnapshot:
     """The state of a run after one step (immutable).
 
@@ -60,6 +81,8 @@ class ExecutionSnapshot:
     - `step_count`: steps executed so far.
     - `cache_keys`: the keys in durable storage, read from storage when first accessed (so as of
       that moment, not of the step: listing a large store at every step would be too slow).
+    - `tasks`: a `TaskSnapshot` per live task, the main one first (`k_stack` and
+      `current_effect` above are the main task's).
 
     >>> @do
     ... def bump():
@@ -75,7 +98,7 @@ class ExecutionSnapshot:
     """
 
     __slots__ = ("_cache_keys", "_effect", "_frames", "_k_stack", "_marks", "_status",
-                 "_steps", "_storage")
+                 "_steps", "_storage", "_task_entries", "_tasks")
 
     def __init__(
         self,
@@ -85,6 +108,7 @@ class ExecutionSnapshot:
         effect: Any,
         steps: int,
         storage: DurableStorage | None,
+        tasks: tuple[TaskEntry, ...] | None = None,
     ) -> None:
         self._status = status
         self._frames = frames
@@ -92,7 +116,9 @@ class ExecutionSnapshot:
         self._effect = effect
         self._steps = steps
         self._storage = storage
-        # _k_stack and _cache_keys stay unset until first read (the properties below).
+        # None: the run has one task, the main one, which the fields above describe.
+        self._task_entries = tasks
+        # _k_stack, _tasks and _cache_keys stay unset until first read (the properties below).
 
     @property
     def status(self) -> ExecutionStatus:
@@ -119,6 +145,24 @@ class ExecutionSnapshot:
         return k_stack
 
     @property
+    def tasks(self) -> tuple[TaskSnapshot, ...]:
+        """Every live task at this step, the main one (task 0) first."""
+        tasks: tuple[TaskSnapshot, ...] | None = getattr(self, "_tasks", None)
+        if tasks is None:
+            entries = getattr(self, "_task_entries", None)
+            if entries is None:
+                ended = self._status in ("completed", "failed")
+                status: TaskStatus = "ready" if self._status == "pending" else "running"
+                tasks = () if ended else (
+                    TaskSnapshot(0, status, self.k_stack, self._effect),)
+            else:
+                tasks = tuple(
+                    TaskSnapshot(task_id, state, _frame_snapshots(frames, marks), effect)
+                    for task_id, state, frames, marks, effect in entries)
+            self._tasks = tasks
+        return tasks
+
+    @property
     def cache_keys(self) -> tuple[str, ...]:
         """Keys in durable storage, read on first access (then fixed for this snapshot)."""
         keys: tuple[str, ...] | None = getattr(self, "_cache_keys", None)
@@ -133,16 +177,19 @@ class ExecutionSnapshot:
     def with_status(self, status: ExecutionStatus) -> ExecutionSnapshot:
         """The same step seen with another status (e.g. "paused")."""
         return ExecutionSnapshot(status, self._frames, self._marks, self._effect, self._steps,
-                                 self._storage)
+                                 self._storage, getattr(self, "_task_entries", None))
 
     def format(self) -> str:
         """A multi-line rendering: a header line, then one line per K frame, innermost first."""
         effect = "" if self._effect is None else f", handling {short_repr(self._effect)}"
         lines = [f"{self._status} at step {self._steps}{effect}"]
-        for frame in self.k_stack:
-            place = frame.location.short() if frame.location is not None else None
-            where = f"  ({place})" if place is not None and place not in frame.description else ""
-            lines.append(f"  {frame.frame_type:12} {frame.description}{where}")
+        lines.extend(_format_k(self.k_stack, "  "))
+        if getattr(self, "_task_entries", None) is not None:
+            for task in self.tasks[1:]:
+                doing = "" if task.current_effect is None else (
+                    f", at {short_repr(task.current_effect, 40)}")
+                lines.append(f"  task {task.task_id} {task.status}{doing}")
+                lines.extend(_format_k(task.k_stack, "    "))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -151,6 +198,15 @@ class ExecutionSnapshot:
     def __repr__(self) -> str:
         return (f"<ExecutionSnapshot {self._status} step={self._steps} "
                 f"k_depth={len(self._frames)} effect={short_repr(self._effect)}>")
+
+
+def _format_k(k_stack: tuple[KFrameSnapshot, ...], indent: str) -> list[str]:
+    lines = []
+    for frame in k_stack:
+        place = frame.location.short() if frame.location is not None else None
+        where = f"  ({place})" if place is not None and place not in frame.description else ""
+        lines.append(f"{indent}{frame.frame_type:12} {frame.description}{where}")
+    return lines
 
 
 
@@ -170,16 +226,35 @@ def mark_of(frame: Any) -> FrameMark:
             offset: int = gen.gi_frame.f_lasti
             return offset
         return tuple((f.f_code, f.f_lineno) for f in frame_chain(gen))
-    if cls is GatherFrame:
+    if cls is GatherFrame or cls is RaceFrame:
         text: str = frame.describe()
         return text
     return None
 
 
-def capture(m: Machine) -> tuple[tuple[Any, ...], tuple[FrameMark, ...]]:
-    """K's frames and their marks, read in full (on the machine thread, or while it is parked)."""
-    frames = tuple(m.K)
-    return frames, tuple(map(mark_of, frames))
+Captured = tuple[tuple[Any, ...], tuple[FrameMark, ...], Any, tuple[TaskEntry, ...] | None]
+
+
+def capture(m: Machine, effect: Any) -> Captured:
+    """The main task's frames, marks and effect, and every live task's when there are several;
+    read in full (on the machine thread, or while it is parked). `effect` is the running
+    task's."""
+    root = m.root
+    frames = tuple(root.K)
+    marks = tuple(map(mark_of, frames))
+    running = m.task if m.task.status == "running" else None
+    main_effect = effect if running is root else root.effect
+    if len(m.sched.tasks) <= 1:
+        return frames, marks, main_effect, None
+    entries = []
+    for task in m.live_tasks():
+        if task is root:
+            entries.append((0, task.status, frames, marks, main_effect))
+            continue
+        k = tuple(task.K)
+        entries.append((task.task_id, task.status, k, tuple(map(mark_of, k)),
+                        effect if task is running else task.effect))
+    return frames, marks, main_effect, tuple(entries)
 
 
 # -- decoding: building the k_stack when someone reads it ------------------------------------
@@ -255,10 +330,16 @@ class FailureRecorder:
 
     def __call__(self, err: BaseException, raised_from: ReturnFrame | None) -> None:
         frames = tuple(self.m.K)
+        marks = list(map(mark_of, frames))
+        if err is self.error:
+            # The error of a task reached the task waiting for it: K as a whole runs from the
+            # waiting task's frames down to those of the task that raised.
+            self.frames = frames + self.frames
+            self.marks = tuple(marks) + self.marks
+            return
         self.error = err
         self.frames = frames
         # The raising generator has finished, so it has no line to wait on: use the raise's line.
-        marks = list(map(mark_of, frames))
         if raised_from is not None and frames and frames[-1] is raised_from:
             marks[-1] = raised_at(raised_from.code, err.__traceback__)
         self.marks = tuple(marks)
@@ -300,27 +381,54 @@ class StepObserver:
 
     def _make_hook(self) -> Callable[[int, Any], None]:
         # Locals in a closure: this runs at every step, and attribute look-ups cost.
-        K = self.m.K
-        storage = self.m.storage
+        m = self.m
+        live = m.sched.tasks
+        storage = m.storage
         on_step = self.on_step
         new = object.__new__
         snapshot = ExecutionSnapshot
         mark = mark_of
         last_frames: tuple[Any, ...] = ()
         last_marks: tuple[FrameMark, ...] = ()
+        per_task = _TaskMarks()
+
+        sched = m.sched
+
+        seen_version = -1  # the scheduler's version at the last full read of the tasks
+        seen_running: Any = None  # the task that ran then
+        rows: list[TaskEntry] = per_task.entries
+        at = 0  # its place in `rows`
 
         def hook(steps: int, effect: Any) -> None:
-            nonlocal last_frames, last_marks
-            frames = tuple(K)
-            # A step pops at most the top frame, then pushes. So the frames below the old top are
-            # the same objects, waiting on the same lines: only the top and new frames are read.
-            keep = len(last_frames) - 1
-            if 0 < keep <= len(frames) and frames[keep - 1] is last_frames[keep - 1]:
-                marks = last_marks[:keep] + tuple(map(mark, frames[keep:]))
+            nonlocal last_frames, last_marks, seen_version, seen_running, at
+            running = m.task
+            entries = None
+            several = len(live) > 1
+            if several and (sched.version != seen_version or running is not seen_running):
+                # A task started, blocked, woke or ended, or another one runs: read every task.
+                if seen_running is not None:
+                    per_task.last[seen_running] = last_frames, last_marks
+                frames, marks, effect, entries = per_task.step(m, effect)
+                last_frames, last_marks = per_task.last[running]
+                seen_version, seen_running, at = sched.version, running, per_task.index
             else:
-                marks = tuple(map(mark, frames))
-            last_frames = frames
-            last_marks = marks
+                # Only the running task moved. A step pops at most the top frame, then pushes. So
+                # the frames below the old top are the same objects, waiting on the same lines:
+                # only the top and new frames are read.
+                frames = tuple(running.K)
+                keep = len(last_frames) - 1
+                if 0 < keep <= len(frames) and frames[keep - 1] is last_frames[keep - 1]:
+                    marks = last_marks[:keep] + tuple(map(mark, frames[keep:]))
+                else:
+                    marks = tuple(map(mark, frames))
+                last_frames = frames
+                last_marks = marks
+                if several:
+                    rows[at] = (running.task_id, "running", frames, marks, effect)
+                    entries = tuple(rows)
+                    if at:  # the snapshot's own fields are the main task's
+                        main = rows[0]
+                        frames, marks, effect = main[2], main[3], main[4]
             # Built slot by slot: __init__'s call is a visible share of a step's cost.
             snap = new(snapshot)
             snap._status = "running"
@@ -329,6 +437,7 @@ class StepObserver:
             snap._effect = effect
             snap._steps = steps
             snap._storage = storage
+            snap._task_entries = entries
             try:
                 on_step(snap)
             except BaseException:
@@ -351,9 +460,77 @@ class StepObserver:
         return result
 
 
+class _TaskMarks:
+    """Per-task frames and marks for `on_step` while several tasks live: the running task's are
+    read at its step (incrementally, as for one task), the others' kept from their last step.
+
+    While no task changes state (the scheduler's `version` stays put) and the same task runs,
+    only its entry is rebuilt: the others cannot have moved.
+    """
+
+    __slots__ = ("entries", "index", "last", "running", "version")
+
+    def __init__(self) -> None:
+        self.last: dict[Task, tuple[tuple[Any, ...], tuple[FrameMark, ...]]] = {}
+        self.entries: list[TaskEntry] = []
+        self.version = -1
+        self.running: Task | None = None
+        self.index = 0  # the running task's place in `entries`
+
+    def of(self, task: Task, running: bool) -> tuple[tuple[Any, ...], tuple[FrameMark, ...]]:
+        K = task.K
+        last = self.last.get(task)
+        if last is None:
+            now = tuple(K)
+            marks = tuple(map(mark_of, now))
+        else:
+            frames, marks = last
+            if not running and len(frames) == len(K) and (not K or K[-1] is frames[-1]):
+                # It has not run since: only a gather's or race's progress may have moved.
+                if not K or K[-1].__class__ not in _PROGRESS:
+                    return last
+                now = frames
+                marks = (*marks[:-1], mark_of(K[-1]))
+            else:
+                now = tuple(K)
+                keep = len(frames) - 1  # as for one task: frames below the old top stay put
+                if 0 < keep <= len(now) and now[keep - 1] is frames[keep - 1]:
+                    marks = marks[:keep] + tuple(map(mark_of, now[keep:]))
+                else:
+                    marks = tuple(map(mark_of, now))
+        self.last[task] = now, marks
+        return now, marks
+
+    def step(self, m: Machine, effect: Any) -> Captured:
+        """The main task's frames, marks and effect, and an entry per live task."""
+        running = m.task
+        entries = self.entries
+        version = m.sched.version
+        if version == self.version and running is self.running:
+            frames, marks = self.of(running, True)
+            entries[self.index] = (running.task_id, running.status, frames, marks, effect)
+        else:
+            entries.clear()
+            for task in m.live_tasks():
+                frames, marks = self.of(task, task is running)
+                if task is running:
+                    self.index = len(entries)
+                entries.append((task.task_id, task.status, frames, marks,
+                                effect if task is running else task.effect))
+            self.version, self.running = version, running
+            if len(self.last) > 2 * len(entries) + 8:  # forget finished tasks now and then
+                live = m.sched.tasks
+                self.last = {t: v for t, v in self.last.items() if t.task_id in live}
+        main = entries[0]
+        return main[2], main[3], main[4], tuple(entries)
+
+
+_PROGRESS = (GatherFrame, RaceFrame)
+
+
 def attach_on_step(m: Machine, on_step: Callable[[ExecutionSnapshot], object]) -> StepObserver:
     """Make `m` call `on_step` after every step; call `.finish(result)` on the returned observer
     when the run ends."""
     observer = StepObserver(m, on_step)
-    m.hook = observer.hook
+    m.set_hook("observer", observer.hook)
     return observer
