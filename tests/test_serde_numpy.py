@@ -191,3 +191,22 @@ def test_decode_reads_a_view_of_a_record(codec: Codec) -> None:
     value = {"w": np.arange(20_000, dtype=np.int32), "t": (1, "x")}
     data = b"head" + codec.encode(value)
     assert same(value, codec.decode(memoryview(data)[4:]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("state", [
+    ["|S0", [4096], "C", b""],  # numpy widens S0 to S1: 4096 bytes nobody wrote
+    ["<U0", [1 << 31], "C", b""],  # and U0 to U1: an 8 GiB array from a 40-byte record
+    ["|V0", [1 << 62, 1 << 62, 4], "C", b""],  # more elements than an array can hold
+], ids=["S0", "U0-huge", "V0-overflow"])
+def test_zero_sized_dtypes_that_numpy_would_widen_are_refused(state: list[object]) -> None:
+    """A record whose data length only checks out because its dtype has item size 0 is refused:
+    the array would otherwise hold uninitialised memory or be allocated from nothing."""
+    with pytest.raises(DecodeError):
+        MsgpackCodec().decode(_crafted(state))
+
+
+def test_an_empty_structured_dtype_still_round_trips() -> None:
+    """A dtype with no fields (item size 0) that numpy keeps as it is still reads back."""
+    arr = np.zeros(3, dtype=np.dtype([]))
+    back = MsgpackCodec().decode(MsgpackCodec().encode(arr))
+    assert isinstance(back, np.ndarray) and back.dtype == arr.dtype and back.shape == (3,)

@@ -23,7 +23,7 @@ from exact import same
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doeff.errors import EncodeError
+from doeff.errors import DecodeError, EncodeError
 from doeff.serde import Codec, JSONCodec, MsgpackCodec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,3 +218,45 @@ def test_without_pyarrow_strings_still_travel_and_arrow_columns_name_the_extra()
                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["python True", "refused True"]
+
+
+def _crafted(name: str, state: object) -> bytes:
+    """A msgpack record claiming to be the pandas type `name` with an arbitrary `state`, as a
+    writer of the store (not doeff) could plant it: written under a look-alike name of the same
+    length, then renamed in the bytes."""
+    writer = MsgpackCodec()
+    look_alike = name[:-1] + ("q" if name[-1] != "q" else "r")
+
+    class Planted:
+        pass
+
+    writer.register(Planted, name=look_alike, encode=lambda _: state, decode=lambda s: s)
+    data = writer.encode(Planted())
+    assert data.count(look_alike.encode()) == 1
+    return data.replace(look_alike.encode(), name.encode())
+
+
+def test_a_multiindex_with_codes_outside_its_levels_is_refused() -> None:
+    """Codes pointing past a level would make pandas read outside its arrays (a crash on first
+    use): such a record is a DecodeError when read."""
+    state = ["multi", [pd.Index([1, 2]), pd.Index(["a", "b"])],
+             [np.array([0, 1]), np.array([1, 50_000_000])], [None, None]]
+    with pytest.raises(DecodeError):
+        MsgpackCodec().decode(_crafted("pandas.Index", state))
+
+
+def test_an_arrow_stream_with_offsets_past_its_data_is_refused() -> None:
+    """A string column whose offsets point past its data buffer (which pyarrow's reader only
+    finds with a full validation) is a DecodeError, not a crash when the values are read."""
+    table = pa.Table.from_arrays([pa.array(["hello", "world!"], pa.string())], names=["0"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    stream = sink.getvalue().to_pybytes()
+    offsets = np.array([0, 5, 11], np.int32).tobytes()
+    assert stream.count(offsets) == 1
+    stream = stream.replace(offsets, np.array([0, 1 << 30, 11], np.int32).tobytes())
+    state = {"values": ["arrow", 0, ["string", "pyarrow", False]],
+             "index": pd.RangeIndex(0, 2), "name": None, "arrow": stream}
+    with pytest.raises(DecodeError):
+        MsgpackCodec().decode(_crafted("pandas.Series", state))

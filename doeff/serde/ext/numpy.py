@@ -49,6 +49,14 @@ def _read_dtype(descr: object) -> np.dtype[Any]:
     return dtype
 
 
+def _check_kept(dtype: np.dtype[Any]) -> None:
+    """`DecodeError` for a dtype numpy would not keep as described (it widens an `S0` or `U0` to
+    one character), which no array doeff wrote can have: its data would not be the record's."""
+    if np.empty(0, dtype).dtype != dtype:
+        raise DecodeError(f"record holds a numpy dtype {dtype!r} that numpy does not keep as it "
+                          "is; doeff never writes one")
+
+
 def reduce_array(arr: np.ndarray[Any, Any]) -> list[object]:
     """``[descr, shape, order, data]`` (see the module docstring)."""
     descr = _check_dtype(arr.dtype, "array")
@@ -74,14 +82,19 @@ def rebuild_array(state: object) -> np.ndarray[Any, Any]:
     if order not in ("C", "F"):
         raise DecodeError(f"malformed numpy array order {order!r}")
     raw = blob_data(data)
-    size = math.prod(shape) * dtype.itemsize
+    count = math.prod(shape)
+    if count >= 1 << 63:
+        raise DecodeError(f"numpy array record has shape {tuple(shape)}: more elements than an "
+                          "array can hold")
+    _check_kept(dtype)
+    size = count * dtype.itemsize
     if raw.nbytes != size:
         raise DecodeError(
             f"numpy array record holds {raw.nbytes} bytes of data, but its shape {tuple(shape)} "
             f"and dtype {dtype} need {size}"
         )
     if dtype.itemsize == 0:
-        return np.empty(shape, dtype, order=order)
+        return np.zeros(shape, dtype, order=order)  # no data to copy: nothing left uninitialised
     # The one copy: numpy allocates the result (aligned, writeable, owning its memory).
     flat = np.frombuffer(raw, np.uint8).copy().view(dtype)
     return flat.reshape(shape, order=order)
@@ -98,6 +111,7 @@ def rebuild_scalar(state: object) -> np.generic:
     if type(state) is not list or len(state) != 2:
         raise DecodeError(f"malformed numpy scalar state: a {type(state).__name__}")
     dtype = _read_dtype(state[0])
+    _check_kept(dtype)
     raw = blob_data(state[1])
     if raw.nbytes != dtype.itemsize:
         raise DecodeError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes, "

@@ -70,7 +70,10 @@ class _ArrowIn:
                 raise DecodeError("pandas record refers to an Arrow column but holds no stream")
             pa = _pyarrow(DecodeError)
             data = pa.py_buffer(blob_data(self.stream))
-            self.table = pa.ipc.open_stream(data).read_all()
+            table = pa.ipc.open_stream(data).read_all()
+            # The full check: offsets and lengths read later without bounds checks must be sound.
+            table.validate(full=True)
+            self.table = table
         if type(position) is not int or not 0 <= position < self.table.num_columns:
             raise DecodeError(f"pandas record refers to a missing Arrow column {position!r}")
         return self.table.column(position)
@@ -210,8 +213,9 @@ def rebuild_index(state: object) -> Any:
     if kind == "range" and len(state) == 5:
         return pd.RangeIndex(state[1], state[2], state[3], name=state[4])
     if kind == "multi" and len(state) == 4:
+        # Checked: codes out of their levels' range would make pandas read outside its arrays.
         return pd.MultiIndex(levels=state[1], codes=state[2], names=state[3],
-                             verify_integrity=False)
+                             verify_integrity=True)
     if kind == "values" and len(state) == 5:
         _, column, name, freq, stream = state
         values, is_object = _column_read(column, _ArrowIn(stream))
