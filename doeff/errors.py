@@ -218,6 +218,14 @@ class StoreForkedError(StorageError):
     forking (or use the spawn/forkserver start method)."""
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """`repr(exc)` cut to `limit` characters, for messages that quote an underlying error: some
+    libraries put the bytes they choked on in their exceptions (msgpack's ExtraData holds all of
+    them), and a crafted record must not turn into a message of hundreds of megabytes."""
+    text = repr(exc)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 __all__ = [
     "CancellationError",
     "CorruptStoreError",

@@ -75,6 +75,26 @@ def test_zstd_refuses_frames_that_would_blow_up_or_mislead() -> None:
     assert Envelope(MsgpackCodec()).unseal(_zstd_record(frame), "k") == ROWS
 
 
+def test_a_small_record_cannot_make_a_huge_error_message() -> None:
+    """A 1 KB record that decompresses to a msgpack int and 16 MiB of trailing zeros is refused
+    with a message of bounded size (the decoder's own error holds the trailing bytes)."""
+    frame = zstandard.ZstdCompressor().compress(MsgpackCodec().encode(1) + bytes(16 << 20))
+    assert len(frame) < 2048
+    with pytest.raises(DecodeError) as info:
+        Envelope(MsgpackCodec()).unseal(_zstd_record(frame), "k")
+    assert len(str(info.value)) < 2000
+
+
+def test_a_record_naming_a_step_twice_is_refused() -> None:
+    """doeff applies each step once, so a record whose header repeats a step (to multiply what a
+    small record decompresses to) is a DecodeError before any step is undone."""
+    frame = zstandard.ZstdCompressor().compress(zstandard.ZstdCompressor().compress(b"x" * 64))
+    head = b"DF\x02\x07msgpack\x02\x04zstd\x00\x04zstd\x00\x00"
+    record = head + zlib.crc32(frame, zlib.crc32(b"k", zlib.crc32(head))).to_bytes(4, "little")
+    with pytest.raises(DecodeError, match="appears twice"):
+        unseal(record + frame, key="k")
+
+
 def test_aes_gcm_hides_the_value_and_reads_it_back_with_the_key() -> None:
     """An encrypted record does not contain its plaintext; only a reader holding the key (by
     id, for rotation) reads it, and one without the transform is told what it needs."""

@@ -46,6 +46,7 @@ from doeff.errors import (
     InvalidOptionError,
     MissingExtraError,
     SignatureError,
+    brief,
 )
 from doeff.serde.codec import Codec
 from doeff.serde.registry import NAME, NAME_CHARS, check_tag
@@ -146,7 +147,7 @@ def _key(key: str | None) -> bytes:
 def _encode_failed(codec: Codec, value: object, exc: Exception) -> EncodeError:
     # A user codec's own error: keep the one error type callers catch.
     return EncodeError(
-        f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {exc!r}"
+        f"codec {codec.tag!r} failed to encode a {type(value).__qualname__}: {brief(exc)}"
     )
 
 
@@ -199,7 +200,7 @@ def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
             except DoeffError:
                 raise
             except Exception as exc:  # a user transform's own error
-                raise EncodeError(f"transform {step.name!r} failed: {exc!r}") from exc
+                raise EncodeError(f"transform {step.name!r} failed: {brief(exc)}") from exc
             if done is not None:
                 params, payload = done
                 name = step.name.encode("ascii")
@@ -291,6 +292,10 @@ def _parse(data: bytes) -> _Header:
             raise DecodeError(f"corrupt record: signing key id {raw_kid!r} is not "
                               f"{KEY_ID_SIZE} hex digits")
         key_id = raw_kid.decode("ascii")
+    names = [name for name, _ in steps]
+    if len(set(names)) != len(names):
+        raise DecodeError(f"corrupt record: a transform appears twice in its steps {names}; "
+                          "doeff applies each step once")
     signed_end = pos
     mac = data[pos:pos + MAC_SIZE] if key_id is not None else b""
     pos += len(mac)
@@ -335,7 +340,7 @@ def _checksum_error(data: bytes, tag: str, key: str | None) -> DecodeError:
 
 def _decode_failed(tag: str, exc: Exception) -> DecodeError:
     # A user codec's own error: never leak another type.
-    return DecodeError(f"codec {tag!r} failed to decode a record: {exc!r}")
+    return DecodeError(f"codec {tag!r} failed to decode a record: {brief(exc)}")
 
 
 def _decode(reader: Codec, tag: str, payload: bytes) -> object:
@@ -423,7 +428,7 @@ def _undo(h: _Header, payload: bytes, bound: bytes, transforms: dict[str, Transf
         except DecodeError:
             raise
         except Exception as exc:  # a user transform's own error
-            raise DecodeError(f"transform {name!r} failed to undo: {exc!r}") from exc
+            raise DecodeError(f"transform {name!r} failed to undo: {brief(exc)}") from exc
     return payload
 
 

@@ -28,7 +28,7 @@ from uuid import UUID
 import msgpack  # type: ignore[import-untyped]
 import orjson
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, EncodeError, brief
 from doeff.serde import temporal
 from doeff.serde.blob import Blob
 from doeff.serde.domain import explain
@@ -119,7 +119,7 @@ class JSONCodec:
         except DecodeError:
             raise
         except Exception as exc:
-            raise DecodeError(f"json cannot decode {len(data)} bytes: {exc!r}") from exc
+            raise DecodeError(f"json cannot decode {len(data)} bytes: {brief(exc)}") from exc
 
     def _plain(self, obj: object) -> bytes | None:
         """orjson's own output when that is exact, else None (then `_to_json` rewrites the value).

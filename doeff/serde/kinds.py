@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from doeff.errors import DecodeError, EncodeError, RegistrationError
+from doeff.errors import DecodeError, EncodeError, RegistrationError, brief
 from doeff.serde.adapter import Adapter, type_name
 
 
@@ -67,13 +67,13 @@ def _hooked(
         try:
             return encode(obj)
         except Exception as exc:
-            raise EncodeError(f"the encode hook of {name!r} failed: {exc!r}") from exc
+            raise EncodeError(f"the encode hook of {name!r} failed: {brief(exc)}") from exc
 
     def rebuild(state: object) -> object:
         try:
             return decode(state)
         except Exception as exc:
-            raise DecodeError(f"the decode hook of {name!r} failed: {exc!r}") from exc
+            raise DecodeError(f"the decode hook of {name!r} failed: {brief(exc)}") from exc
 
     return Adapter(cls, name, reduce, rebuild)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, EncodeError, brief
 from doeff.serde import msgpack_v1
 from doeff.serde.blob import Blob, BlobRef
 from doeff.serde.domain import explain
@@ -257,7 +257,7 @@ class MsgpackCodec:
                 "writes one)"
             ) from None
         except Exception as exc:
-            raise DecodeError(f"msgpack cannot decode {len(data)} bytes: {exc!r}") from exc
+            raise DecodeError(f"msgpack cannot decode {len(data)} bytes: {brief(exc)}") from exc
 
     def _default(self, obj: Any) -> object:
         """Write a value the C packer does not carry exactly (see the module docstring)."""

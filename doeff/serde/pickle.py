@@ -8,7 +8,7 @@ import pickle
 import threading
 from typing import Any
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, EncodeError, brief
 
 # A thread keeps its pickler and buffer between calls, but not after a large value.
 _KEEP_PICKLER_BELOW = 1 << 20
@@ -87,7 +87,7 @@ class PickleCodec:
         try:
             return pickle.loads(data)
         except Exception as exc:
-            raise DecodeError(f"{self.tag} cannot decode {len(data)} bytes: {exc!r}") from exc
+            raise DecodeError(f"{self.tag} cannot decode {len(data)} bytes: {brief(exc)}") from exc
 
     def _dumps(self, obj: object) -> bytes:
         local = self._local

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from doeff.errors import DecodeError, EncodeError, RegistrationError
+from doeff.errors import DecodeError, EncodeError, RegistrationError, brief
 from doeff.serde import ext, kinds
 from doeff.serde.adapter import Adapter, Unknown, type_name
 
@@ -126,7 +126,7 @@ class TypeRegistry:
             raise
         except Exception as exc:
             raise EncodeError(
-                f"could not reduce a {adapter.name} to its state: {exc!r}"
+                f"could not reduce a {adapter.name} to its state: {brief(exc)}"
             ) from exc
         return adapter.name, state, adapter.user_state
 
@@ -152,4 +152,4 @@ class TypeRegistry:
         except DecodeError:
             raise
         except Exception as exc:
-            raise DecodeError(f"cannot rebuild a {name!r} from its record: {exc!r}") from exc
+            raise DecodeError(f"cannot rebuild a {name!r} from its record: {brief(exc)}") from exc
