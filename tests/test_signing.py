@@ -261,3 +261,11 @@ def test_cli_migrate_signs_and_rotates(tmp_path: Path) -> None:
     unkeyed = doeff("cache", "migrate", store.url, "--to", "json")
     assert unkeyed.returncode == 1 and "2 signed records" in unkeyed.stderr
     assert store.snapshot() == after
+    # Nor re-encoded into a new store: that would turn records nobody verified into unsigned
+    # ones (a copy of the bytes as they are keeps their signatures, and is allowed).
+    laundered = doeff("cache", "migrate", store.url, "--into", str(tmp_path / "new.db"),
+                      "--to", "json")
+    assert laundered.returncode == 1 and "2 signed records" in laundered.stderr
+    assert not (tmp_path / "new.db").exists()
+    copied = doeff("cache", "migrate", store.url, "--into", str(tmp_path / "copy.db"))
+    assert copied.returncode == 0, copied.stderr

@@ -81,6 +81,19 @@ def _reencode(todo: list[Record], target: Codec, ns: argparse.Namespace,
     return out, failed
 
 
+def _refuse_unsigned_rewrite(name: str, records: list[Record], keys: list[bytes] | None) -> bool:
+    """Without keys, refuse to re-encode a store with signed records: the records written would
+    be unsigned (the application refuses them) and the ones read could not be verified. True if
+    refused."""
+    signed = [r for r in records if r.key_id is not None]
+    if not signed or keys is not None:
+        return False
+    warn(f"{name} has {plural(len(signed), 'signed record')}; re-encoding without "
+         "--signing-key-file would write unsigned records the application refuses, from "
+         "records nobody verified. Nothing was changed")
+    return True
+
+
 def _refuse_pickles(name: str, todo: list[Record], ns: argparse.Namespace) -> bool:
     """Without --unsafe-pickle, name the pickle-family records to decode; True if there are any.
 
@@ -113,13 +126,7 @@ def cmd_migrate(ns: argparse.Namespace) -> int:
     with open_store(ns.store) as kv:
         records = list(scan(kv))
         todo = [r for r in records if r.tag != target.tag or r.key_id != signer]
-        signed = [r for r in records if r.key_id is not None]
-        if signed and keys is None:
-            warn(f"{name} has {plural(len(signed), 'signed record')}; migrating without "
-                 "--signing-key-file would write unsigned records the application refuses. "
-                 "Nothing was changed")
-            return EXIT_FAILED
-        if _refuse_pickles(name, todo, ns):
+        if _refuse_unsigned_rewrite(name, records, keys) or _refuse_pickles(name, todo, ns):
             return EXIT_FAILED
         new, failed = _reencode(todo, target, ns, keys)
         if failed:
@@ -181,11 +188,13 @@ def _migrate_into(ns: argparse.Namespace) -> int:
         else:
             left.append(f"{show_key(r.key)}: {problem}")
     todo = [r for r in intact if target is not None and r.tag != target.tag]
-    if target is not None and _refuse_pickles(name, todo, ns):
+    keys = signing_keys(ns)
+    if target is not None and (_refuse_unsigned_rewrite(name, todo, keys)
+                               or _refuse_pickles(name, todo, ns)):
         return EXIT_FAILED
     copies = [(r.key, r.raw) for r in intact if target is None or r.tag == target.tag]
     if target is not None:
-        new, failed = _reencode(todo, target, ns, signing_keys(ns))
+        new, failed = _reencode(todo, target, ns, keys)
         copies += new
         left += failed
     with create_store(ns.into) as out:
