@@ -220,3 +220,25 @@ def test_views_keep_what_the_record_says_for_json_records_too(tmp_path: Path) ->
     with SQLiteKV(tmp_path / "wf.db") as kv:
         kv.put("p", seal([Point(1)], codec, key="p"))
     assert doeff("cache", "get", "wf.db", "p", cwd=tmp_path).stdout == "[geo.Point(x=1)]\n"
+
+
+def test_json_output_of_values_nested_as_deep_as_codecs_write(tmp_path: Path) -> None:
+    """`get --json` of a list nested 1000 deep (which msgpack writes and reads) prints one whole,
+    valid JSON document and exits 0, like the plain `get` of the same record."""
+    value: list[object] = []
+    for _ in range(1000):
+        value = [value]
+    with SQLiteKV(tmp_path / "wf.db") as kv:
+        kv.put("deep", seal(value, MsgpackCodec(), key="deep"))
+    result = doeff("cache", "get", str(tmp_path / "wf.db"), "deep", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)
+    try:
+        shown = json.loads(result.stdout)["value"]
+    finally:
+        sys.setrecursionlimit(limit)
+    depth = 0
+    while shown:
+        shown, depth = shown[0], depth + 1
+    assert depth == 1000

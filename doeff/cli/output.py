@@ -211,9 +211,11 @@ def _jsonable(value: object) -> object:
 def print_json(value: object) -> None:
     """`value` (already JSON types) on stdout, indented, keys in the order given."""
     # ensure_ascii: a str holding a lone surrogate must come out as a \u escape, not as bytes
-    # that are not UTF-8 (or a UnicodeEncodeError).
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=True)
-    sys.stdout.write("\n")
+    # that are not UTF-8 (or a UnicodeEncodeError). Built whole, with room for values nested as
+    # deep as the codecs write them, before anything is written: no half document on failure.
+    with _deep():
+        text = json.dumps(value, indent=2, ensure_ascii=True)
+    sys.stdout.write(text + "\n")
 
 
 def warn(message: str, stream: TextIO | None = None) -> None:
