@@ -17,6 +17,7 @@ import pytest
 
 from doeff.errors import IncompatibleStoreError, InvalidOptionError
 from doeff.storage import LMDBKV, SQLiteKV
+from doeff.storage.sqlite import APPLICATION_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 FORK = mp.get_context("fork")
@@ -117,6 +118,41 @@ def test_an_empty_sqlite_database_is_refused_and_left_byte_identical(tmp_path: P
         SQLiteKV(path)
     assert digest(path) == before
     assert sorted(os.listdir(tmp_path)) == ["empty.db"]
+
+
+@pytest.mark.parametrize("table", [
+    "CREATE TABLE doeff_kv (key, value, updated_at)",  # untyped: keys of any type
+    "CREATE TABLE doeff_kv (key TEXT NOT NULL, value BLOB NOT NULL, updated_at REAL NOT NULL)",
+    "CREATE TABLE doeff_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, "
+    "updated_at REAL NOT NULL, extra TEXT)",
+], ids=["untyped", "no-primary-key", "extra-column"])
+def test_a_file_with_doeffs_id_but_another_table_is_refused(tmp_path: Path, table: str) -> None:
+    """A SQLite file that claims doeff's application id but holds a doeff_kv table doeff did not
+    make (which could hand out non-str keys or two values for one key) is refused untouched."""
+    path = tmp_path / "forged.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(table)
+    conn.commit()
+    conn.close()
+    before = digest(path)
+    with pytest.raises(IncompatibleStoreError, match="a table doeff did not make"):
+        SQLiteKV(path)
+    assert digest(path) == before
+
+
+def test_a_store_with_a_trigger_is_refused(tmp_path: Path) -> None:
+    """A trigger in a doeff store could rewrite what a put stores: the file is refused."""
+    path = tmp_path / "trig.db"
+    SQLiteKV(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TRIGGER t AFTER INSERT ON doeff_kv BEGIN "
+                 "UPDATE doeff_kv SET value = x'00' WHERE key = new.key; END")
+    conn.commit()
+    conn.close()
+    with pytest.raises(IncompatibleStoreError, match="1 triggers"):
+        SQLiteKV(path)
 
 
 def test_create_true_makes_an_empty_sqlite_database_a_store(tmp_path: Path) -> None:

@@ -62,6 +62,11 @@ _CREATE = (
     "CREATE TABLE IF NOT EXISTS doeff_kv ("
     "key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, updated_at REAL NOT NULL)"
 )
+# The table as _CREATE makes it, as `PRAGMA table_info` describes it.
+_TABLE_INFO = "SELECT * FROM pragma_table_info('doeff_kv')"
+_COLUMNS = [(0, "key", "TEXT", 1, None, 1), (1, "value", "BLOB", 1, None, 0),
+            (2, "updated_at", "REAL", 1, None, 0)]
+_TRIGGERS = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
 _PUT = (
     "INSERT INTO doeff_kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
     "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
@@ -259,6 +264,7 @@ class SQLiteKV(KVBase):
                 cur.connection.rollback()
                 raise
         self._check_header(*header)
+        self._check_table(cur)
         if self.readonly or self.path == MEMORY:
             return
         # fetchall(): a pragma left with an unread row keeps its statement, and its lock, alive.
@@ -288,6 +294,22 @@ class SQLiteKV(KVBase):
             )
         if version > SCHEMA_VERSION:
             raise newer_store(self, repr(self.path), version, SCHEMA_VERSION)
+
+    def _check_table(self, cur: sqlite3.Cursor) -> None:
+        """`IncompatibleStoreError` unless doeff's table is exactly what doeff creates, with no
+        trigger in the file: a file claiming doeff's application id with a table of its own
+        (other columns, no primary key) would hand out keys or values of any type."""
+        columns = cur.execute(_TABLE_INFO).fetchall()
+        triggers = cur.execute(_TRIGGERS).fetchone()[0]
+        if columns != _COLUMNS or triggers:
+            found = ", ".join(f"{name} {kind or 'untyped'}{' pk' if pk else ''}"
+                              for _, name, kind, _, _, pk in columns) or "no doeff_kv table"
+            raise foreign_store(
+                self, repr(self.path),
+                f"a SQLite database with doeff's application id but a table doeff did not make "
+                f"({found}; {triggers} triggers)",
+                "Point SQLiteKV at a new file or at one doeff created",
+            )
 
     def _take_pooled(self, op: str) -> sqlite3.Cursor:
         _GATE.enter(self, op)
