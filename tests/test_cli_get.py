@@ -242,3 +242,41 @@ def test_json_output_of_values_nested_as_deep_as_codecs_write(tmp_path: Path) ->
     while shown:
         shown, depth = shown[0], depth + 1
     assert depth == 1000
+
+
+def test_a_records_type_name_cannot_make_import_run_application_code(tmp_path: Path) -> None:
+    """With --import, a record's type name is looked up as a class of the module, never walked
+    with getattr: a name through a property or a lazy module attribute runs nothing."""
+    (tmp_path / "app.py").write_text(textwrap.dedent("""
+        import pathlib
+
+        class Lazy:
+            @property
+            def side_effect(self):
+                pathlib.Path("property-ran").touch()
+
+        THING = Lazy()
+
+        def __getattr__(name):
+            pathlib.Path("module-getattr-ran").touch()
+            raise AttributeError(name)
+    """))
+
+    class Planted:
+        pass
+
+    writer = MsgpackCodec()
+    writer.register(Planted, name="app.THING.side_effect", encode=lambda _: {"x": 1},
+                    decode=lambda s: s)
+    other = MsgpackCodec()
+    other.register(Planted, name="app.missing", encode=lambda _: {"x": 2}, decode=lambda s: s)
+    with SQLiteKV(tmp_path / "wf.db") as kv:
+        kv.put("a", seal(Planted(), writer, key="a"))
+        kv.put("b", seal(Planted(), other, key="b"))
+    for key, shown in (("a", "app.THING.side_effect(x=1)"), ("b", "app.missing(x=2)")):
+        result = doeff("cache", "get", str(tmp_path / "wf.db"), key, "--import", "app",
+                       cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == shown
+    assert not (tmp_path / "property-ran").exists()
+    assert not (tmp_path / "module-getattr-ran").exists()

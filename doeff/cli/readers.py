@@ -26,7 +26,8 @@ from doeff.serde.view import view
 def import_modules(names: list[str]) -> list[ModuleType]:
     """The modules named by --import, imported with the current directory on the path."""
     if names and os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        # Last, not first: a file here must not shadow a library imported later (numpy...).
+        sys.path.append(os.getcwd())
     modules = []
     for name in names:
         try:
@@ -56,6 +57,22 @@ def reader_for(tag: str, modules: list[ModuleType]) -> Codec | None:
     return type(base)(types=types)
 
 
+def _class_named(module: ModuleType, qualname: str) -> type | None:
+    """The class of `module` whose qualified name is `qualname`, looked up in namespaces only
+    (`vars`, never `getattr`): the name comes from the record, so no property, module
+    `__getattr__` or lazy import of the application may run because of it."""
+    found: object = module
+    for part in qualname.split("."):
+        space = vars(found) if isinstance(found, ModuleType | type) else {}
+        found = space.get(part)
+        if found is None:
+            return None
+    if (isinstance(found, type) and found.__module__ == module.__name__
+            and found.__qualname__ == qualname):
+        return found
+    return None
+
+
 def _resolve(types: TypeRegistry, modules: list[ModuleType], name: str, state: Any) -> object:
     """Rebuild `name` from a class found as ``MODULE.Qualname`` in an imported module, or give
     its structural view."""
@@ -63,10 +80,8 @@ def _resolve(types: TypeRegistry, modules: list[ModuleType], name: str, state: A
         prefix = module.__name__ + "."
         if not name.startswith(prefix):
             continue
-        found: Any = module
-        for part in name[len(prefix):].split("."):
-            found = getattr(found, part, None)
-        if isinstance(found, type):
+        found = _class_named(module, name[len(prefix):])
+        if found is not None:
             try:
                 types.register(found, name)
             except RegistrationError:
