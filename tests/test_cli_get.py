@@ -205,6 +205,9 @@ def test_codecs_of_installed_packages_are_found_by_entry_point(tmp_path: Path) -
     assert library.stdout == "hello True\n", library.stderr
     unknown = doeff("cache", "get", "wf.db", "secret", cwd=tmp_path)  # package not installed
     assert unknown.returncode == 1 and "not registered" in unknown.stderr
+    migrated = doeff("cache", "migrate", "wf.db", "--to", "msgpack", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert doeff("cache", "get", "wf.db", "secret", cwd=tmp_path).stdout == "'hello'\n"
 
 
 def test_views_keep_what_the_record_says_for_json_records_too(tmp_path: Path) -> None:

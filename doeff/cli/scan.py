@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from doeff.cli.errors import CLIError
-from doeff.errors import DecodeError, InvalidOptionError
+from doeff.errors import DecodeError, InvalidOptionError, UnknownCodecError
 from doeff.serde.codec import Codec
 from doeff.serde.envelope import check, peek, unseal
-from doeff.serde.registry import registered_tags
+from doeff.serde.registry import get_codec, registered_tags
 from doeff.serde.signing import read_key_file
 from doeff.serde.trust import PICKLE_TAGS
 from doeff.storage.base import KVStore
@@ -70,6 +70,16 @@ def signing_keys(ns: argparse.Namespace) -> list[bytes] | None:
         raise CLIError(str(exc)) from None
 
 
+def _loadable(tag: str) -> bool:
+    """Whether a codec for `tag` is registered or offered by an installed package (which
+    `get_codec` then loads and registers)."""
+    try:
+        get_codec(tag)
+    except UnknownCodecError:
+        return False
+    return True
+
+
 def open_record(raw: bytes, key: str, ns: argparse.Namespace, keys: list[bytes] | None,
                 verify: bool = True, reader: Codec | None = None) -> object:
     """The value of the record stored under `key`, decoded only if the command may: a codec
@@ -77,16 +87,15 @@ def open_record(raw: bytes, key: str, ns: argparse.Namespace, keys: list[bytes] 
     `keys` are given and `verify`, against its signature, before any payload byte is decoded.
     `reader` is the codec to decode with when the caller built one (e.g. with imported types);
     the caller has then checked that the command may decode its records."""
-    known = registered_tags()
     tag = peek(raw).tag
-    if reader is None and tag not in known:
+    if reader is None and not _loadable(tag):
         # Said before the trust check would: the fix is a missing package, not a trust setting.
         raise DecodeError(
             f"record written with codec {tag!r}, which is not registered in this process; "
             "install the package that provides it (found through the doeff.codecs entry points) "
             "or --import the module that registers it"
         )
-    trusted = [t for t in known if ns.unsafe_pickle or t not in PICKLE_TAGS]
+    trusted = [t for t in registered_tags() if ns.unsafe_pickle or t not in PICKLE_TAGS]
     return unseal(raw, reader, key=key, trust=trusted, signing_key=keys if verify else None)
 
 
