@@ -283,3 +283,32 @@ def test_a_records_type_name_cannot_make_import_run_application_code(tmp_path: P
         assert result.stdout.strip() == shown
     assert not (tmp_path / "property-ran").exists()
     assert not (tmp_path / "module-getattr-ran").exists()
+
+
+def test_line_breaks_in_names_read_from_a_record_cannot_add_output_lines(tmp_path: Path) -> None:
+    """A type name or field name holding line breaks is shown escaped: the record cannot make
+    `get` print lines of its choosing (such as a fake 'ok')."""
+    import msgpack  # type: ignore[import-untyped]
+
+    from doeff.serde.envelope import seal as seal_raw
+
+    class Raw:
+        tag = "msgpack"
+
+        def __init__(self, name: str, state: object) -> None:
+            packed: bytes = msgpack.packb([msgpack.ExtType(15, b""), name, state])
+            self.body = b"\xc1\x00" + packed
+
+        def encode(self, obj: object) -> bytes:
+            return self.body
+
+        def decode(self, data: bytes) -> object:
+            raise AssertionError("not used")
+
+    with SQLiteKV(tmp_path / "wf.db") as kv:
+        kv.put("a", seal_raw(None, Raw("x\nwf.db: ok\nrow", {"f": 1}), key="a"))
+        kv.put("b", seal_raw(None, Raw("T", {"a\nFAKE LINE\nb": 1, 2: 3}), key="b"))
+    for key in ("a", "b"):
+        result = doeff("cache", "get", str(tmp_path / "wf.db"), key, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 1, result.stdout

@@ -51,10 +51,16 @@ class RecordView:
 
     def __repr__(self) -> str:
         if type(self.state) is dict:
-            inner = ", ".join(f"{k}={v!r}" for k, v in self.state.items())
+            inner = ", ".join(f"{_label(k)}={v!r}" for k, v in self.state.items())
         else:
             inner = repr(self.state)
-        return f"{self.name}({inner})"
+        return f"{_label(self.name)}({inner})"
+
+
+def _label(text: object) -> str:
+    """A name or field read from a record, as shown: itself when it is plain printable text, its
+    repr (escapes visible) otherwise, so a record cannot add lines to what a reader prints."""
+    return text if type(text) is str and text.isprintable() else repr(text)
 
 
 # Record views with identifier fields are instances of a dataclass made for their name and
@@ -75,7 +81,7 @@ def view(name: str, state: Any) -> object:
         if cls is None:
             cls = dataclasses.make_dataclass(name.rpartition(".")[2] or name, fields,
                                              frozen=True)
-            cls.__name__ = cls.__qualname__ = name  # shown in full: module.Class(...)
+            cls.__name__ = cls.__qualname__ = _label(name)  # in full: module.Class(...)
             cls.__doeff_view__ = name  # type: ignore[attr-defined]
             _classes[name, fields] = cls
         return cls(**state)
