@@ -154,7 +154,8 @@ def test_refused_records_are_not_decoded() -> None:
     assert unseal(record, counting, key="k") == [1] and counting.decodes == 1
 
 
-@pytest.mark.parametrize("bad", ["pickle", [5], [b"pickle"], ["bad tag"], [object()]])
+@pytest.mark.parametrize("bad", ["pickle", [5], [b"pickle"], ["bad tag"], [object()], 5,
+                                 [MsgpackCodec]])
 def test_unusable_trust_lists_are_refused(bad: Any) -> None:
     """trust= must be a list of codecs or tags; anything else is an InvalidOptionError."""
     with pytest.raises(InvalidOptionError):

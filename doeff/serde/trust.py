@@ -31,18 +31,24 @@ class Trust:
                 f"trust must be a list of codecs or tags, got the single {trust!r}; "
                 f"write trust=[{trust!r}]"
             )
+        if trust is not None and not isinstance(trust, Iterable):
+            raise InvalidOptionError(
+                f"trust must be a list of codecs or tags, got {type(trust).__name__} "
+                f"{trust!r:.60}; e.g. trust=['msgpack', PickleCodec()]"
+            )
         self._readers: dict[str, Codec | None] = {}
         for item in sorted(SAFE_TAGS) if trust is None else trust:
             if isinstance(item, str):
                 if NAME.fullmatch(item) is None:
                     raise InvalidOptionError(f"trust: {item!r} is not a codec tag ({NAME_CHARS})")
                 self._readers.setdefault(item, None)
-            elif isinstance(getattr(item, "tag", None), str) and callable(
-                    getattr(item, "decode", None)):
+            elif not isinstance(item, type) and isinstance(getattr(item, "tag", None), str) \
+                    and callable(getattr(item, "decode", None)):
                 self._readers[item.tag] = item
             else:
+                hint = f" (a class: write {item.__name__}())" if isinstance(item, type) else ""
                 raise InvalidOptionError(
-                    f"trust: {item!r} is neither a codec nor a codec tag; list codecs "
+                    f"trust: {item!r} is neither a codec nor a codec tag{hint}; list codecs "
                     "(MsgpackCodec()) or tags ('msgpack')"
                 )
         self.tags = frozenset(self._readers)
