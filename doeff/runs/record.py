@@ -144,7 +144,7 @@ class RunRecord:
         if silent > lost_after:
             reason = f"no heartbeat for {silent:.0f} s (lost after {lost_after:g} s)"
         elif self.host == HOST and not pid_alive(self.pid):
-            reason = f"its process {self.pid} on {self.host} is gone"
+            reason = f"its process (pid {self.pid} on {self.host}) has exited"
         if reason is None:
             return self
         return replace(self, status="lost", lost_reason=reason)
