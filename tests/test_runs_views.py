@@ -88,16 +88,21 @@ def test_a_yielded_sub_program_is_a_frame_never_the_current_effect() -> None:
 
 def test_a_monitor_snapshot_never_shows_a_sub_program_as_the_effect() -> None:
     """The same through run_workflow's monitor, sampled at every boundary of a long run."""
+    gate = threading.Event()
+
     @do
     def many() -> Generator[Any, Any, int]:
+        yield perform(gate.wait, 30)
         total = 0
-        for _ in range(2000):
+        for _ in range(50_000):
             total += yield child()
         return total
 
     execution = run_workflow(many())
-    effects = []
-    while not execution.done:
-        effects.append(execution.monitor.snapshot().current_effect)
-    execution.wait(30)
-    assert effects and all(e is None or isinstance(e, Effect) for e in effects)
+    snaps = [execution.monitor.snapshot()]
+    gate.set()
+    while not execution.done and len(snaps) < 500:
+        snaps.append(execution.monitor.snapshot())
+    execution.wait(60)
+    assert sum(s.status == "running" for s in snaps) > 1
+    assert all(s.current_effect is None or isinstance(s.current_effect, Effect) for s in snaps)

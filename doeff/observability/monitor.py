@@ -80,6 +80,7 @@ class WorkflowControl:
         self.cancel_sent = False
         self.stalled = False
         self.parked: Any = None  # the effect whose handler the machine waits in, if any
+        self.reading = False  # a reader holds the lock and may look at the parked state
         self.still: ExecutionSnapshot | None = None  # true until the machine moves again
         self.last = ExecutionSnapshot("pending", (), (), None, 0, m.storage)
         self.result: CESKResult[Any] | None = None
@@ -185,16 +186,27 @@ class WorkflowControl:
         self.last = now
 
     def wrap(self, handler: Handler) -> Handler:
-        """`handler`, publishing "parked" while it runs so readers need not wait for it."""
+        """`handler`, publishing "parked" while it runs so readers need not wait for it.
+
+        No lock on the way in or out unless someone is looking: the machine writes `parked`,
+        then checks `reading`; a reader sets `reading` (holding the lock), then checks `parked`.
+        Under the GIL one of them sees the other, so a reader never builds a snapshot of K
+        while the machine, back from the handler, changes it: the machine waits for the lock.
+        """
 
         def parked(effect: Any) -> Any:
-            self.park(effect)
+            self.parked = effect
+            self.stalled = False
+            if self.requests:
+                self.park(effect)
             try:
                 answer = handler(effect)
             finally:
-                with self.lock:
-                    self.parked = None
-                    self.still = None
+                self.parked = None
+                if self.reading:
+                    with self.lock:  # a reader is building a snapshot of the parked state
+                        pass
+                self.still = None
             cls = effect.__class__
             if cls is CachePut or (cls is CacheGet and answer is not None):
                 self.saw_key(effect.key)
@@ -215,11 +227,9 @@ class WorkflowControl:
             return tuple(self.keys)
 
     def park(self, effect: Any) -> None:
-        """Record that the machine waits in a handler for `effect`; answer anyone waiting."""
+        """The machine waits in a handler for `effect`: answer the requests waiting."""
         with self.lock:
-            self.parked = effect
-            self.stalled = False
-            if self.requests:
+            if self.requests and self.parked is effect:
                 self.answer(self.parked_snapshot())
 
     # -- any thread, lock held -----------------------------------------------------------------
@@ -253,14 +263,21 @@ class WorkflowControl:
     def snapshot(self, timeout: float | None) -> ExecutionSnapshot:
         """A consistent snapshot, taken by the machine thread at its next step boundary."""
         with self.lock:
-            fixed = self.fixed()
-            if fixed is not None:
-                return fixed
-            if threading.get_ident() == self.thread_id or (self.stalled and timeout is not None):
-                return self.last  # the machine cannot answer now (it is us, or it is computing)
-            request = _Request()
-            self.requests.append(request)
-            self.m.set_hook("control", self.boundary)
+            self.reading = True  # before looking at `parked` (see `wrap`)
+            try:
+                fixed = self.fixed()
+                if fixed is not None:
+                    return fixed
+                if threading.get_ident() == self.thread_id or (
+                        self.stalled and timeout is not None):
+                    return self.last  # the machine cannot answer now (it is us, or computing)
+                request = _Request()
+                self.requests.append(request)
+                self.m.set_hook("control", self.boundary)
+                if self.parked is not None:  # parked after looking for requests: answer here
+                    self.answer(self.parked_snapshot())
+            finally:
+                self.reading = False
         self.m.poke()  # a machine waiting for calls answers at once
         if not request.event.wait(timeout):
             with self.lock:

@@ -94,8 +94,9 @@ class Recorder:
         self.run_id = check_run_id(run_id)
         self.control = control
         self.program = program
-        self.lock = threading.Lock()  # guards steps and omitted
-        self.steps: deque[dict[str, Any]] = deque(maxlen=MAX_STEPS)
+        # (key, outcome, seconds, bytes, at), appended by the machine thread and copied by
+        # the writer with deque.copy(), which no append can interleave with (it holds the GIL).
+        self.steps: deque[tuple[str, str, float, int | None, float]] = deque(maxlen=MAX_STEPS)
         self.omitted = 0
         self.attempt = 1
         self.attempts: list[dict[str, Any]] = []
@@ -114,12 +115,10 @@ class Recorder:
         """Append the step (a failed put is not a step: the run's error says why)."""
         if error is not None:
             return
-        entry = {"key": key, "outcome": outcome, "seconds": round(seconds, 6),
-                 "bytes": nbytes, "at": time.time()}
-        with self.lock:
-            if len(self.steps) == MAX_STEPS:
-                self.omitted += 1
-            self.steps.append(entry)
+        steps = self.steps
+        if len(steps) == steps.maxlen:
+            self.omitted += 1
+        steps.append((key, outcome, seconds, nbytes, time.time()))
 
     # -- beginning and end -------------------------------------------------------------------
 
@@ -194,9 +193,9 @@ class Recorder:
     def write(self, snap: ExecutionSnapshot, final: CESKResult[Any] | None) -> None:
         """Write the record as of `snap` (`final`: the run's result once it has ended)."""
         now = time.time()
-        with self.lock:
-            steps = list(self.steps)
-            omitted = self.omitted
+        omitted = self.omitted
+        steps = [{"key": key, "outcome": outcome, "seconds": round(seconds, 6), "bytes": nbytes,
+                  "at": at} for key, outcome, seconds, nbytes, at in self.steps.copy()]
         status = snap.status
         record = {
             "run_id": self.run_id, "status": status, "attempt": self.attempt,
