@@ -4,8 +4,8 @@ Nothing here runs on the machine's hot path. The machine thread only appends ste
 `StepTap`); a daemon heartbeat thread does the rest, every TICK seconds:
 - it reads the control request (cancel, pause, resume) left by another process and applies it
   through the run's `WorkflowControl`, with the same semantics as `WorkflowExecution.cancel()`;
-- it writes the record when the status changed, at most every MIN_GAP seconds while the machine
-  moves, and every HEARTBEAT seconds regardless (also while the run is blocked in a long call or
+- it writes the record when the status changed, when a step ended or the machine moved (at most
+  every MIN_GAP seconds), and every HEARTBEAT seconds regardless (also while the run is blocked in a long call or
   paused: the heartbeat is what tells a live run from a lost one).
 Each write takes a snapshot through the control (answered at the next step boundary, or at once
 while the machine waits in a handler), so the record's K stacks are the machine's own.
@@ -102,6 +102,8 @@ class Recorder:
         self.attempts: list[dict[str, Any]] = []
         self.started_at = time.time()
         self.stop = threading.Event()
+        self.wake = threading.Event()  # a step ended: write soon (at most every MIN_GAP)
+        self.nudged = False
         self.thread: threading.Thread | None = None
         self.warned = False
 
@@ -119,6 +121,9 @@ class Recorder:
         if len(steps) == steps.maxlen:
             self.omitted += 1
         steps.append((key, outcome, seconds, nbytes, time.time()))
+        if not self.nudged:  # one Event.set per write at most, not one per step
+            self.nudged = True
+            self.wake.set()
 
     # -- beginning and end -------------------------------------------------------------------
 
@@ -151,6 +156,7 @@ class Recorder:
     def end(self, result: CESKResult[Any], final: ExecutionSnapshot) -> None:
         """Stop the heartbeat and write the final record (called as the run ends)."""
         self.stop.set()
+        self.wake.set()
         thread = self.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -163,7 +169,16 @@ class Recorder:
         m = control.m
         written_at = time.monotonic()
         status, steps = control.status, m.steps
-        while not self.stop.wait(TICK):
+        while True:
+            since = time.monotonic() - written_at
+            if since < MIN_GAP:  # no write sooner than MIN_GAP after the last, nudged or not
+                self.stop.wait(MIN_GAP - since)
+            else:
+                self.wake.wait(TICK)
+            self.wake.clear()
+            self.nudged = False
+            if self.stop.is_set():
+                return
             try:
                 self._apply(self.runs.take_request(self.run_id))
             except DoeffError as exc:
