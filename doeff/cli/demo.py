@@ -211,8 +211,9 @@ def _reuse(path: str) -> str | None:
     try:
         with SQLiteKV(path) as kv:
             others = [k for k in kv.keys() if not k.startswith("demo:")]
-            runs = kv.namespace("runs")
-            others += [k for k in runs.keys() if k.split(":", 1)[-1] != RUN_ID]
+            if not others:  # (only then: a namespace() would add its table to the file)
+                runs = kv.namespace("runs")
+                others = [k for k in runs.keys() if k.split(":", 1)[-1] != RUN_ID]
             if others:
                 return f"{path} holds records the demo did not write (e.g. {others[0]!r})"
             kv.clear()

@@ -52,11 +52,13 @@ def show_age(seconds: float) -> str:
 
 
 def show_seconds(seconds: float) -> str:
-    """A step's duration: `<1 ms`, `230 ms`, `4.2 s`."""
+    """A step's duration: `<1 ms`, `23 ms`, `0.41 s`, `12.0 s`."""
     if seconds < 0.001:
         return "<1 ms"
-    if seconds < 1:
+    if seconds < 0.1:
         return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     return f"{seconds:.1f} s"
 
 
