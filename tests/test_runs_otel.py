@@ -71,18 +71,18 @@ def test_a_span_per_run_and_per_step_with_their_attributes(traced: Any, storage:
     assert run_sync(leaf("k"), storage=storage, tracer=tracer, run_id="traced").value == "K"
     spans = by_name(exporter.get_finished_spans())
     run, step = spans["doeff run leaf"], spans["doeff step k"]
-    assert run.attributes is not None and run.attributes["doeff.run_id"] == "traced"
+    assert run.attributes is not None and run.attributes["run.id"] == "traced"
     assert parent_of(step) == span_id(run)
     assert step.attributes is not None
-    assert step.attributes["doeff.step.outcome"] == "computed"
-    assert step.attributes["doeff.step.codec"] == "msgpack"
-    assert isinstance(step.attributes["doeff.step.bytes"], int)
-    assert step.attributes["doeff.step.bytes"] > 0
-    assert float(step.attributes["doeff.step.seconds"]) >= 0  # type: ignore[arg-type]
+    assert step.attributes["step.outcome"] == "computed"
+    assert step.attributes["step.codec"] == "msgpack"
+    assert isinstance(step.attributes["step.bytes"], int)
+    assert step.attributes["step.bytes"] > 0
+    assert float(step.attributes["step.seconds"]) >= 0  # type: ignore[arg-type]
     exporter.clear()
     run_sync(leaf("k"), storage=storage, tracer=tracer)
     again = by_name(exporter.get_finished_spans())["doeff step k"]
-    assert again.attributes is not None and again.attributes["doeff.step.outcome"] == "hit"
+    assert again.attributes is not None and again.attributes["step.outcome"] == "hit"
 
 
 def test_steps_of_concurrent_tasks_sit_under_the_step_that_spawned_them(

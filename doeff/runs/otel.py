@@ -7,9 +7,9 @@ so it covers the computation, and the steps that computation runs are its childr
 short span of its own. Tasks: a task's steps are children of the span that was open, in the
 task that spawned it, when it was spawned (found by task ids, which grow with every task: a
 span opened before a task's id was handed out, and not closed by then, was open at its spawn).
-Attributes: `doeff.step.key`, `doeff.step.outcome` ("hit" or "computed"), `doeff.step.codec`,
-`doeff.step.bytes`, `doeff.step.seconds`; a failed store records the exception and an error
-status. The run's span carries `doeff.program` and `doeff.run_id`.
+Attributes: `step.key`, `step.outcome` ("hit" or "computed"), `step.codec`,
+`step.bytes`, `step.seconds`; a failed store records the exception and an error
+status. The run's span carries `run.program` and `run.id`.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class RunSpans:
 
     def begin(self) -> None:
         """Start the run's span (a child of the caller's current span, if any)."""
-        attributes: dict[str, str] = {"doeff.program": self.program}
+        attributes: dict[str, str] = {"run.program": self.program}
         if self.run_id is not None:
-            attributes["doeff.run_id"] = self.run_id
+            attributes["run.id"] = self.run_id
         self.run = self.tracer.start_span(f"doeff run {self.program}", attributes=attributes)
 
     def end(self, result: CESKResult[Any]) -> None:
@@ -107,19 +107,19 @@ class RunSpans:
         entry = self._pop(task.task_id, key) if outcome == "computed" else None
         span = entry.span if entry is not None else self._start(
             key, self._parent(task), now - int(seconds * 1e9))
-        span.set_attribute("doeff.step.outcome", outcome)
-        span.set_attribute("doeff.step.seconds", seconds)
+        span.set_attribute("step.outcome", outcome)
+        span.set_attribute("step.seconds", seconds)
         if nbytes is not None:
-            span.set_attribute("doeff.step.bytes", nbytes)
+            span.set_attribute("step.bytes", nbytes)
         if error is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.end(end_time=now)
 
     def _start(self, key: str, parent: Span | None, start: int) -> Span:
-        attributes: dict[str, Any] = {"doeff.step.key": key}
+        attributes: dict[str, Any] = {"step.key": key}
         if self.codec is not None:
-            attributes["doeff.step.codec"] = self.codec
+            attributes["step.codec"] = self.codec
         context = trace.set_span_in_context(parent) if parent is not None else None
         span: Span = self.tracer.start_span(f"doeff step {key}", context=context,
                                             attributes=attributes, start_time=start)
