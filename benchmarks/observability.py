@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator
 from typing import Any
-
-import os
-import shutil
-import tempfile
 
 from interpreter import best_of, getput  # the same loop and timer as the machine's benchmark
 from workflow import workflow  # the 1,000-step cached workflow

@@ -21,7 +21,7 @@ from doeff.storage import LMDBKV, Durable, SQLiteKV
 
 
 @do
-def job(fail: bool) -> Generator[Any, Any, int]:
+def job(fail: bool) -> Generator[Any, Any, Any]:
     a = yield cached("a", lambda: perform(lambda: 1))
     b = yield cached("b", lambda: perform(lambda: 2))
     if fail:

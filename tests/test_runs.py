@@ -26,10 +26,10 @@ from doeff.storage import Durable, InMemoryStorage, SQLiteKV
 
 
 @do
-def steps(n: int, prefix: str = "s") -> Generator[Any, Any, int]:
+def steps(n: int, prefix: str = "s") -> Generator[Any, Any, Any]:
     total = 0
     for i in range(n):
-        total += yield cached(f"{prefix}:{i}", lambda i=i: perform(lambda: i))
+        total += yield cached(f"{prefix}:{i}", lambda i=i: perform(lambda: i))  # type: ignore[misc]
     return total
 
 
@@ -131,7 +131,7 @@ def test_an_id_live_in_another_run_is_refused(storage: Any) -> None:
     execution = run_workflow(cached("g", lambda: perform(gate.wait, 30)), storage=storage,
                              run_id="one")
     try:
-        with pytest.raises(RunStateError, match="'one' is (pending|running) in process"):
+        with pytest.raises(RunStateError, match=r"'one' is (pending|running) in process"):
             run_sync(steps(1), storage=storage, run_id="one")
     finally:
         gate.set()

@@ -47,7 +47,8 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    found: int = span.context.span_id
+    return found
 
 
 @do
@@ -113,7 +114,7 @@ def test_a_task_spawned_after_a_step_ended_is_not_its_child(traced: Any, storage
     handles: list[Any] = []
 
     @do
-    def start_inside() -> Generator[Any, Any, int]:
+    def start_inside() -> Generator[Any, Any, Any]:
         handles.append((yield spawn(leaf("inside"))))
         return 1  # the step's value; the task runs on after the step is stored
 

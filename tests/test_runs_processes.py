@@ -68,7 +68,7 @@ def workflows() -> dict[str, Callable[[str], Any]]:
     def stuck(prefix: str) -> Generator[Any, Any, Any]:
         total = 0
         for i in range(3):
-            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(quick, i))
+            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(quick, i))  # type: ignore[misc]
         yield cached(f"{prefix}:stuck", lambda: perform(block_forever))  # STUCK HERE
         return total
 
@@ -76,15 +76,15 @@ def workflows() -> dict[str, Callable[[str], Any]]:
     def long(prefix: str) -> Generator[Any, Any, Any]:
         total = 0
         for i in range(400):  # 20 s at most: the test cancels it long before
-            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(slowly, i))
+            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(slowly, i))  # type: ignore[misc]
         return total
 
     @do
     def short(prefix: str) -> Generator[Any, Any, Any]:
         total = 0
         for i in range(5):
-            total += yield cached(f"shared:{i}", lambda i=i: perform(quick, i))
-            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(slowly, i))
+            total += yield cached(f"shared:{i}", lambda i=i: perform(quick, i))  # type: ignore[misc]
+            total += yield cached(f"{prefix}:{i}", lambda i=i: perform(slowly, i))  # type: ignore[misc]
         return total
 
     return {"stuck": stuck, "long": long, "short": short}

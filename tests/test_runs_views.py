@@ -16,10 +16,10 @@ from doeff.storage import Durable, SQLiteKV
 
 
 @do
-def fill(prefix: str, gate: threading.Event) -> Generator[Any, Any, int]:
+def fill(prefix: str, gate: threading.Event) -> Generator[Any, Any, Any]:
     total = 0
     for i in range(3):
-        total += yield cached(f"{prefix}:{i}", lambda i=i: perform(lambda: i))
+        total += yield cached(f"{prefix}:{i}", lambda i=i: perform(lambda: i))  # type: ignore[misc]
     yield cached("shared", lambda: perform(lambda: 7))
     yield perform(gate.wait, 30)
     return total
@@ -62,14 +62,14 @@ def _parked_on_wait(run: Any) -> None:
 
 
 @do
-def child() -> Generator[Any, Any, int]:
+def child() -> Generator[Any, Any, Any]:
     n = yield get("n", 0)
     yield put("n", n + 1)
     return n
 
 
 @do
-def parent() -> Generator[Any, Any, int]:
+def parent() -> Generator[Any, Any, Any]:
     a = yield child()
     b = yield child()
     return a + b
@@ -91,7 +91,7 @@ def test_a_monitor_snapshot_never_shows_a_sub_program_as_the_effect() -> None:
     gate = threading.Event()
 
     @do
-    def many() -> Generator[Any, Any, int]:
+    def many() -> Generator[Any, Any, Any]:
         yield perform(gate.wait, 30)
         total = 0
         for _ in range(50_000):

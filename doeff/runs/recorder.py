@@ -4,9 +4,9 @@ Nothing here runs on the machine's hot path. The machine thread only appends ste
 `StepTap`); a daemon heartbeat thread does the rest, every TICK seconds:
 - it reads the control request (cancel, pause, resume) left by another process and applies it
   through the run's `WorkflowControl`, with the same semantics as `WorkflowExecution.cancel()`;
-- it writes the record when the status changed, when a step ended or the machine moved (at most
-  every MIN_GAP seconds), and every HEARTBEAT seconds regardless (also while the run is blocked in a long call or
-  paused: the heartbeat is what tells a live run from a lost one).
+- it writes the record when the status changed, when a step ended or the machine moved (at
+  most every MIN_GAP seconds), and every HEARTBEAT seconds regardless (also while the run is
+  blocked in a long call or paused: the heartbeat is what tells a live run from a lost one).
 Each write takes a snapshot through the control (answered at the next step boundary, or at once
 while the machine waits in a handler), so the record's K stacks are the machine's own.
 The final record is written on the machine's thread as the run ends, before anyone waiting for
