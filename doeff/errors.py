@@ -33,9 +33,12 @@
         ├── ReadOnlyStoreError       a write to a store opened read-only, or on read-only media
         ├── CorruptStoreError        the store's file is damaged: pages or keys cannot be read
         └── StoreForkedError         a forked child cannot use a store its parent was using
+    RunError                         run records: steering or reading a run from outside
+    ├── RunNotFoundError             no run of that id in the store (also a LookupError)
+    └── RunStateError                the run cannot do that now (e.g. cancel a finished run)
 
 Warnings: `UnsignedPickleWarning` (a `UserWarning`), a store that decodes pickle without a
-signing key.
+signing key; `RunRecordWarning`, a run whose record could not be written (the run goes on).
 
 Messages say what arrived, where, and what to do about it. Where callers would naturally catch a
 built-in exception (`TypeError`, `ValueError`, `KeyError`, `LookupError`) the doeff error derives
@@ -218,6 +221,27 @@ class StoreForkedError(StorageError):
     forking (or use the spawn/forkserver start method)."""
 
 
+# -- runs seen from outside: records in the store, steered by requests (doeff.runs) ----------
+
+
+class RunError(DoeffError):
+    """Reading a run's record, or steering a run from another process, failed."""
+
+
+class RunNotFoundError(RunError, LookupError):
+    """No run of that id has a record in the store (`doeff runs ls STORE` lists them)."""
+
+
+class RunStateError(RunError):
+    """The run is not in a state that allows the request: cancelling a run that has ended,
+    or starting a run whose id another live process is running."""
+
+
+class RunRecordWarning(UserWarning):
+    """A recorded run could not write its record (or read its requests); the run itself goes
+    on, but other processes may see it as lost."""
+
+
 def brief(exc: BaseException, limit: int = 300) -> str:
     """`repr(exc)` cut to `limit` characters, for messages that quote an underlying error: some
     libraries put the bytes they choked on in their exceptions (msgpack's ExtraData holds all of
@@ -248,6 +272,10 @@ __all__ = [
     "ProgramError",
     "ReadOnlyStoreError",
     "RegistrationError",
+    "RunError",
+    "RunNotFoundError",
+    "RunRecordWarning",
+    "RunStateError",
     "SerdeError",
     "SignatureError",
     "StorageError",

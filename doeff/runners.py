@@ -30,6 +30,7 @@ from doeff.observability.monitor import WorkflowControl, WorkflowExecution
 from doeff.observability.snapshot import ExecutionSnapshot, StepObserver, attach_on_step
 from doeff.program import KleisliProgram, Program, entry_program
 from doeff.protocols import DurableStorage
+from doeff.runs.hooks import attach
 
 T = TypeVar("T")
 # Turns of tasks the machine takes under run_async before it lets the caller's loop run.
@@ -156,6 +157,8 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> CESKResult[T]: ...
 @overload
 def run_sync(
@@ -168,6 +171,8 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> CESKResult[Any]: ...
 def run_sync(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -179,6 +184,8 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> CESKResult[Any]:
     """Run `program` to the end on this thread and return its `CESKResult`.
 
@@ -197,6 +204,11 @@ def run_sync(
         executor: where `perform` calls of concurrent tasks run: any
             `concurrent.futures.Executor` (default: a thread pool of `max_concurrency` workers,
             made on first use). A run with a single task calls `perform` on this thread.
+        run_id: record the run in `storage` under this id (True: a generated one), so any
+            process can watch, pause or cancel it, and see where it was if it dies
+            (`doeff.runs`, `doeff runs`); running an id again continues its record.
+        tracer: an OpenTelemetry `Tracer`: a span for the run and one per step (needs the
+            `otel` extra).
 
     Works in a thread with no event loop and in one where a loop is running (awaits then run on
     a private loop in a helper thread).
@@ -204,12 +216,34 @@ def run_sync(
     m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
                                    max_concurrency=max_concurrency, executor=executor)
     observer = _observe(m, on_step)
+    if run_id is not None or tracer is not None:
+        return _run_recorded(m, driver, observer, entry_program(program), handlers, run_id,
+                             tracer)
     try:
         m.begin(entry_program(program))
         result = m.drive(driver)
     finally:
         driver.close()
     return _report_end(observer, result)
+
+
+def _run_recorded(m: Machine, driver: SyncDriver, observer: StepObserver | None, program: Any,
+                  handlers: Mapping[type, Any] | None, run_id: str | bool | None,
+                  tracer: Any) -> CESKResult[Any]:
+    """run_sync of a run with a record or spans: under the control run_workflow uses (so its
+    heartbeat can take snapshots and apply requests), on this thread."""
+    control = WorkflowControl(m, observer)
+    try:
+        attach(m, control, program, run_id=run_id, tracer=tracer, handlers=handlers or ())
+    except BaseException:
+        driver.close()
+        raise
+    control.run(program, driver)
+    result = control.result
+    assert result is not None
+    if result.error is not None and not isinstance(result.error, Exception):
+        raise result.error  # KeyboardInterrupt, SystemExit: recorded as failed, then re-raised
+    return result
 
 
 @overload
@@ -285,6 +319,8 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> WorkflowExecution[T]: ...
 @overload
 def run_workflow(
@@ -297,6 +333,8 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> WorkflowExecution[Any]: ...
 def run_workflow(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -308,10 +346,13 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
 ) -> WorkflowExecution[Any]:
     """Start `program` on a background thread and return its `WorkflowExecution` at once.
 
-    Arguments are those of `run_sync`.
+    Arguments are those of `run_sync`; with `run_id=True` the generated id is the
+    execution's `run_id`.
 
     >>> from doeff.storage import SQLiteStorage
     >>> execution = run_workflow(cached("total", lambda: perform(sum, [1, 2, 3])),
@@ -325,12 +366,21 @@ def run_workflow(
                                    max_concurrency=max_concurrency, executor=executor)
     observer = _observe(m, on_step)
     control = WorkflowControl(m, observer)
-    control.wrap_handlers(handlers or ())
+    entry = entry_program(program)
+    chosen = None
+    if run_id is not None or tracer is not None:
+        try:
+            chosen = attach(m, control, entry, run_id=run_id, tracer=tracer,
+                            handlers=handlers or ())
+        except BaseException:
+            driver.close()
+            raise
+    else:
+        control.wrap_handlers(handlers or ())
     thread = threading.Thread(
-        target=control.run, args=(entry_program(program), driver),
-        name="doeff-workflow", daemon=True,
+        target=control.run, args=(entry, driver), name="doeff-workflow", daemon=True,
     )
-    execution: WorkflowExecution[Any] = WorkflowExecution(control, thread)
+    execution: WorkflowExecution[Any] = WorkflowExecution(control, thread, chosen)
     thread.start()
     return execution
 

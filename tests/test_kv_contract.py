@@ -1,8 +1,10 @@
-"""The KVStore contract, run against every backend in storage_fixtures.KV_BACKENDS."""
+"""The KVStore contract, run against every backend in storage_fixtures.KV_BACKENDS, and against
+a namespace of each (`kv.namespace(...)`: a keyspace of its own in the same store)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,16 @@ VALID_KEYS = {
     "10KB-non-ascii": "é" * 5_120 + "🎉",
     "separator-like": "\xff\xfe",  # code points whose UTF-8 starts with 0xC3, not raw 0xFF
 }
+
+
+@pytest.fixture(params=["store", "namespace"])
+def kv(kv_backend: KVBackend, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[KVStore]:
+    """A fresh, empty store of each backend, or a namespace of one; closed afterwards."""
+    store = kv_backend.open(tmp_path)
+    try:
+        yield store if request.param == "store" else store.namespace("contract")
+    finally:
+        store.close()
 
 
 def test_is_a_kvstore(kv: KVStore) -> None:

@@ -35,7 +35,8 @@ _allow("program", "errors")
 _allow("effects", "program")
 _allow("machine", "effects", "protocols")
 _allow("observability", "machine")
-_allow("runners", "observability", "storage")
+_allow("runs", "observability", "storage")
+_allow("runners", "runs", "observability", "storage")
 _allow("shell", "runners")
 _allow("facade", "shell")
 
@@ -51,6 +52,7 @@ PREFIXES: dict[str, str] = {
     "doeff.cesk": "machine",
     "doeff.cesk_traceback": "machine",
     "doeff.observability": "observability",
+    "doeff.runs": "runs",
     "doeff.runners": "runners",
     "doeff.cli": "shell",
     "doeff.__main__": "shell",

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from doeff.cli import cache, check, migrate
+from doeff.cli import cache, check, migrate, runs
 from doeff.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
 from doeff.cli.output import warn
 from doeff.cli.store import FORMS
@@ -19,7 +19,7 @@ exit status: 0 done, 1 the command could not do all it was asked (details on std
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`doeff` with its `cache` and `demo` commands."""
+    """`doeff` with its `cache`, `runs` and `demo` commands."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="doeff", description="Inspect, repair and migrate doeff durable stores.",
@@ -31,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Look at, repair and migrate the records of a durable store.",
         epilog=_EPILOG, formatter_class=fmt,
     )
+    runs_parser = top.add_parser(
+        "runs", help="see, follow and steer the runs recorded in a store (run_id=)",
+        description="See, follow and steer the runs recorded in a store (runs given run_id=).",
+        epilog=_EPILOG, formatter_class=fmt,
+    )
+    runs_sub = runs_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                          required=True)
+    runs.add_commands(runs_sub)
+    for name, p in runs_sub.choices.items():
+        p.prog = f"doeff runs {name}"
+        p.epilog, p.formatter_class = _EPILOG, fmt
     # Listed for --help only: main() hands `demo` to doeff.cli.demo before parsing.
     top.add_parser("demo", help="run a durable workflow, kill it, resume it", add_help=False)
     sub = cache_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)

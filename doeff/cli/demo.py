@@ -27,6 +27,7 @@ from doeff.runners import run_sync
 
 STEP_SECONDS = 0.4
 KILL_DURING = "summarize"  # the step in flight when attempt 1 is killed
+RUN_ID = "nightly"  # the worker records its run under this id (doeff runs show STORE nightly)
 
 # -- the workflow: each step pretends to be expensive ------------------------------------------
 
@@ -107,7 +108,7 @@ def open_store(path: str) -> Any:
 def worker(path: str) -> int:
     """Run the workflow once against the store at `path` (the subprocess side)."""
     with open_store(path) as storage:
-        result = run_sync(nightly_report(), storage=storage)
+        result = run_sync(nightly_report(), storage=storage, run_id=RUN_ID)
     if result.is_err():
         print(result.format_error(), file=sys.stderr)
         return 1
@@ -145,6 +146,7 @@ def run_attempt(path: str, kill_during: str | None) -> Attempt:
         if event["event"] == "start":
             attempt.lines[name] = "running..."
             if name == kill_during:
+                _recorded_in(path, name)
                 os.kill(proc.pid, signal.SIGKILL)
                 attempt.killed = True
                 attempt.lines[name] = "SIGKILL while running: this step never finished"
@@ -155,6 +157,22 @@ def run_attempt(path: str, kill_during: str | None) -> Attempt:
             attempt.result = event["result"]
     proc.wait()
     return attempt
+
+
+def _recorded_in(path: str, name: str, patience: float = 3.0) -> None:
+    """Wait (briefly) until the run's record shows it inside step `name`: its heartbeat writes
+    the record soon after each step, and the demo kills it once the record knows."""
+    from doeff.runs import get_run
+    from doeff.storage import SQLiteKV
+
+    deadline = time.monotonic() + patience
+    with SQLiteKV(path, readonly=True) as kv:
+        while time.monotonic() < deadline:
+            record = get_run(kv, RUN_ID)
+            if record is not None and len(record.steps) >= STEPS.index(name) and \
+                    record.current_effect is not None:
+                return
+            time.sleep(0.02)
 
 
 def show(title: str, attempt: Attempt) -> None:
@@ -193,19 +211,24 @@ def _reuse(path: str) -> str | None:
     try:
         with SQLiteKV(path) as kv:
             others = [k for k in kv.keys() if not k.startswith("demo:")]
+            if not others:  # (only then: a namespace() would add its table to the file)
+                runs = kv.namespace("runs")
+                others = [k for k in runs.keys() if k.split(":", 1)[-1] != RUN_ID]
             if others:
                 return f"{path} holds records the demo did not write (e.g. {others[0]!r})"
             kv.clear()
+            runs.clear()
     except DoeffError as exc:
         return f"{path} is not a store of this demo: {exc}"
     return None
 
 
-def _show_store(path: str) -> None:
-    """What `doeff cache ls` says about the store, as a user would see it."""
-    cmd = [sys.executable, "-m", "doeff", "cache", "ls", path]
+def _show_store(path: str, *args: str) -> None:
+    """What `doeff ARGS` says about the store, as a user would see it (default `cache ls`)."""
+    args = args or ("cache", "ls")
+    cmd = [sys.executable, "-m", "doeff", *args[:2], path, *args[2:]]
     listing = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    print(f"\n$ doeff cache ls {path}")
+    print(f"\n$ doeff {' '.join(args[:2])} {path} {' '.join(args[2:])}".rstrip())
     print((listing.stdout or listing.stderr).rstrip())
 
 
@@ -238,8 +261,12 @@ def _run_demo(path: str, kept: bool) -> int:
     if not first.killed:
         print("the worker finished before it could be killed", file=sys.stderr)
         return 1
+    print("\nthe killed run's record says where it was when it died:")
+    _show_store(path, "runs", "show", RUN_ID)
     second = run_attempt(path, None)
     show("attempt 2, same store", second)
+    print("\nthe same run, resumed: attempt 2 read the finished steps back")
+    _show_store(path, "runs", "show", RUN_ID)
 
     finished_before = [n for n in STEPS if first.lines.get(n, "").startswith("ran")]
     rerun = [n for n in finished_before if second.lines.get(n, "").startswith("ran")]

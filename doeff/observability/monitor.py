@@ -29,6 +29,7 @@ from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import BlockingDriver, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.cesk.traceback import CapturedTraceback
+from doeff.effects.cache import CacheGet, CachePut
 from doeff.errors import CancellationError, WaitTimeoutError
 from doeff.observability.snapshot import (
     ExecutionSnapshot,
@@ -40,11 +41,13 @@ from doeff.observability.snapshot import (
 )
 
 
-def taken(status: ExecutionStatus, m: Machine, effect: Any, steps: int) -> ExecutionSnapshot:
+def taken(status: ExecutionStatus, m: Machine, effect: Any, steps: int,
+          scope: Callable[[], tuple[str, ...]] | None = None) -> ExecutionSnapshot:
     """A snapshot of `m` now (machine thread, or while it is parked); `effect`: the running
-    task's."""
+    task's; `scope`: the run's keys."""
     frames, marks, main_effect, tasks = capture(m, effect)
-    return ExecutionSnapshot(status, frames, marks, main_effect, steps, m.storage, tasks)
+    return ExecutionSnapshot(status, frames, marks, main_effect, steps, m.storage,
+                             tasks).scoped(scope)
 
 T = TypeVar("T")
 
@@ -77,12 +80,19 @@ class WorkflowControl:
         self.cancel_sent = False
         self.stalled = False
         self.parked: Any = None  # the effect whose handler the machine waits in, if any
+        self.reading = False  # a reader holds the lock and may look at the parked state
         self.still: ExecutionSnapshot | None = None  # true until the machine moves again
         self.last = ExecutionSnapshot("pending", (), (), None, 0, m.storage)
         self.result: CESKResult[Any] | None = None
         self.done = threading.Event()
         self.callbacks: list[Callable[[], None]] = []
         self.thread_id: int | None = None
+        # Called on the machine thread as the run ends, before anyone waiting is woken (a run
+        # recorder writes its final record there).
+        self.on_end: Callable[[CESKResult[Any], ExecutionSnapshot], None] | None = None
+        # The keys this run read back or wrote, in order (a dict as an ordered set).
+        self.keys: dict[str, None] = {}
+        self.keys_lock = threading.Lock()
 
     # -- the machine thread --------------------------------------------------------------------
 
@@ -109,7 +119,7 @@ class WorkflowControl:
                 m.begin(program)
                 with self.lock:
                     # Step 0, so a reader that cannot be answered still has a true state to see.
-                    self.last = taken("running", m, None, m.steps)
+                    self.last = taken("running", m, None, m.steps, self.run_keys)
                 result: CESKResult[Any] = m.drive(driver)
             finally:
                 driver.close()
@@ -130,10 +140,13 @@ class WorkflowControl:
     def end(self, result: CESKResult[Any]) -> None:
         """Publish the final snapshot and the result, and wake everyone waiting."""
         with self.lock:
-            final = self.failures.final_snapshot(result)
+            final = self.failures.final_snapshot(result).scoped(self.run_keys)
             self.status = final.status
             self.still = self.last = final
             self.answer(final)
+        if self.on_end is not None:
+            self.on_end(result, final)
+        with self.lock:
             self.result = result
             callbacks, self.callbacks = self.callbacks, []
         self.done.set()
@@ -147,7 +160,7 @@ class WorkflowControl:
         with self.lock:
             self.stalled = False
             if self.requests or self.pause_requested:
-                now = taken("running", m, effect, steps)
+                now = taken("running", m, effect, steps, self.run_keys)
                 self.last = now
                 if self.pause_requested and not self.cancel_requested:
                     self.pause_here(now)
@@ -173,26 +186,50 @@ class WorkflowControl:
         self.last = now
 
     def wrap(self, handler: Handler) -> Handler:
-        """`handler`, publishing "parked" while it runs so readers need not wait for it."""
+        """`handler`, publishing "parked" while it runs so readers need not wait for it.
+
+        No lock on the way in or out unless someone is looking: the machine writes `parked`,
+        then checks `reading`; a reader sets `reading` (holding the lock), then checks `parked`.
+        Under the GIL one of them sees the other, so a reader never builds a snapshot of K
+        while the machine, back from the handler, changes it: the machine waits for the lock.
+        """
 
         def parked(effect: Any) -> Any:
-            self.park(effect)
+            self.parked = effect
+            self.stalled = False
+            if self.requests:
+                self.park(effect)
             try:
-                return handler(effect)
+                answer = handler(effect)
             finally:
-                with self.lock:
-                    self.parked = None
-                    self.still = None
+                self.parked = None
+                if self.reading:
+                    with self.lock:  # a reader is building a snapshot of the parked state
+                        pass
+                self.still = None
+            cls = effect.__class__
+            if cls is CachePut or (cls is CacheGet and answer is not None):
+                self.saw_key(effect.key)
+            return answer
 
         parked.__wrapped__ = handler  # type: ignore[attr-defined]
         return parked
 
+    def saw_key(self, key: str) -> None:
+        """The run read back or wrote `key` (machine thread)."""
+        if key not in self.keys:
+            with self.keys_lock:
+                self.keys[key] = None
+
+    def run_keys(self) -> tuple[str, ...]:
+        """The keys this run read back or wrote so far, in the order first seen (any thread)."""
+        with self.keys_lock:
+            return tuple(self.keys)
+
     def park(self, effect: Any) -> None:
-        """Record that the machine waits in a handler for `effect`; answer anyone waiting."""
+        """The machine waits in a handler for `effect`: answer the requests waiting."""
         with self.lock:
-            self.parked = effect
-            self.stalled = False
-            if self.requests:
+            if self.requests and self.parked is effect:
                 self.answer(self.parked_snapshot())
 
     # -- any thread, lock held -----------------------------------------------------------------
@@ -203,7 +240,7 @@ class WorkflowControl:
             m = self.m
             # m.steps counts the steps before the one in progress: the loop publishes it after
             # each step, and this step ends when the handler returns.
-            self.still = self.last = taken("running", m, self.parked, m.steps)
+            self.still = self.last = taken("running", m, self.parked, m.steps, self.run_keys)
         return self.still
 
     def answer(self, snapshot: ExecutionSnapshot) -> None:
@@ -226,14 +263,21 @@ class WorkflowControl:
     def snapshot(self, timeout: float | None) -> ExecutionSnapshot:
         """A consistent snapshot, taken by the machine thread at its next step boundary."""
         with self.lock:
-            fixed = self.fixed()
-            if fixed is not None:
-                return fixed
-            if threading.get_ident() == self.thread_id or (self.stalled and timeout is not None):
-                return self.last  # the machine cannot answer now (it is us, or it is computing)
-            request = _Request()
-            self.requests.append(request)
-            self.m.set_hook("control", self.boundary)
+            self.reading = True  # before looking at `parked` (see `wrap`)
+            try:
+                fixed = self.fixed()
+                if fixed is not None:
+                    return fixed
+                if threading.get_ident() == self.thread_id or (
+                        self.stalled and timeout is not None):
+                    return self.last  # the machine cannot answer now (it is us, or computing)
+                request = _Request()
+                self.requests.append(request)
+                self.m.set_hook("control", self.boundary)
+                if self.parked is not None:  # parked after looking for requests: answer here
+                    self.answer(self.parked_snapshot())
+            finally:
+                self.reading = False
         self.m.poke()  # a machine waiting for calls answers at once
         if not request.event.wait(timeout):
             with self.lock:
@@ -314,10 +358,21 @@ class ExecutionMonitor:
         """Steps executed so far."""
         return self.snapshot().step_count
 
-    def get_cache_entries(self) -> dict[str, Any]:
-        """Every entry of the workflow's durable storage (read now, through the storage)."""
+    def get_cache_entries(self, run_only: bool = False) -> dict[str, Any]:
+        """Every entry of the workflow's durable storage (read now, through the storage); with
+        `run_only=True` only the entries this run read back or wrote, in the order it first
+        did (a store shared by several runs holds theirs too)."""
         storage = self._control.m.storage
-        return {} if storage is None else dict(storage.items())
+        if storage is None:
+            return {}
+        if not run_only:
+            return dict(storage.items())
+        entries = {}
+        for key in self._control.run_keys():
+            value = storage.get(key)
+            if value is not None or storage.exists(key):  # deleted since: left out
+                entries[key] = value
+        return entries
 
 
 class WorkflowExecution(Generic[T]):
@@ -330,12 +385,14 @@ class WorkflowExecution(Generic[T]):
     'completed'
     """
 
-    __slots__ = ("_control", "monitor", "thread")
+    __slots__ = ("_control", "monitor", "run_id", "thread")
 
-    def __init__(self, control: WorkflowControl, thread: threading.Thread) -> None:
+    def __init__(self, control: WorkflowControl, thread: threading.Thread,
+                 run_id: str | None = None) -> None:
         self._control = control
         self.monitor = ExecutionMonitor(control)
         self.thread = thread
+        self.run_id = run_id  # the id its record is kept under (run_workflow(run_id=...))
 
     @property
     def result(self) -> CESKResult[T] | None:

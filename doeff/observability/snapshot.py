@@ -33,6 +33,7 @@ from doeff.cesk.traceback import (
     raised_at,
     short_repr,
 )
+from doeff.effects.base import Effect
 from doeff.protocols import DurableStorage
 
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed"]
@@ -81,6 +82,8 @@ class ExecutionSnapshot:
     - `step_count`: steps executed so far.
     - `cache_keys`: the keys in durable storage, read from storage when first accessed (so as of
       that moment, not of the step: listing a large store at every step would be too slow).
+    - `run_cache_keys`: only the keys this run read back or wrote (a store shared by several
+      runs holds theirs too), for runs under `run_workflow` or with a `run_id`.
     - `tasks`: a `TaskSnapshot` per live task, the main one first (`k_stack` and
       `current_effect` above are the main task's).
 
@@ -97,8 +100,8 @@ class ExecutionSnapshot:
     3 completed None 0
     """
 
-    __slots__ = ("_cache_keys", "_effect", "_frames", "_k_stack", "_marks", "_status",
-                 "_steps", "_storage", "_task_entries", "_tasks")
+    __slots__ = ("_cache_keys", "_effect", "_frames", "_k_stack", "_marks", "_scope",
+                 "_status", "_steps", "_storage", "_task_entries", "_tasks")
 
     def __init__(
         self,
@@ -118,6 +121,8 @@ class ExecutionSnapshot:
         self._storage = storage
         # None: the run has one task, the main one, which the fields above describe.
         self._task_entries = tasks
+        # The keys this run read or wrote, when someone tracks them (see run_cache_keys).
+        self._scope: Callable[[], tuple[str, ...]] | None = None
         # _k_stack, _tasks and _cache_keys stay unset until first read (the properties below).
 
     @property
@@ -174,10 +179,23 @@ class ExecutionSnapshot:
                     keys = self._cache_keys = () if storage is None else tuple(storage.keys())
         return keys
 
+    @property
+    def run_cache_keys(self) -> tuple[str, ...]:
+        """The keys this run read back or wrote, in the order first seen (as of first access);
+        empty for a run nobody tracks (a plain `run_sync` without `run_id`)."""
+        scope: Callable[[], tuple[str, ...]] | None = getattr(self, "_scope", None)
+        return () if scope is None else scope()
+
+    def scoped(self, scope: Callable[[], tuple[str, ...]] | None) -> ExecutionSnapshot:
+        """This snapshot, its run's keys read through `scope` (returns self)."""
+        self._scope = scope
+        return self
+
     def with_status(self, status: ExecutionStatus) -> ExecutionSnapshot:
         """The same step seen with another status (e.g. "paused")."""
         return ExecutionSnapshot(status, self._frames, self._marks, self._effect, self._steps,
-                                 self._storage, getattr(self, "_task_entries", None))
+                                 self._storage, getattr(self, "_task_entries", None)
+                                 ).scoped(getattr(self, "_scope", None))
 
     def format(self) -> str:
         """A multi-line rendering: a header line, then one line per K frame, innermost first."""
@@ -242,6 +260,8 @@ def capture(m: Machine, effect: Any) -> Captured:
     root = m.root
     frames = tuple(root.K)
     marks = tuple(map(mark_of, frames))
+    if not isinstance(effect, Effect):
+        effect = None  # a sub-program started: it shows as its frame, not as an effect
     running = m.task if m.task.status == "running" else None
     main_effect = effect if running is root else root.effect
     if len(m.sched.tasks) <= 1:
@@ -401,6 +421,8 @@ class StepObserver:
 
         def hook(steps: int, effect: Any) -> None:
             nonlocal last_frames, last_marks, seen_version, seen_running, at
+            if effect is not None and not isinstance(effect, Effect):
+                effect = None  # a sub-program started: it shows as its frame, not as an effect
             running = m.task
             entries = None
             several = len(live) > 1
@@ -438,6 +460,7 @@ class StepObserver:
             snap._steps = steps
             snap._storage = storage
             snap._task_entries = entries
+            snap._scope = None
             try:
                 on_step(snap)
             except BaseException:

@@ -54,6 +54,12 @@ class KVStore(Protocol):
         """
         ...
 
+    def namespace(self, name: str) -> KVStore:
+        """A second keyspace in the same store (same file, environment or database), that
+        this store's keys(), items(), len() and clear() never see, nor it theirs (run records
+        live in one). The same name reaches the same data; names do not nest."""
+        ...
+
     def close(self) -> None:
         """Release resources; later operations raise `StoreClosedError`. Idempotent."""
         ...

@@ -10,6 +10,7 @@ only when asked to (`trust=["pickle"]`), and a pickle planted in a msgpack store
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -50,6 +51,10 @@ class Durable(Closing):
         self.kv = kv
         self.codec = codec
         self.fallback = fallback
+        # Per thread: the size of the record this thread last read or wrote (recorded runs
+        # report it per step; a run's cache effects are answered on its machine's thread).
+        self._sizes = threading.local()
+        self._runs: KVStore | None = None
         policy = Trust(trust)
         if fallback is not None:
             if fallback.tag != codec.tag and fallback.tag not in policy.tags:
@@ -78,6 +83,7 @@ class Durable(Closing):
         data = self.kv.get(key)
         if data is None:
             return None
+        self._sizes.n = len(data)
         try:
             return self.envelope.unseal(data, key)
         except Exception as exc:
@@ -100,6 +106,26 @@ class Durable(Closing):
                     f"{self.fallback.tag} failed too: {again}", key, value,
                 ) from again
         self.kv.put(key, data)
+        self._sizes.n = len(data)
+
+    def last_record_size(self) -> int | None:
+        """Bytes of the record this thread last read (a hit) or wrote through this store."""
+        n: int | None = getattr(self._sizes, "n", None)
+        return n
+
+    def run_records(self) -> KVStore:
+        """Where runs given a `run_id=` keep their records: the store's "runs" namespace, apart
+        from the cache's keys (see doeff.runs)."""
+        if self._runs is None:
+            namespace = getattr(self.kv, "namespace", None)
+            if namespace is None:
+                raise InvalidOptionError(
+                    f"{self!r} cannot hold run records: its KVStore has no namespace() (a "
+                    f"second keyspace); use a doeff backend (SQLiteKV, LMDBKV, PostgresKV, "
+                    f"InMemoryKV), or run without run_id="
+                )
+            self._runs = namespace("runs")
+        return self._runs
 
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""

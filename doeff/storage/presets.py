@@ -12,6 +12,7 @@ from doeff.serde.envelope import SigningKey
 from doeff.storage.backends.common import check_key
 from doeff.storage.backends.memory import DictStore
 from doeff.storage.backends.sqlite import SQLiteKV
+from doeff.storage.base import KVStore
 from doeff.storage.durable import Durable
 
 
@@ -50,6 +51,10 @@ class InMemoryStorage(DictStore):
     def put(self, key: str, value: Any) -> None:
         """Store `value` (the object itself, not a copy) under `key`."""
         self._live("put")[check_key(key, self)] = value
+
+    def run_records(self) -> KVStore:
+        """Where runs given a `run_id=` keep their records: a keyspace of this process only."""
+        return self.namespace("runs")
 
 
 __all__ = ["InMemoryStorage", "SQLiteStorage"]

@@ -111,7 +111,6 @@ def rebuild_scalar(state: object) -> np.generic:
     if type(state) is not list or len(state) != 2:
         raise DecodeError(f"malformed numpy scalar state: a {type(state).__name__}")
     dtype = _read_dtype(state[0])
-    _check_kept(dtype)
     raw = blob_data(state[1])
     if raw.nbytes != dtype.itemsize:
         raise DecodeError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes, "

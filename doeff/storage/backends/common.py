@@ -7,9 +7,10 @@ same way.
 from __future__ import annotations
 
 import os
+import re
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, Protocol
 
 from doeff.errors import (
@@ -22,7 +23,7 @@ from doeff.errors import (
     StoreClosedError,
     StoreForkedError,
 )
-from doeff.storage.base import Closing
+from doeff.storage.base import Closing, KVStore
 
 Durability = Literal["normal", "full"]
 DURABILITIES: tuple[Durability, ...] = ("normal", "full")
@@ -282,3 +283,108 @@ def writable(path: str) -> bool:
     """True unless the directory (or file) at `path` is read-only to this process or its mount."""
     return os.access(path, os.W_OK)
 
+
+
+# -- namespaces: a second keyspace of the same store -----------------------------------------
+
+_NAMESPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+def check_namespace(name: object, store: object) -> str:
+    """`name` if it can name a namespace (lowercase letters, digits, _; a letter first; at
+    most 31 characters: it becomes part of a table or database name), else InvalidOptionError."""
+    if not isinstance(name, str) or not _NAMESPACE_NAME.fullmatch(name):
+        raise InvalidOptionError(
+            f"{store!r}: namespace({name!r:.60}) refused: a namespace name is 1 to 31 "
+            f"lowercase letters, digits and _, starting with a letter (e.g. 'runs')"
+        )
+    return name
+
+
+class PendingNamespace(KVBase):
+    """A namespace of a read-only store that does not exist yet: empty until a writer creates
+    it, then the real one (looked for again at every operation until found).
+
+    A reader must open a store whatever it holds, so a missing namespace reads as empty rather
+    than as an error; `find()` returns the real namespace once it exists, else None.
+    """
+
+    readonly = True
+
+    def __init__(self, store: object, name: str, find: Callable[[], KVStore | None]) -> None:
+        self._store = store
+        self._name = name
+        self._find = find
+        self._found: KVStore | None = None
+        self._closed = False
+
+    def _real(self, op: str) -> KVStore | None:
+        if self._closed:
+            raise closed_error(self, op)
+        if self._found is None:
+            self._found = self._find()
+        return self._found
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None (always None while the namespace does not exist)."""
+        check_key(key, self)
+        real = self._real("get")
+        return None if real is None else real.get(key)
+
+    def exists(self, key: str) -> bool:
+        """True if `key` is stored."""
+        return self.get(key) is not None
+
+    def keys(self) -> list[str]:
+        """A snapshot of all keys."""
+        real = self._real("keys")
+        return [] if real is None else list(real.keys())
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """A snapshot of all (key, value) pairs."""
+        real = self._real("items")
+        return [] if real is None else list(real.items())
+
+    def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
+        """(key, value, updated_at) for keys starting with `prefix`, sorted."""
+        check_prefix(prefix, self)
+        real = self._real("records")
+        return [] if real is None else list(real.records(prefix))
+
+    def put(self, key: str, value: bytes) -> None:
+        """Refused: the store is read-only."""
+        raise read_only(self, "put")
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Refused: the store is read-only."""
+        raise read_only(self, "put_many")
+
+    def delete(self, key: str) -> bool:
+        """Refused: the store is read-only."""
+        raise read_only(self, "delete")
+
+    def clear(self) -> None:
+        """Refused: the store is read-only."""
+        raise read_only(self, "clear")
+
+    def namespace(self, name: str) -> KVStore:
+        """Refused: namespaces do not nest."""
+        raise nested_namespace(self)
+
+    def __len__(self) -> int:
+        real = self._real("len")
+        return 0 if real is None else len(real)
+
+    def close(self) -> None:
+        """Later operations raise StoreClosedError. Idempotent."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"{self._store!r}.namespace({self._name!r})"
+
+
+def nested_namespace(store: object) -> InvalidOptionError:
+    """The error for asking a namespace for a namespace of its own."""
+    return InvalidOptionError(
+        f"{store!r}: namespaces do not nest; call namespace() on the store itself"
+    )

@@ -11,7 +11,9 @@ so these prefixes cannot collide with a real key):
 - a key of 1..max_key_size UTF-8 bytes is stored as itself, its value as is;
 - any other key (empty, or longer than LMDB allows) is stored under 0xFF + sha256(key), its value
   as `len(key) (4 bytes) + key + value`, so keys() and items() give the original key back;
-- 0xFE + b"doeff-schema" holds the schema version (and marks the directory as a doeff store).
+- 0xFE + b"doeff-schema" holds the schema version (and marks the directory as a doeff store);
+- 0xFE + b"doeff-ns:" + NAME is LMDB's own record of the named database that holds the
+  namespace NAME (`namespace()`), whose records follow the same layout.
 
 Hostile conditions: every transaction, the opening ones included, adopts a map another process
 grew and retries; the lock file (which LMDB maps and writes through memory) is allocated on disk
@@ -29,7 +31,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import lmdb as _lmdb
 
@@ -43,24 +45,30 @@ from doeff.errors import (
 )
 from doeff.storage.backends.common import (
     KVBase,
+    PendingNamespace,
     check_durability,
     check_items,
+    check_namespace,
     check_value,
     closed_error,
     disk_full,
     failure,
     foreign_store,
     key_bytes,
+    nested_namespace,
     newer_store,
     read_only,
 )
 from doeff.storage.backends.lmdb_env import REGISTRY, Env, creation_lock, prepare_lock_file
+from doeff.storage.base import KVStore
 
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_MAP_SIZE: Final = 1 << 30  # grows by doubling when full; only address space until used
 _META: Final = b"\xfedoeff-schema"
+# The main database's record of a namespace's named database: this prefix + its name.
+SPACE_PREFIX: Final = b"\xfedoeff-ns:"
 _HASHED: Final = 0xFF
 _LEN = struct.Struct(">I")
 _READ_ONLY_ERRNOS: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -79,6 +87,8 @@ class LMDBKV(KVBase):
     ...     kv.put("step:1", b"done"); kv.get("step:1")
     b'done'
     """
+
+    _space: bytes | None = None  # the named database of a namespace; None: the main one
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
                  durability: str = "normal", readonly: bool = False,
@@ -247,7 +257,7 @@ class LMDBKV(KVBase):
             readers.append(None)
             try:
                 if not sh.paused:
-                    txn = sh.env.begin()
+                    txn = sh.env.begin() if self._space is None else self._begin_space(sh)
                     try:
                         return txn.get(record)
                     finally:
@@ -289,7 +299,8 @@ class LMDBKV(KVBase):
             readers.append(None)
             try:
                 if not sh.paused:
-                    with sh.env.begin() as txn:
+                    with (sh.env.begin() if self._space is None
+                          else self._begin_space(sh)) as txn:
                         yield txn
                     return
             except _lmdb.MapResizedError:
@@ -315,7 +326,8 @@ class LMDBKV(KVBase):
                 sh.make_room(nbytes)
                 while True:
                     try:
-                        with sh.env.begin(write=True) as txn:
+                        with (sh.env.begin(write=True) if self._space is None
+                              else self._begin_space(sh, write=True)) as txn:
                             return body(txn)
                     except _lmdb.MapFullError:
                         sh.resize(sh.map_size * 2)  # the aborted txn wrote nothing; grow, retry
@@ -412,6 +424,15 @@ class LMDBKV(KVBase):
         sh = self._live("clear")
 
         def body(txn: _lmdb.Transaction) -> None:
+            if _spaces(txn):
+                # Dropping the main database would drop the namespaces' records with it (and
+                # leak their pages): delete the cache's records one by one instead.
+                cursor = txn.cursor()
+                going = cursor.first()
+                while going:
+                    going = (cursor.next() if cursor.key()[:1] == b"\xfe"
+                             else cursor.delete())
+                return
             version = txn.get(_META)
             txn.drop(sh.db, delete=False)
             if version is not None:
@@ -423,7 +444,26 @@ class LMDBKV(KVBase):
         with self._reading("len") as txn:
             has_meta = txn.get(_META) is not None
             entries: int = txn.stat()["entries"]
-        return entries - has_meta
+            spaces = _spaces(txn)
+        return entries - has_meta - spaces
+
+    def namespace(self, name: str) -> KVStore:
+        """A keyspace of its own: a named database of the same environment (created on first
+        use; a read-only store sees it once a writer has created it)."""
+        space = LMDBNamespace(self, check_namespace(name, self))
+        if space.ensure("namespace"):
+            return space
+        return PendingNamespace(self, name,
+                                lambda: space if space.ensure("namespace") else None)
+
+    def _begin_space(self, sh: Env, write: bool = False) -> _lmdb.Transaction[bytes]:
+        """A transaction on this namespace's named database (see LMDBNamespace.ensure)."""
+        assert self._space is not None
+        handle = sh.named.get(self._space)
+        if handle is None:  # the environment was reopened without it (it cannot be found)
+            raise failure(StorageError, self, "open", None, "the namespace's database is gone",
+                          "open the store again")
+        return sh.env.begin(write=write, db=handle)
 
     def check(self) -> list[str]:
         """Walk every record: each must be one this layout writes (UTF-8 key, matching hash)."""
@@ -434,6 +474,8 @@ class LMDBKV(KVBase):
         problems = []
         for record, raw in records:
             if record[:1] == b"\xfe":
+                if record.startswith(SPACE_PREFIX):
+                    continue  # a namespace's named database (checked through namespace())
                 if record != _META or _parse_version(raw) is None:
                     problems.append(f"unknown marker record {record!r:.60} = {raw!r:.40}")
                 continue
@@ -469,6 +511,87 @@ class LMDBKV(KVBase):
 
     def __repr__(self) -> str:
         return f"LMDBKV({self.path!r})"
+
+
+class LMDBNamespace(LMDBKV):
+    """A namespace of an `LMDBKV`: a named database of the same environment, with the same
+    record layout, reached through the store's own environment (resizes, fork and errors
+    included). Closing the store closes it."""
+
+    def __init__(self, store: LMDBKV, name: str) -> None:  # shares the store's environment
+        self.path = store.path
+        self.durability = store.durability
+        self.readonly = store.readonly
+        self._store = store
+        self._name = name
+        self._space = SPACE_PREFIX + name.encode()
+        self._closed = False
+        self._real = store._real
+        self._sh = store._sh
+
+    def _live(self, op: str) -> Env:
+        if self._closed or self._store._closed:
+            raise closed_error(self, op)
+        return self._sh
+
+    def ensure(self, op: str) -> bool:
+        """Open the named database (creating it unless read-only); False if it is missing."""
+        sh = self._live(op)
+        assert self._space is not None
+        if self._space in sh.named:
+            return True
+        with sh.write_lock:  # LMDB: no two opens of a database at once in one process
+            if sh.unusable is not None:
+                raise sh.unusable(self, op)
+            if sh.closed:
+                raise closed_error(self, op)
+            while self._space not in sh.named:
+                try:
+                    sh.named[self._space] = sh.env.open_db(self._space,
+                                                           create=not self.readonly)
+                except _lmdb.NotFoundError:
+                    return False
+                except _lmdb.MapResizedError:
+                    sh.resize(0)
+                except _lmdb.Error as exc:
+                    raise self._wrap(exc, op, None) from exc
+        return True
+
+    def clear(self) -> None:
+        """Delete every entry of the namespace."""
+        space = self._space
+        assert space is not None
+        sh = self._live("clear")
+        self._write("clear", None, 0, lambda txn: txn.drop(sh.named[space], delete=False))
+
+    def __len__(self) -> int:
+        sh = self._live("len")
+        assert self._space is not None
+        with self._reading("len") as txn:
+            entries: int = txn.stat(sh.named[self._space])["entries"]
+        return entries
+
+    def namespace(self, name: str) -> KVStore:
+        """Refused: namespaces do not nest."""
+        raise nested_namespace(self)
+
+    def close(self) -> None:
+        """Later operations raise StoreClosedError (the store itself stays open)."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"{self._store!r}.namespace({self._name!r})"
+
+
+def _spaces(txn: _lmdb.Transaction[Any]) -> int:
+    """How many namespaces (named databases) the main database lists."""
+    cursor = txn.cursor()
+    count = 0
+    going = cursor.set_range(SPACE_PREFIX)
+    while going and cursor.key().startswith(SPACE_PREFIX):
+        count += 1
+        going = cursor.next()
+    return count
 
 
 def _parse_version(marker: bytes) -> int | None:

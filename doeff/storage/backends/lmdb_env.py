@@ -29,6 +29,9 @@ from doeff.storage.backends.common import failure, forked_error
 # allocated to this size up front; an existing one keeps its size (processes that have it
 # mapped must agree on it) and only has its holes filled.
 _LOCK_SIZE: Final = 8192
+# Named databases an environment may hold (namespaces); the number only sizes a table of handles,
+# and stores written before namespaces existed open with it all the same.
+MAX_NAMESPACES: Final = 16
 
 
 class Env:
@@ -49,6 +52,8 @@ class Env:
         self.readonly = readonly
         self.lock = lock  # LMDB's reader lock: off only for read-only media with no lock file
         self.refs = 0
+        # The namespaces' named databases opened so far: name -> handle (see LMDBNamespace).
+        self.named: dict[bytes, _lmdb._Database] = {}
         # Set in a forked child when the environment cannot be used there: the error to raise.
         self.unusable: Callable[[object, str], StorageError] | None = None
         self._open()
@@ -72,6 +77,7 @@ class Env:
                     # No cached spare read txn: a forked child closing its inherited copy of the
                     # env would release the parent's reader slot with it (MDB_BAD_RSLOT).
                     sync=True, metasync=self.durability == "full", max_spare_txns=0,
+                    max_dbs=MAX_NAMESPACES,
                 )
             except _lmdb.MapResizedError:
                 continue  # the next open reads the size the other process recorded
@@ -81,6 +87,10 @@ class Env:
                 self.limit = env.max_key_size()
                 self.page = env.stat()["psize"]
                 self.db = env.open_db()  # the unnamed main database, for clear()
+                # Handles die with the environment: reopen the namespaces' databases (they
+                # exist, so nothing is written here).
+                self.named = {name: env.open_db(name, create=False)
+                              for name in getattr(self, "named", {})}
             except _lmdb.MapResizedError:
                 env.close()
                 continue

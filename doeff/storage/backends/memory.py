@@ -14,6 +14,7 @@ from doeff.storage.backends.common import (
     KVBase,
     check_items,
     check_key,
+    check_namespace,
     check_value,
     closed_error,
     on_fork,
@@ -29,6 +30,7 @@ class DictStore(KVBase):
         # interleave with writers on free-threaded builds, so they (and close) take the lock.
         self._lock = threading.Lock()
         self._closed = False
+        self._spaces: dict[str, InMemoryKV] = {}  # namespace() -> its own dict
         on_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -69,11 +71,24 @@ class DictStore(KVBase):
         with self._lock:
             self._live("clear").clear()
 
+    def namespace(self, name: str) -> InMemoryKV:
+        """A keyspace of its own beside this one (a dict of bytes, closed with this store)."""
+        check_namespace(name, self)
+        with self._lock:
+            self._live("namespace")
+            space = self._spaces.get(name)
+            if space is None:
+                space = self._spaces[name] = InMemoryKV()
+        return space
+
     def close(self) -> None:
         """Drop the data; later operations raise StoreClosedError. Idempotent."""
         with self._lock:
             self._closed = True
             self._data = {}
+            spaces, self._spaces = self._spaces, {}
+        for space in spaces.values():
+            space.close()
 
     def __len__(self) -> int:
         return len(self._live("len"))

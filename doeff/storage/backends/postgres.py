@@ -48,17 +48,21 @@ from doeff.errors import (
 )
 from doeff.storage.backends.common import (
     KVBase,
+    PendingNamespace,
     check_items,
+    check_namespace,
     check_prefix,
     check_value,
     closed_error,
     failure,
     foreign_store,
     key_bytes,
+    nested_namespace,
     newer_store,
     on_fork,
     read_only,
 )
+from doeff.storage.base import KVStore
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
@@ -474,6 +478,15 @@ class PostgresKV(KVBase):
         count: int = self._all(self._q_len, "len")[0][0]
         return count
 
+    def namespace(self, name: str) -> KVStore:
+        """A keyspace of its own: another table beside this one (`TABLE__NAME`, registered in
+        doeff_meta), created on first use and reached through this store's pool; a read-only
+        store sees it once a writer has created it."""
+        space = PostgresNamespace(self, check_namespace(name, self))
+        if space.found():
+            return space
+        return PendingNamespace(self, name, lambda: space if space.found() else None)
+
     def close(self) -> None:
         """Close the pool; later operations raise StoreClosedError. Idempotent."""
         self._closed = True
@@ -490,6 +503,54 @@ class PostgresKV(KVBase):
         else:  # never the password
             where = " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname") if k in parts)
         return f"PostgresKV({where!r}, table={self.table!r})"
+
+
+class PostgresNamespace(PostgresKV):
+    """A namespace of a `PostgresKV`: a table of its own in the same schema, with the same
+    layout, whose statements run on the store's pool (its retries and errors included)."""
+
+    def __init__(self, store: PostgresKV, name: str) -> None:  # shares the store's pool
+        suffix = f"__{name}"
+        table = store._name[:63 - len(suffix)] + suffix  # PostgreSQL's 63-byte identifiers
+        self._store = store
+        self.dsn = store.dsn
+        self.connect_kwargs = store.connect_kwargs
+        self.readonly = store.readonly
+        self.retries = store.retries
+        self.timeout = store.timeout
+        self._schema, self._name = store._schema, table
+        self.table = table if store._schema is None else f"{store._schema}.{table}"
+        self._closed = False
+        self._ready = False
+
+    def found(self) -> bool:
+        """Create the table (or, read-only, find it) and compile the statements; False when a
+        read-only store has none yet."""
+        if not self._ready:
+            if self.readonly and not self._run("namespace", None, self._exists):
+                return False
+            self._run("namespace", None, self._init_schema)
+            self._ready = True
+        return True
+
+    def _exists(self, conn: Conn) -> bool:
+        name = sql.Identifier(*filter(None, (self._schema, self._name))).as_string(conn)
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return row == (True,)
+
+    def _run(self, op: str, key: str | None, fn: Callable[[Conn], T], *,
+             retry: Callable[[], bool] | None = None) -> T:
+        if self._closed:
+            raise closed_error(self, op)
+        return self._store._run(op, key, fn, retry=retry)
+
+    def namespace(self, name: str) -> KVStore:
+        """Refused: namespaces do not nest."""
+        raise nested_namespace(self)
+
+    def close(self) -> None:
+        """Later operations raise StoreClosedError (the store itself stays open)."""
+        self._closed = True
 
 
 __all__ = ["META_TABLE", "SCHEMA_VERSION", "PostgresKV"]

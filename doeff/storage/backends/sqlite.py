@@ -38,20 +38,24 @@ from doeff.errors import (
 from doeff.storage.backends.common import (
     ForkGate,
     KVBase,
+    PendingNamespace,
     check_durability,
     check_items,
     check_key,
+    check_namespace,
     check_prefix,
     check_value,
     closed_error,
     disk_full,
     failure,
     foreign_store,
+    nested_namespace,
     newer_store,
     on_fork,
     read_only,
     writable,
 )
+from doeff.storage.base import KVStore
 
 # "doef" in ASCII: written to the header's application_id so a doeff store is recognisable.
 APPLICATION_ID: Final = 0x646F6566
@@ -503,16 +507,20 @@ class SQLiteKV(KVBase):
         rows = [(k, v, now) for k, v in check_items(items, self)]
         if self.readonly:
             raise read_only(self, "put_many")
-        cur = self._take("put_many")
+        self._write_batch("put_many", _PUT, rows)
+
+    def _write_batch(self, op: str, sql: str, rows: list[tuple[str, bytes, float]]) -> None:
+        """`sql` for every row, in one transaction: all of them, or none if anything fails."""
+        cur = self._take(op)
         try:
             # IMMEDIATE takes the write lock up front (waiting as a put would), so the
             # transaction never has to upgrade a read lock, which SQLite refuses under contention.
             try:
                 cur.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                self._retry(exc, cur, "BEGIN IMMEDIATE", (), "put_many", None)
+                self._retry(exc, cur, "BEGIN IMMEDIATE", (), op, None)
             try:
-                cur.executemany(_PUT, rows)
+                cur.executemany(sql, rows)
                 cur.execute("COMMIT")
             except BaseException as exc:
                 # Also on KeyboardInterrupt: the connection goes back to the pool, and must not
@@ -520,7 +528,7 @@ class SQLiteKV(KVBase):
                 with contextlib.suppress(sqlite3.Error):
                     cur.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise self._wrap(exc, "put_many", None) from exc
+                    raise self._wrap(exc, op, None) from exc
                 raise
         finally:
             self._give(cur)
@@ -562,6 +570,17 @@ class SQLiteKV(KVBase):
                 problems.append(f"row {rowid}: key {raw!r:.80} is not UTF-8")
         return problems
 
+    def namespace(self, name: str) -> KVStore:
+        """A keyspace of its own: another table of the same file (created on first use; a
+        read-only store sees it once a writer has created it)."""
+        space = SQLiteNamespace(self, check_namespace(name, self))
+        if not self.readonly:
+            space.create()
+            return space
+        if space.present():
+            return space
+        return PendingNamespace(self, name, lambda: space if space.present() else None)
+
     def close(self) -> None:
         """Close every connection; later operations raise StoreClosedError. Idempotent."""
         self._closed = True
@@ -581,6 +600,124 @@ class SQLiteKV(KVBase):
 
     def __repr__(self) -> str:
         return f"SQLiteKV({self.path!r})"
+
+
+class SQLiteNamespace(KVBase):
+    """A namespace of a `SQLiteKV`: the table `doeff_ns_NAME` of the same file, reached
+    through the store's own connections (so it shares its locking, retries and errors)."""
+
+    def __init__(self, store: SQLiteKV, name: str) -> None:
+        self._store = store
+        self._name = name
+        self.readonly = store.readonly
+        self._closed = False
+        table = f"doeff_ns_{name}"  # a checked name: letters, digits and _
+        self._create = _CREATE.replace("doeff_kv", table)
+        self._put = _PUT.replace("doeff_kv", table)
+        self._get = _GET.replace("doeff_kv", table)
+        self._delete = _DELETE.replace("doeff_kv", table)
+        self._items = _ITEMS.replace("doeff_kv", table)
+        self._records = _RECORDS.replace("doeff_kv", table)
+        self._clear = _CLEAR.replace("doeff_kv", table)
+        self._len = _LEN.replace("doeff_kv", table)
+        self._table = table
+
+    def _run(self, op: str, key: str | None, sql: str, params: tuple[Any, ...],
+             fetch: Callable[[sqlite3.Cursor], Any]) -> Any:
+        if self._closed:
+            raise closed_error(self, op)
+        return self._store._run(op, key, sql, params, fetch)
+
+    def create(self) -> None:
+        """Create the table if it is missing."""
+        self._run("namespace", None, self._create, (), _fetchall)
+
+    def present(self) -> bool:
+        """Whether the table exists (a read-only store never creates it)."""
+        rows = self._run("namespace", None, _HAS_TABLE, (self._table,), _fetchall)
+        return bool(rows)
+
+    def _writable(self, op: str) -> None:
+        if self.readonly:
+            raise read_only(self, op)
+
+    def get(self, key: str) -> bytes | None:
+        """Return the bytes under `key`, or None when missing."""
+        key = check_key(key, self)
+        row = self._run("get", key, self._get, (key,), _fetchone)
+        return None if row is None else bytes(row[0])
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store `value` under `key` in one committed statement."""
+        key = check_key(key, self)
+        params = (key, check_value(value, self, key), time.time())
+        self._writable("put")
+        self._run("put", key, self._put, params, _fetchall)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every pair in one transaction: all of them, or none if anything fails."""
+        now = time.time()
+        rows = [(k, v, now) for k, v in check_items(items, self)]
+        self._writable("put_many")
+        if self._closed:
+            raise closed_error(self, "put_many")
+        self._store._write_batch("put_many", self._put, rows)
+
+    def delete(self, key: str) -> bool:
+        """Remove `key`; True if it existed."""
+        key = check_key(key, self)
+        self._writable("delete")
+        deleted: bool = self._run("delete", key, self._delete, (key,),
+                                  lambda c: c.rowcount > 0)
+        return deleted
+
+    def exists(self, key: str) -> bool:
+        """True if `key` is stored."""
+        return self.get(key) is not None
+
+    def keys(self) -> list[str]:
+        """A snapshot of all keys."""
+        return [k for k, _ in self.items()]
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """A snapshot of all (key, value) pairs."""
+        rows: list[tuple[str, bytes]] = self._run("items", None, self._items, (), _fetchall)
+        return rows
+
+    def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
+        """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
+        head = check_prefix(prefix, self)
+        rows: list[tuple[str, bytes, float | None]] = self._run(
+            "records", None, self._records, (len(head), head), _fetchall)
+        rows.sort(key=_first)
+        return rows
+
+    def clear(self) -> None:
+        """Delete every entry of the namespace."""
+        self._writable("clear")
+        self._run("clear", None, self._clear, (), _fetchall)
+
+    def namespace(self, name: str) -> KVStore:
+        """Refused: namespaces do not nest."""
+        raise nested_namespace(self)
+
+    def __len__(self) -> int:
+        count: int = self._run("len", None, self._len, (), _fetchall)[0][0]
+        return count
+
+    def close(self) -> None:
+        """Later operations raise StoreClosedError (the store itself stays open)."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"{self._store!r}.namespace({self._name!r})"
+
+
+_HAS_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+
+def _fetchone(cur: sqlite3.Cursor) -> Any:
+    return cur.fetchone()
 
 
 def _fetchall(cur: sqlite3.Cursor) -> list[Any]:
