@@ -14,13 +14,14 @@ from types import CodeType, GeneratorType
 from typing import Any, Protocol
 
 from doeff.cesk.traceback import short_repr, suspended_at
-from doeff.effects.base import Runnable
-from doeff.effects.cache import cacheput
+from doeff.effects.base import Runnable, fast_constructor
+from doeff.effects.cache import CachePut
 from doeff.errors import EncodeError
 from doeff.outcome import Err, Ok
 
 # C, the control: the value to send into the frame below, or the exception to throw into it.
 Control = tuple[Any, BaseException | None]
+_cacheput = fast_constructor(CachePut)
 
 
 class Registers(Protocol):
@@ -206,16 +207,18 @@ class SafeFrame(Frame):
 class CacheFillFrame(Frame):
     """Store the computation's value under the cached step's key, then answer it."""
 
-    __slots__ = ("key",)
+    __slots__ = ("info", "key", "ttl")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, ttl: float | None = None, info: Any = None) -> None:
         self.key = key
+        self.ttl = ttl  # the record expires this many seconds after the put
+        self.info = info  # the step's summary, for the record's header
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is not None:
             return value, exc
         # Through the CachePut handler, as a `yield cacheput(...)` would be answered.
-        _, err = m.start(cacheput(self.key, value))
+        _, err = m.start(_cacheput(self.key, value, self.ttl, self.info))
         if err is not None:
             if isinstance(err, EncodeError):
                 err.key, err.value = self.key, value  # paid for: `cached` hands it to the caller
