@@ -67,9 +67,9 @@ class RecordStorage(DurableStorage, Protocol):
         (False, None): one read."""
         ...
 
-    def put(self, key: str, value: Any, *, expires_at: float | None = None,
-            info: Mapping[str, Any] | None = None) -> None:
-        """Store `value`, to expire at `expires_at` (Unix time) and carrying `info`."""
+    def put_record(self, key: str, value: Any, *, expires_at: float | None = None,
+                   info: Mapping[str, Any] | None = None) -> None:
+        """`put`, the record to expire at `expires_at` (Unix time) and carrying `info`."""
         ...
 
     def describe(self, prefix: str = "") -> list[RecordMeta]:
@@ -107,7 +107,7 @@ class ClaimStorage(Protocol):
         """Take a lease on `key` for `seconds` (renewed while held), or say who holds it."""
         ...
 
-    def release(self, lease: Lease) -> bool:
+    def release_claim(self, lease: Lease) -> bool:
         """Give the lease up; False if it had been taken over meanwhile."""
         ...
 

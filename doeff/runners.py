@@ -30,6 +30,7 @@ from doeff.observability.monitor import WorkflowControl, WorkflowExecution
 from doeff.observability.snapshot import ExecutionSnapshot, StepObserver, attach_on_step
 from doeff.program import KleisliProgram, Program, entry_program
 from doeff.protocols import DurableStorage
+from doeff.steps.replay import check_replay, strict_handlers
 
 T = TypeVar("T")
 # Turns of tasks the machine takes under run_async before it lets the caller's loop run.
@@ -54,6 +55,7 @@ def build_machine(
     storage: DurableStorage | None = None,
     async_mode: bool = False,
     max_concurrency: int | None = None,
+    replay: str | None = None,
 ) -> Machine:
     """A machine with the built-in handlers, the cache handlers over `storage`, and the user's.
 
@@ -69,6 +71,8 @@ def build_machine(
     table.update(state_handlers(m))
     table[Perform] = perform
     table.update(cache_handlers(storage))
+    if check_replay(replay) == "strict":
+        table.update(strict_handlers(storage, table))
     merge_user_handlers(table, handlers)
     for effect_type in (Perform, Await):
         if handlers and effect_type in handlers:  # the user's: run on the executor when needed
@@ -127,12 +131,13 @@ def build_sync_machine(
     storage: DurableStorage | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> tuple[Machine, SyncDriver]:
     """A machine for a blocking run, and its driver (close it after the run)."""
     _check_options(env=env, state=state, handlers=handlers, storage=storage,
                    max_concurrency=max_concurrency, executor=executor)
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage,
-                      async_mode=False, max_concurrency=max_concurrency)
+                      async_mode=False, max_concurrency=max_concurrency, replay=replay)
     driver = SyncDriver(executor, max_concurrency)
     m.driver = driver
     if Await not in m.handlers:
@@ -156,6 +161,7 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[T]: ...
 @overload
 def run_sync(
@@ -168,6 +174,7 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]: ...
 def run_sync(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -179,6 +186,7 @@ def run_sync(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]:
     """Run `program` to the end on this thread and return its `CESKResult`.
 
@@ -197,12 +205,16 @@ def run_sync(
         executor: where `perform` calls of concurrent tasks run: any
             `concurrent.futures.Executor` (default: a thread pool of `max_concurrency` workers,
             made on first use). A run with a single task calls `perform` on this thread.
+        replay: "strict" makes every step or `cacheget` that finds no record raise
+            `ReplayMissError` (saying which records of the step exist and how their keys
+            differ) instead of computing: for test runs that replay recorded results.
 
     Works in a thread with no event loop and in one where a loop is running (awaits then run on
     a private loop in a helper thread).
     """
     m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
-                                   max_concurrency=max_concurrency, executor=executor)
+                                   max_concurrency=max_concurrency, executor=executor,
+                                   replay=replay)
     observer = _observe(m, on_step)
     try:
         m.begin(entry_program(program))
@@ -223,6 +235,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[T]: ...
 @overload
 async def run_async(
@@ -235,6 +248,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]: ...
 async def run_async(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -246,6 +260,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]:
     """Like `run_sync`, but on the caller's running event loop, which it never blocks for long:
     `await_` effects are awaited on that loop (concurrently, as asyncio tasks), and `perform`
@@ -254,7 +269,7 @@ async def run_async(
     _check_options(env=env, state=state, handlers=handlers, storage=storage,
                    max_concurrency=max_concurrency, executor=executor)
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True,
-                      max_concurrency=max_concurrency)
+                      max_concurrency=max_concurrency, replay=replay)
     driver = AsyncDriver(asyncio.get_running_loop(), executor, max_concurrency)
     m.driver = driver
     observer = _observe(m, on_step)
@@ -285,6 +300,7 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[T]: ...
 @overload
 def run_workflow(
@@ -297,6 +313,7 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[Any]: ...
 def run_workflow(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -308,6 +325,7 @@ def run_workflow(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[Any]:
     """Start `program` on a background thread and return its `WorkflowExecution` at once.
 
@@ -322,7 +340,8 @@ def run_workflow(
     'completed'
     """
     m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
-                                   max_concurrency=max_concurrency, executor=executor)
+                                   max_concurrency=max_concurrency, executor=executor,
+                                   replay=replay)
     observer = _observe(m, on_step)
     control = WorkflowControl(m, observer)
     control.wrap_handlers(handlers or ())

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 
 from doeff.cesk.traceback import short_repr, suspended_at
 from doeff.effects.base import Runnable, fast_constructor
-from doeff.effects.cache import CachePut
+from doeff.effects.cache import CachePut, CacheStore
 from doeff.errors import EncodeError
 from doeff.outcome import Err, Ok
 
 # C, the control: the value to send into the frame below, or the exception to throw into it.
 Control = tuple[Any, BaseException | None]
 _cacheput = fast_constructor(CachePut)
+_cachestore = fast_constructor(CacheStore)
 
 
 class Registers(Protocol):
@@ -218,7 +219,9 @@ class CacheFillFrame(Frame):
         if exc is not None:
             return value, exc
         # Through the CachePut handler, as a `yield cacheput(...)` would be answered.
-        _, err = m.start(_cacheput(self.key, value, self.ttl, self.info))
+        put = (_cacheput(self.key, value) if self.ttl is None and self.info is None
+               else _cachestore(self.key, value, self.ttl, self.info))
+        _, err = m.start(put)
         if err is not None:
             if isinstance(err, EncodeError):
                 err.key, err.value = self.key, value  # paid for: `cached` hands it to the caller

@@ -16,6 +16,7 @@ from doeff.effects.cache import (
     CacheLookup,
     CachePut,
     CacheRelease,
+    CacheStore,
 )
 from doeff.effects.io import Await, Perform
 from doeff.effects.reader import Ask
@@ -101,14 +102,15 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
         return handle
 
     def put(eff: CachePut) -> None:
-        if eff.ttl is None and eff.info is None:
-            storage.put(eff.key, eff.value)
-        elif isinstance(storage, RecordStorage):
+        storage.put(eff.key, eff.value)
+
+    def store(eff: CacheStore) -> None:
+        if isinstance(storage, RecordStorage):
             expires_at = None if eff.ttl is None else time.time() + eff.ttl
-            storage.put(eff.key, eff.value, expires_at=expires_at, info=eff.info)
+            storage.put_record(eff.key, eff.value, expires_at=expires_at, info=eff.info)
         elif eff.ttl is not None:
             raise StorageError(
-                f"cacheput({eff.key!r:.80}, ttl={eff.ttl:g}): {type(storage).__name__} cannot "
+                f"cachestore({eff.key!r:.80}, ttl={eff.ttl:g}): {type(storage).__name__} cannot "
                 f"keep an expiry with a record; use Durable(kv, codec) or InMemoryStorage"
             )
         else:
@@ -148,17 +150,18 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
     return {
         CacheGet: guarded("cacheget", lambda eff: storage.get(eff.key)),
         CachePut: guarded("cacheput", put),
+        CacheStore: guarded("cachestore", store),
         CacheDelete: guarded("cachedelete", lambda eff: storage.delete(eff.key)),
         CacheExists: guarded("cacheexists", lambda eff: storage.exists(eff.key)),
         CacheLookup: look_up,
         CacheClaim: guarded("cacheclaim", lambda eff: claims().claim(eff.key, eff.seconds)),
-        CacheRelease: lambda eff: claims().release(eff.lease),
+        CacheRelease: lambda eff: claims().release_claim(eff.lease),
     }
 
 
 BUILTIN_EFFECTS = frozenset(
     {Ask, Get, Put, Modify, Tell, Perform, Await, CacheGet, CachePut, CacheDelete, CacheExists,
-     CacheLookup, CacheClaim, CacheRelease}
+     CacheLookup, CacheStore, CacheClaim, CacheRelease}
     | CONTROL_EFFECTS
 )
 

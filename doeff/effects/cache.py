@@ -63,8 +63,16 @@ class CacheGet(_KeyedEffect):
 
 @effect
 class CachePut(_KeyedEffect):
-    """Effect to store a value in durable storage (expiring after `ttl` seconds if given, with
-    `info`, a small JSON summary, in its record's header)."""
+    """Effect to store a value in durable storage."""
+
+    key: str
+    value: Any
+
+
+@effect
+class CacheStore(_KeyedEffect):
+    """Store a value whose record expires `ttl` seconds after the put (None: never) and carries
+    `info`, a small JSON summary, in its header (what a step's result is stored with)."""
 
     key: str
     value: Any
@@ -89,7 +97,7 @@ class CacheExists(_KeyedEffect):
 @effect
 class CacheFill(_KeyedEffect):
     """Run `program` and store its value under `key` before answering it (`cached` uses it),
-    with the `ttl` and `info` of `CachePut`.
+    with the `ttl` and `info` of `CacheStore`.
 
     The value is stored even when a cancellation arrives as the computation returns: the
     cancellation then lands at the `yield` of this effect, after the put.
@@ -139,12 +147,15 @@ def cacheget(key: str) -> CacheGet:
     return _cacheget(key)
 
 
-def cacheput(key: str, value: Any, *, ttl: float | None = None) -> CachePut:
-    """Put a value into durable cache; with `ttl` (seconds or a timedelta), the record is a
-    miss from `ttl` seconds after it was stored."""
-    if ttl is None:
-        return _cacheput(key, value)
-    return _cacheput(key, value, check_seconds("ttl", ttl))
+def cacheput(key: str, value: Any) -> CachePut:
+    """Put a value into durable cache."""
+    return _cacheput(key, value)
+
+
+def cachestore(key: str, value: Any, *, ttl: float | None = None) -> CacheStore:
+    """Put a value into durable cache whose record is a miss from `ttl` seconds (or a
+    timedelta) after it was stored."""
+    return CacheStore(key, value, None if ttl is None else check_seconds("ttl", ttl))
 
 
 def cachedelete(key: str) -> CacheDelete:
@@ -246,16 +257,19 @@ def _not_runnable(key: str, computation: object) -> NotAProgramError:
 
 
 def _cached(key: str, compute: Callable[[], Any], options: FillOptions = NO_OPTIONS,
-            info: Mapping[str, Any] | None = None, call: Any = None,
-            what: str | None = None) -> Generator[Any, Any, Any]:
+            call: Any = None) -> Generator[Any, Any, Any]:
     """The body of `cached` and `@step`: answer the value stored under `key`, or compute it
-    (`compute()` gives the program, anew for each attempt), store it and answer it. `info`
-    goes into the record's header; `call` describes the step for explanations of a miss;
-    `what` names it in messages (default `cached(KEY)`)."""
+    (`compute()` gives the program, anew for each attempt), store it and answer it.
+
+    `call`, for a step, describes the call: `call.info()` is the summary its record's header
+    carries, `call.what` names it in messages, and strict replay explains a miss with it."""
     found, value = yield _cachelookup(key, call)
     if found:
         return value
-    what = what or f"cached({key!r:.80})"
+    if call is None:
+        info, what = None, f"cached({key!r:.80})"
+    else:
+        info, what = call.info(), call.what
     claim = options.claim
     if claim is None:
         program = _computation(key, compute, options, what)

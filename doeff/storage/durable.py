@@ -6,7 +6,7 @@ trusts the codec its envelope names: its own, plus msgpack and JSON (which canno
 `trust=` says otherwise. So a store written with pickle stays readable after switching to msgpack
 only when asked to (`trust=["pickle"]`), and a pickle planted in a msgpack store is refused.
 
-Records may carry an expiry and an info summary in their header (`put(..., expires_at=,
+Records may carry an expiry and an info summary in their header (`put_record(..., expires_at=,
 info=)`): an expired record is a miss for `get`, `lookup`, `exists` and `items`, and stays in
 the KV store until `gc()` (or `doeff cache gc`) deletes it. `claim`/`release` take leases for
 claimed steps (`doeff.storage.claims`).
@@ -116,12 +116,15 @@ class Durable(Closing):
         except Exception as exc:
             raise self._unreadable(key, exc) from exc
 
-    def put(self, key: str, value: Any, *, expires_at: float | None = None,
-            info: Mapping[str, Any] | None = None) -> None:
+    def put(self, key: str, value: Any) -> None:
         """Encode `value` with the codec (or the fallback), then store it; on EncodeError nothing
-        is written, and the error carries `key` and `value`. `expires_at` (a Unix time) makes
-        the record a miss from then on; `info` (a small JSON object) rides in its header, where
-        tools read it without the codec."""
+        is written, and the error carries `key` and `value`."""
+        self.put_record(key, value)
+
+    def put_record(self, key: str, value: Any, *, expires_at: float | None = None,
+                   info: Mapping[str, Any] | None = None) -> None:
+        """`put`, and: `expires_at` (a Unix time) makes the record a miss from then on; `info`
+        (a small JSON object) rides in its header, where tools read it without the codec."""
         try:
             data = self.envelope.seal(value, key, expires_at=expires_at, info=info)
         except EncodeError as exc:
@@ -214,10 +217,11 @@ class Durable(Closing):
             self._leases = Leases(self._atomic("claim"), _LeaseRecords(envelope))
         return self._leases.claim(key, seconds)
 
-    def release(self, lease: Lease) -> bool:
+    def release_claim(self, lease: Lease) -> bool:
         """Stop renewing `lease` and delete it; False if another worker had taken it over."""
         if self._leases is None or not isinstance(lease, KVLease):
-            raise StepClaimError(f"{self!r}: release({lease!r}): not a lease of this store")
+            raise StepClaimError(f"{self!r}: release_claim({lease!r}): not a lease of this "
+                                 f"store")
         return self._leases.release(lease)
 
     def close(self) -> None:

@@ -69,8 +69,8 @@ class InMemoryStorage(DictStore):
     """A DurableStorage for tests: keeps objects as they are (no serialization, no copy);
     nothing survives the process. The default storage of a run given no `storage=`.
 
-    Records may expire (`put(..., expires_at=)`), and claims coordinate the runs and threads of
-    this process (a lease is held until released: no other process shares the data).
+    Records may expire (`put_record(..., expires_at=)`), and claims coordinate the runs and
+    threads of this process (a lease is held until released: no other process shares it).
 
     >>> s = InMemoryStorage(); s.put("k", [1]); s.get("k")
     [1]
@@ -82,10 +82,13 @@ class InMemoryStorage(DictStore):
         self._meta: dict[str, tuple[float | None, Mapping[str, Any] | None]] = {}
         self._leases: dict[str, _MemoryLease] = {}
 
-    def put(self, key: str, value: Any, *, expires_at: float | None = None,
-            info: Mapping[str, Any] | None = None) -> None:
-        """Store `value` (the object itself, not a copy) under `key`, expiring at `expires_at`
-        (a Unix time) if given."""
+    def put(self, key: str, value: Any) -> None:
+        """Store `value` (the object itself, not a copy) under `key`."""
+        self.put_record(key, value)
+
+    def put_record(self, key: str, value: Any, *, expires_at: float | None = None,
+                   info: Mapping[str, Any] | None = None) -> None:
+        """`put`, the record expiring at `expires_at` (a Unix time) if given."""
         key = check_key(key, self)
         data = self._live("put")
         if expires_at is None and info is None:
@@ -152,10 +155,10 @@ class InMemoryStorage(DictStore):
             lease = self._leases[key] = _MemoryLease(key, f"{owner_prefix()}:{next(_counter)}")
             return lease
 
-    def release(self, lease: Lease) -> bool:
+    def release_claim(self, lease: Lease) -> bool:
         """Give a claim up; False if it was not held."""
         if not isinstance(lease, _MemoryLease):
-            raise StepClaimError(f"{self!r}: release({lease!r}): not a claim of this store")
+            raise StepClaimError(f"{self!r}: release_claim({lease!r}): not a claim of this store")
         with self._lock:
             if self._leases.get(lease.key) is lease:
                 del self._leases[lease.key]
