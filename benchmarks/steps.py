@@ -110,6 +110,18 @@ def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
+def paired(repeat: int, a: Callable[[], tuple[float, float]],
+           b: Callable[[], tuple[float, float]]) -> tuple[tuple[float, float],
+                                                         tuple[float, float]]:
+    """The best of `repeat` runs of each, taken in turns so that a busy moment of the machine
+    weighs on both alike."""
+    runs_a, runs_b = [], []
+    for _ in range(repeat):
+        runs_a.append(a())
+        runs_b.append(b())
+    return best(runs_a), best(runs_b)
+
+
 def verdict(ratio: float, goal: float) -> str:
     return f"goal <= {goal}x: {'met' if ratio <= goal else 'NOT met'}"
 
@@ -187,9 +199,14 @@ def main(argv: list[str] | None = None) -> None:
         codecs = [("pickle", PickleCodec(), pickle.dumps, pickle.loads),
                   ("msgpack", MsgpackCodec(), msgpack.packb, msgpack.unpackb)]
         for label, codec, dumps, loads in codecs:
-            raw = best([raw_get_or_put(fresh("raw"), dumps, loads, n) for _ in range(repeat)])
-            ours = best([durable_runs(fresh("step"), codec, lambda: with_steps(work, n), n)
-                         for _ in range(repeat)])
+
+            def raw_run(dumps: Any = dumps, loads: Any = loads) -> tuple[float, float]:
+                return raw_get_or_put(fresh("raw"), dumps, loads, n)
+
+            def step_run(codec: Any = codec) -> tuple[float, float]:
+                return durable_runs(fresh("step"), codec, lambda: with_steps(work, n), n)
+
+            raw, ours = paired(repeat, raw_run, step_run)
             r_first, r_replay = ours[0] / raw[0], ours[1] / raw[1]
             print(f"@step, SQLite + {label:12} {ours[0] * 1e6:10.1f} {raw[0] * 1e6:7.1f} "
                   f"{r_first:5.2f}x   {ours[1] * 1e6:7.1f} {raw[1] * 1e6:7.1f} {r_replay:5.2f}x")
@@ -198,10 +215,9 @@ def main(argv: list[str] | None = None) -> None:
 
         print("\n@step against the same work through hand-written cached(key, ...), "
               "SQLite + pickle")
-        hand = best([durable_runs(fresh("cached"), PickleCodec(), lambda: with_cached(n), n)
-                     for _ in range(repeat)])
-        ours = best([durable_runs(fresh("step"), PickleCodec(), lambda: with_steps(work, n), n)
-                     for _ in range(repeat)])
+        hand, ours = paired(
+            repeat, lambda: durable_runs(fresh("cached"), PickleCodec(), lambda: with_cached(n), n),
+            lambda: durable_runs(fresh("step"), PickleCodec(), lambda: with_steps(work, n), n))
         for what, i in (("miss", 0), ("hit", 1)):
             ratio = ours[i] / hand[i]
             print(f"  {what:5} @step {ours[i] * 1e6:6.1f} µs, cached {hand[i] * 1e6:6.1f} µs: "
@@ -213,10 +229,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"{'met' if seconds <= 3e-6 else 'NOT met'})")
 
         print("\nclaimed step against an unclaimed one, first run, SQLite + pickle")
-        plain = best([durable_runs(fresh("plain"), PickleCodec(), lambda: with_steps(work, n),
-                                   n) for _ in range(repeat)])
-        claim = best([durable_runs(fresh("claim"), PickleCodec(),
-                                   lambda: with_steps(claimed, n), n) for _ in range(repeat)])
+        plain, claim = paired(
+            repeat,
+            lambda: durable_runs(fresh("plain"), PickleCodec(), lambda: with_steps(work, n), n),
+            lambda: durable_runs(fresh("claim"), PickleCodec(), lambda: with_steps(claimed, n),
+                                 n))
         print(f"  first run: claimed {claim[0] * 1e6:6.1f} µs, unclaimed {plain[0] * 1e6:6.1f} "
               f"µs: {claim[0] / plain[0]:.2f}x (a claim adds a put-if-absent, a second "
               f"look-up and a compare-and-delete: +{(claim[0] - plain[0]) * 1e6:.1f} µs)")

@@ -126,3 +126,21 @@ def test_a_claim_is_exclusive_until_released(durable: Any) -> None:
     again = durable.claim("step:x", 30)
     assert again.owner != lease.owner
     assert durable.release_claim(again) is True
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), max_size=4))
+def test_a_steps_prepared_info_json_is_its_mapping(kwargs: dict[str, int]) -> None:
+    """For all keyword-argument names, the JSON a step writes for its record's info is exactly
+    `json.dumps` of the mapping it describes (sorted, compact, ASCII)."""
+    import json
+
+    from doeff import step
+
+    @step(name="snow☃.step", code=True)
+    def spread(a: int, **rest: int) -> int:
+        return a
+
+    info = spread._call((1,), kwargs).info()
+    assert info.json == json.dumps(dict(info), sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=True).encode()
+    assert peek(seal(0, JSONCodec(), info=info)).info == dict(info)

@@ -40,9 +40,25 @@ def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"postgres:{pg_server.table_for(tmp_path)}:{server.dsn}"
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
 def _worker(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=WORKERS.parent)
+    _started.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A failing test must not leave its workers waiting for ever."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def _computed(log: Path) -> collections.Counter[tuple[str, str]]:
@@ -233,3 +249,17 @@ def test_a_store_that_cannot_claim_says_so() -> None:
     result = run_sync(cached("k", lambda: perform(lambda: 1), claim=True), storage=Plain())
     assert isinstance(result.error, StepClaimError) and "Plain cannot" in str(result.error)
 
+
+
+def test_a_lease_taken_after_another_was_released_is_renewed_in_time(tmp_path: Path) -> None:
+    """The renewing thread, idle after a release, wakes for the next lease: that lease stays
+    alive past its length while held."""
+    with Durable(SQLiteKV(tmp_path / "wf.db"), MsgpackCodec()) as store:
+        first = store.claim("a", 0.3)
+        store.release_claim(first)  # type: ignore[arg-type]
+        second = store.claim("b", 0.3)
+        time.sleep(0.6)  # two lease lengths
+        held = store.claim("b", 0.3)
+        assert getattr(held, "owner", None) == second.owner
+        assert not getattr(second, "lost", True)
+        store.release_claim(second)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -315,3 +315,63 @@ def test_equal_encodings_mean_equal_typed_values(a: Any, b: Any) -> None:
         assert _typed(a) == _typed(b)
     else:
         assert _typed(a) != _typed(b)
+
+
+def _other_pythons() -> list[str]:
+    """Interpreters of other Python versions found here (PATH, pyenv), at most one each."""
+    import glob
+    import shutil
+
+    found: dict[str, str] = {}
+    for minor in range(11, 16):
+        version = f"3.{minor}"
+        if version == f"{sys.version_info[0]}.{sys.version_info[1]}":
+            continue
+        candidates = [shutil.which(f"python{version}") or "",
+                      *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/"
+                                                           "python")))]
+        for exe in candidates:
+            if exe and os.access(exe, os.X_OK):
+                done = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2])"],
+                                      capture_output=True, text=True, timeout=30)
+                if done.returncode == 0 and done.stdout.strip() == str((3, minor)):
+                    found[version] = exe
+                    break
+    return list(found.values())
+
+
+# The encoder alone, loaded without the packages it lives in (whose other modules need the
+# project's dependencies, which another interpreter here lacks): what runs is the real code.
+_ENCODER_ONLY = textwrap.dedent("""
+    import sys, types
+    for name in ("doeff.serde", "doeff.steps"):
+        package = types.ModuleType(name)
+        package.__path__ = [name.replace(".", "/")]
+        sys.modules[name] = package
+    from doeff.steps.keys import canonical, digest
+    import datetime, decimal, uuid
+    values = [
+        None, True, 0, -1, 2 ** 100, 1.5, float("nan"), "héllo", b"\\x00\\xff",
+        (1, "a"), [1, [2, 3]], {"b": 2, "a": [1.0]}, {"x", "y"}, frozenset({1, 2}),
+        datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+        datetime.date(2024, 5, 1), datetime.timedelta(days=1, seconds=3),
+        decimal.Decimal("1.10"), uuid.UUID(int=7),
+    ]
+    print(digest(canonical(values)))
+""")
+
+
+def test_keys_are_the_same_under_other_python_versions() -> None:
+    """The encoder run by the other Python versions installed here gives the pinned digest."""
+    pythons = _other_pythons()
+    if not pythons:
+        message = "no other Python version (3.11-3.15) is installed to compare keys with"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(__file__).resolve().parent.parent
+    for exe in pythons:
+        done = subprocess.run([exe, "-c", _ENCODER_ONLY], capture_output=True, text=True,
+                              cwd=root, timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
+        assert done.returncode == 0, f"{exe}: {done.stderr}"
+        assert done.stdout.strip() == "2055f77c4ac1b5cde37b6986fe6d0fba", exe

@@ -104,10 +104,14 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
     def put(eff: CachePut) -> None:
         storage.put(eff.key, eff.value)
 
+    # Decided once: isinstance against a runtime-checkable protocol costs microseconds.
+    records = storage if isinstance(storage, RecordStorage) else None
+    claimer = storage if isinstance(storage, ClaimStorage) else None
+
     def store(eff: CacheStore) -> None:
-        if isinstance(storage, RecordStorage):
+        if records is not None:
             expires_at = None if eff.ttl is None else time.time() + eff.ttl
-            storage.put_record(eff.key, eff.value, expires_at=expires_at, info=eff.info)
+            records.put_record(eff.key, eff.value, expires_at=expires_at, info=eff.info)
         elif eff.ttl is not None:
             raise StorageError(
                 f"cachestore({eff.key!r:.80}, ttl={eff.ttl:g}): {type(storage).__name__} cannot "
@@ -139,13 +143,13 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
         return found
 
     def claims() -> ClaimStorage:
-        if not isinstance(storage, ClaimStorage):
+        if claimer is None:
             raise StepClaimError(
                 f"claim=True needs a storage that can claim keys, and {type(storage).__name__} "
                 f"cannot; use Durable over a doeff KVStore (SQLite, LMDB, PostgreSQL, memory) or "
                 f"InMemoryStorage"
             )
-        return storage
+        return claimer
 
     return {
         CacheGet: guarded("cacheget", lambda eff: storage.get(eff.key)),

@@ -233,15 +233,20 @@ def _fresh(compute: Callable[[], Any], key: str) -> Generator[Any, Any, Any]:
     return (yield computation)
 
 
+def _what(key: str, call: Any) -> str:
+    """The step as messages and labels name it."""
+    return f"cached({key!r:.80})" if call is None else str(call.what)
+
+
 def _computation(key: str, compute: Callable[[], Any], options: FillOptions,
-                 what: str) -> Program[Any] | Effect:
+                 call: Any) -> Program[Any] | Effect:
     """The program that computes a missing step: under its timeout and retry policy."""
     if options.timeout is None and options.retry is None:
         computation = compute()
         if not isinstance(computation, Program | Effect):
             raise _not_runnable(key, computation)
         return computation
-    program: Program[Any] = Labeled(what, _fresh, (compute, key))
+    program: Program[Any] = Labeled(_what(key, call), _fresh, (compute, key))
     if options.timeout is not None:
         program = timeout(program, options.timeout)
     if options.retry is not None:
@@ -266,14 +271,11 @@ def _cached(key: str, compute: Callable[[], Any], options: FillOptions = NO_OPTI
     found, value = yield _cachelookup(key, call)
     if found:
         return value
-    if call is None:
-        info, what = None, f"cached({key!r:.80})"
-    else:
-        info, what = call.info(), call.what
+    info = None if call is None else call.info()
     claim = options.claim
     if claim is None:
-        program = _computation(key, compute, options, what)
-        return (yield from _store(key, program, options.ttl, info, what))
+        program = _computation(key, compute, options, call)
+        return (yield from _store(key, program, options.ttl, info, call))
     lease = yield from _claimed(key, claim, call)
     if lease is None:
         return (yield _cachelookup(key, call))[1]  # another worker stored it meanwhile
@@ -283,8 +285,8 @@ def _cached(key: str, compute: Callable[[], Any], options: FillOptions = NO_OPTI
         found, value = yield _cachelookup(key, call)
         if found:
             return value
-        program = _computation(key, compute, options, what)
-        return (yield from _store(key, program, options.ttl, info, what))
+        program = _computation(key, compute, options, call)
+        return (yield from _store(key, program, options.ttl, info, call))
     finally:
         yield CacheRelease(lease)
 
@@ -318,7 +320,7 @@ def _is_held(answer: Any) -> bool:
 
 
 def _store(key: str, program: Program[Any] | Effect, ttl: float | None,
-           info: Mapping[str, Any] | None, what: str) -> Generator[Any, Any, Any]:
+           info: Mapping[str, Any] | None, call: Any) -> Generator[Any, Any, Any]:
     # CacheFill stores the value before answering it, so a cancel that arrives as the
     # computation returns cannot discard a finished step.
     try:
@@ -328,7 +330,7 @@ def _store(key: str, program: Program[Any] | Effect, ttl: float | None,
             raise  # the computation's own error, not the store's refusal of its value
         # The result was paid for: hand it to the caller on the error instead of losing it.
         err = EncodeError(
-            f"{what}: the step computed a {type(exc.value).__qualname__} that the "
+            f"{_what(key, call)}: the step computed a {type(exc.value).__qualname__} that the "
             f"storage cannot store, so it was not cached: {exc}. The value is on this error as "
             f".value; store such values with a codec that can (Durable(..., fallback=...)) or "
             f"return plain data from the step"

@@ -149,6 +149,18 @@ def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) 
             + bytes((len(key_id),)) + key_id.encode("ascii") + (meta or b""))
 
 
+class EncodedInfo(dict[str, Any]):
+    """A record's info whose JSON text its maker wrote already (`json`: ASCII bytes, keys
+    sorted, no spaces), so sealing skips encoding it again: a step makes one per stored
+    result, from parts it prepared once."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, fields: Mapping[str, Any], json: bytes) -> None:
+        super().__init__(fields)
+        self.json = json
+
+
 def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:
     """The version 3 fields: the expiry in milliseconds (0 = never), then the info as JSON."""
     if expires_at is None:
@@ -161,7 +173,12 @@ def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:
             )
         millis = max(1, round(expires_at * 1000))
     text = b""
-    if info is not None:
+    if type(info) is EncodedInfo:
+        text = info.json
+        if len(text) > MAX_INFO:
+            raise InvalidOptionError(f"info: a record's info must be at most {MAX_INFO} bytes of "
+                                     f"JSON, got {len(text)}")
+    elif info is not None:
         try:
             text = json.dumps(info, separators=(",", ":"), sort_keys=True,
                               ensure_ascii=True, allow_nan=False).encode("ascii")
@@ -610,8 +627,12 @@ class Envelope:
         """The record of `value` under `key`, by `codec` (default: the envelope's own); with
         `expires_at` or `info`, a version 3 record that carries them in its header."""
         if expires_at is not None or info is not None:
+            meta = _meta(expires_at, info)
+            if self._plain and (codec is None or codec is self.codec):
+                head = self._head3 + meta  # the common step record: no parsing of options
+                return _seal_plain(value, self.codec, head, zlib.crc32(head), key)
             return _seal(value, codec or self.codec, _key(key), self.signer, self.transforms,
-                         _meta(expires_at, info))
+                         meta)
         if codec is None or codec is self.codec:
             if self._plain:
                 return _seal_plain(value, self.codec, self._head, self._head_crc, key)

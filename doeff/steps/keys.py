@@ -255,7 +255,10 @@ def encode_arguments(names: list[str], values: Any, where: str,
     name); `StepKeyError` naming the argument for a value with no canonical form (`params`, the
     step's parameter list, goes into the `key=lambda ...` it suggests)."""
     parts = []
-    for name, value in zip(names, values, strict=True):
+    index = 0
+    for value in values:
+        name = names[index]
+        index += 1
         fast = _EXACT.get(value.__class__)
         try:
             body = fast(value, 1) if fast is not None else _other(value, 1)
@@ -267,8 +270,16 @@ def encode_arguments(names: list[str], values: Any, where: str,
                 f"tuples, lists, dicts, sets, dates, dataclasses...), or give the step "
                 f"key=lambda {params or ', '.join(names)}: ... returning one (e.g. an id)"
             ) from None
-        parts.append(_str(name) + body)
+        head = _NAMES.get(name)
+        if head is None:
+            head = _str(name)
+            if len(_NAMES) < 10_000:  # **kwargs may bring any names: the table stays small
+                _NAMES[name] = head
+        parts.append(head + body)
     return parts
+
+
+_NAMES: dict[str, bytes] = {}  # an argument name's encoding, made once per name
 
 
 __all__ = ["KEY_FORMAT", "canonical", "digest", "encode", "encode_arguments",

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
 from doeff.effects.base import Effect
@@ -31,6 +32,7 @@ from doeff.effects.cache import FillOptions, fill
 from doeff.effects.io import await_, perform
 from doeff.errors import InvalidOptionError, StepKeyError
 from doeff.program import KleisliProgram, Program
+from doeff.serde.envelope import EncodedInfo
 from doeff.steps.code import fingerprint
 from doeff.steps.explain import Recorded
 from doeff.steps.isolate import run_isolated
@@ -51,7 +53,7 @@ def _await_fresh(fn: Callable[..., Any], args: tuple[Any, ...],
 class _Binder:
     """Binds a call's arguments to the step's signature, defaults applied, sorted by name."""
 
-    __slots__ = ("names", "order", "params", "signature", "simple", "sorted_names")
+    __slots__ = ("in_order", "names", "order", "params", "signature", "simple", "sorted_names")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.signature = inspect.signature(fn)
@@ -62,14 +64,15 @@ class _Binder:
         self.simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
         self.order = sorted(range(len(params)), key=self.names.__getitem__)
         self.sorted_names = [self.names[i] for i in self.order]
+        self.in_order = self.order == list(range(len(params)))  # declared in name order
         bare = [p.replace(annotation=p.empty, default=p.empty) for p in params]
         plain = self.signature.replace(parameters=bare, return_annotation=inspect.Signature.empty)
         self.params = str(plain)[1:-1]  # "url, limit, *, fmt", for the key=lambda it suggests
 
     def bind(self, where: str, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> tuple[list[str], list[Any]]:
+             kwargs: dict[str, Any]) -> tuple[list[str], Sequence[Any]]:
         if self.simple and not kwargs and len(args) == len(self.names):
-            return self.sorted_names, [args[i] for i in self.order]
+            return self.sorted_names, args if self.in_order else [args[i] for i in self.order]
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -87,7 +90,7 @@ class StepCall:
     __slots__ = ("args", "key", "kwargs", "names", "parts", "step", "values")
 
     def __init__(self, step: Step, key: str, names: list[str], parts: list[bytes],
-                 values: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                 values: Sequence[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.step = step
         self.key = key
         self.names = names
@@ -114,12 +117,18 @@ class StepCall:
             shown.append(f"{name}={text[:_SHOWN - 3] + '...' if len(text) > _SHOWN else text}")
         return f"{self.step.name}({', '.join(shown)})"
 
-    def info(self) -> dict[str, Any]:
-        """The summary a record of this call carries in its header (no argument values)."""
+    def info(self) -> EncodedInfo:
+        """The summary a record of this call carries in its header (no argument values), with
+        its JSON text made here from the step's prepared parts."""
         step = self.step
-        return {"step": step.name, "version": step.version, "code": step.code_fingerprint,
-                "args": {name: digest(part, ARG_DIGEST_HEX)
-                         for name, part in zip(self.names, self.parts, strict=True)}}
+        digests = {}
+        pieces = []
+        for name, part in zip(self.names, self.parts, strict=True):
+            digests[name] = value = digest(part, ARG_DIGEST_HEX)
+            quoted = f'"{name}"' if name.isidentifier() and name.isascii() else json.dumps(name)
+            pieces.append(f'{quoted}:"{value}"')
+        text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
+        return EncodedInfo({"args": digests, **step._info_fields}, text.encode("ascii"))
 
     def recorded(self) -> Recorded:
         """This call as a record of it would be described (for explaining a miss)."""
@@ -129,13 +138,13 @@ class StepCall:
 class _StepProgram(Program[Any]):
     """The program a step call returns, named after the step in snapshots and tracebacks."""
 
-    __slots__ = ("step_name",)
-    step_name: str
+    __slots__ = ()
 
     @property
     def name(self) -> str:
         """`step NAME`."""
-        return f"step {self.step_name}"
+        call: StepCall = self.args[1]
+        return f"step {call.step.name}"
 
 
 class Step(KleisliProgram[..., Any]):
@@ -179,6 +188,11 @@ class Step(KleisliProgram[..., Any]):
         self._binder = _Binder(target)
         code_part = f"#{self.code_fingerprint}" if self.code_fingerprint else ""
         self._prefix = f"step:{self.name}@v{self.version}{code_part}:"
+        # The fixed part of every record's info, and its JSON after the "args" member.
+        self._info_fields = {"code": self.code_fingerprint, "step": self.name,
+                             "version": self.version}
+        self._info_tail = json.dumps(self._info_fields, sort_keys=True,
+                                     separators=(",", ":"))[1:]
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -197,9 +211,7 @@ class Step(KleisliProgram[..., Any]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
         call = self._call(args, kwargs)
-        program = _StepProgram(fill, (call.key, call, self.options, call))
-        program.step_name = self.name
-        return program
+        return _StepProgram(fill, (call.key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from doeff.storage.backends.common import on_fork
 from doeff.storage.base import AtomicKVStore
 
 LEASE_PREFIX = "doeff:lease:"
+_LINGER = 2.0  # seconds the renewing thread waits for a new lease before it ends
 log = logging.getLogger("doeff.steps")
 
 _counter = itertools.count(1)
@@ -103,6 +104,7 @@ class Leases:
         self._held: dict[str, KVLease] = {}
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the renewing thread looks at the leases next
         self._closed = False
         on_fork(self)
 
@@ -143,7 +145,8 @@ class Leases:
                 self._thread = threading.Thread(target=self._renew_loop, daemon=True,
                                                 name="doeff-leases")
                 self._thread.start()
-            self._lock.notify_all()
+            elif lease.due < self._wakes_at:  # only then is the sleeping thread late for it
+                self._lock.notify_all()
         return lease
 
     def release(self, lease: KVLease) -> bool:
@@ -169,9 +172,15 @@ class Leases:
         return False
 
     def _renew_loop(self) -> None:
-        """Renew each held lease every third of its length, until none is held."""
+        """Renew each held lease every third of its length; end once none has been held for
+        a while (kept meanwhile: claimed steps often come one after another)."""
         with self._lock:
-            while self._held and not self._closed:
+            while not self._closed:
+                if not self._held:
+                    self._wakes_at = float("inf")  # any new lease must wake it
+                    self._lock.wait(_LINGER)
+                    if not self._held:
+                        break
                 now = time.monotonic()
                 due = [lease for lease in self._held.values() if lease.due <= now]
                 for lease in due:
@@ -182,8 +191,8 @@ class Leases:
                         lease.due = now + min(1.0, lease.seconds / 10)
                         log.warning("%s: renewing its lease failed: %s", lease.key, exc)
                 if self._held:
-                    wait = min(lease.due for lease in self._held.values()) - time.monotonic()
-                    self._lock.wait(max(wait, 0.0))
+                    self._wakes_at = min(lease.due for lease in self._held.values())
+                    self._lock.wait(max(self._wakes_at - time.monotonic(), 0.0))
             self._thread = None
 
     def close(self) -> None:

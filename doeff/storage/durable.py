@@ -200,6 +200,7 @@ class Durable(Closing):
     # -- claims ---------------------------------------------------------------------------------
 
     def _atomic(self, what: str) -> AtomicKVStore:
+        # Once per store (gc, the first claim): a runtime-checkable protocol is slow to test.
         if not isinstance(self.kv, AtomicKVStore):
             raise StepClaimError(
                 f"{self!r}: {what} needs a KVStore with put_if_absent, compare_and_swap and "
