@@ -195,3 +195,12 @@ def test_migrate_keeps_expiry_and_step_summaries(db: str,
              .describe()}
     assert after == before
     assert after[quote.key("X")][0] is not None
+
+
+def test_check_and_stats_accept_step_records(db: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Records with an expiry and a summary in their header pass `check` and count in `stats`."""
+    code, out, err = run(capsys, "cache", "check", db)
+    assert code == 0 and "ok (6 records" in out and err == ""
+    code, out, _ = run(capsys, "cache", "stats", db, "--json")
+    assert code == 0 and json.loads(out)["records"] == 6

@@ -53,6 +53,9 @@ def name_of(program: Any) -> str:
     fn = getattr(program, "fn", None)
     if fn is not None:
         return f"{type(program).__name__.lower()} {getattr(fn, '__qualname__', repr(fn))}"
+    awaitable = getattr(program, "awaitable", None)
+    if awaitable is not None:
+        return f"await {getattr(awaitable, '__qualname__', type(awaitable).__name__)}"
     return type(program).__name__
 
 

@@ -74,10 +74,15 @@ def _bytes(v: bytes) -> bytes:
 
 
 def _items(tag: bytes, items: Any, depth: int) -> bytes:
+    if depth >= MAX_DEPTH:
+        raise _too_deep(items)
     parts = []
+    exact = _EXACT.get
+    depth += 1
     for index, item in enumerate(items):
         try:
-            parts.append(encode(item, depth + 1))
+            fast = exact(item.__class__)
+            parts.append(fast(item, depth) if fast is not None else _other(item, depth))
         except _NoCanonicalForm as exc:
             exc.path.append(f"[{index}]")
             raise
@@ -85,6 +90,8 @@ def _items(tag: bytes, items: Any, depth: int) -> bytes:
 
 
 def _sorted_items(tag: bytes, items: Any, depth: int) -> bytes:
+    if depth >= MAX_DEPTH:
+        raise _too_deep(items)
     parts = []
     for item in items:
         try:
@@ -97,15 +104,21 @@ def _sorted_items(tag: bytes, items: Any, depth: int) -> bytes:
 
 
 def _dict(value: dict[Any, Any], depth: int) -> bytes:
+    if depth >= MAX_DEPTH:
+        raise _too_deep(value)
     pairs = []
+    exact = _EXACT.get
+    depth += 1
     for k, v in value.items():
         try:
-            ek = encode(k, depth + 1)
+            fast = exact(k.__class__)
+            ek = fast(k, depth) if fast is not None else _other(k, depth)
         except _NoCanonicalForm as exc:
             exc.path.append(f" (a key {k!r:.40})")
             raise
         try:
-            pairs.append(ek + encode(v, depth + 1))
+            fast = exact(v.__class__)
+            pairs.append(ek + (fast(v, depth) if fast is not None else _other(v, depth)))
         except _NoCanonicalForm as exc:
             exc.path.append(f"[{k!r:.40}]")
             raise
@@ -224,12 +237,15 @@ def _other(value: Any, depth: int) -> bytes:
         raise
 
 
+def _too_deep(value: object) -> _NoCanonicalForm:
+    return _NoCanonicalForm(value, f"it nests deeper than {MAX_DEPTH} levels (or refers to "
+                                   f"itself)")
+
+
 def encode(value: Any, depth: int = 0) -> bytes:
-    """The canonical bytes of `value` (see the module docstring)."""
+    """The canonical bytes of `value` (see the module docstring). Containers check the depth
+    (a value that refers to itself is refused when it gets too deep)."""
     fast = _EXACT.get(value.__class__)
-    if depth > MAX_DEPTH:
-        raise _NoCanonicalForm(value, f"it nests deeper than {MAX_DEPTH} levels (or refers to "
-                                      f"itself)")
     if fast is not None:
         return fast(value, depth)
     return _other(value, depth)
