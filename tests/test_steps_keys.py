@@ -241,8 +241,7 @@ def test_bad_options_are_refused_when_decorating() -> None:
 
 
 def test_a_script_function_is_named_by_its_qualname() -> None:
-    """A step defined in __main__ is named without the module, so running the script and
-    importing it give one key."""
+    """A step defined in __main__ (the script being run) is named by its qualname alone."""
     namespace: dict[str, Any] = {"__name__": "__main__", "step": step}
     exec("@step\ndef fetch(x):\n    return x\n", namespace)
     assert namespace["fetch"].key(1).startswith("step:fetch@v1:")

@@ -184,10 +184,10 @@ class Claim:
     wait: float | None = None
 
     def __post_init__(self) -> None:
-        check_seconds("Claim(lease", self.lease)
-        check_seconds("Claim(poll", self.poll)
+        check_seconds("Claim: lease", self.lease)
+        check_seconds("Claim: poll", self.poll)
         if self.wait is not None:
-            check_seconds("Claim(wait", self.wait)
+            check_seconds("Claim: wait", self.wait)
 
 
 def as_claim(claim: object) -> Claim | None:

@@ -12,7 +12,7 @@
 
 Calling a step returns a program that answers the stored result, or computes it, stores it and
 answers it. Its key is `step:NAME@vVERSION[#CODE]:DIGEST`: the step's name (`module.qualname`;
-just the qualname for a function of the script being run), its version, its code fingerprint
+the qualname alone for a function of the script being run), its version, its code fingerprint
 with `code=True`, and 32 hex digits of SHA-256 over the canonical encoding of its arguments
 bound to the signature with defaults applied (`fetch(u)` and `fetch(url=u, limit=10)` share a
 key). See docs/steps.md.
@@ -232,8 +232,8 @@ class Step(KleisliProgram[..., Any]):
 def _default_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "step")
-    # A script's functions live in __main__ when it runs and in its module when imported:
-    # naming them by qualname alone keeps one key for both.
+    # `__main__` names no module (any script is it): a script's function goes by its qualname
+    # (name= makes keys independent of where the function is defined).
     if not module or module == "__main__":
         return str(qualname)
     return f"{module}.{qualname}"
