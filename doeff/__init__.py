@@ -23,10 +23,13 @@ if TYPE_CHECKING:
     from doeff.cesk.handlers import override
     from doeff.cesk.result import CESKResult
     from doeff.effects.base import Effect
+    from doeff.effects.retry import Retry, retry
+    from doeff.effects.timeout import timeout
     from doeff.errors import DoeffError
     from doeff.outcome import Err, Ok
     from doeff.program import KleisliProgram, Program, do
     from doeff.runners import run_async, run_sync, run_workflow
+    from doeff.steps.step import step
 
 # Public name -> the module that defines it.
 _HOMES = {
@@ -37,11 +40,15 @@ _HOMES = {
     "KleisliProgram": "doeff.program",
     "Ok": "doeff.outcome",
     "Program": "doeff.program",
+    "Retry": "doeff.effects.retry",
     "do": "doeff.program",
     "override": "doeff.cesk.handlers",
+    "retry": "doeff.effects.retry",
     "run_async": "doeff.runners",
     "run_sync": "doeff.runners",
     "run_workflow": "doeff.runners",
+    "step": "doeff.steps.step",
+    "timeout": "doeff.effects.timeout",
 }
 
 
@@ -66,9 +73,13 @@ __all__ = [
     "KleisliProgram",
     "Ok",
     "Program",
+    "Retry",
     "do",
     "override",
+    "retry",
     "run_async",
     "run_sync",
     "run_workflow",
+    "step",
+    "timeout",
 ]

@@ -12,7 +12,14 @@
     │   │   ├── LimitConflictError   a named limit used with other parameters than its first use
     │   │   └── DeadlockError        every task waits, and nothing can wake any of them
     │   ├── EnvKeyError              asked the environment for a key it does not have
-    │   └── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
+    │   ├── CancellationError        the run was cancelled (e.g. run_workflow(...).cancel())
+    │   └── StepError                a durable step could not run as asked
+    │       ├── StepKeyError         an argument has no canonical encoding for the step's key
+    │       │                        (a UsageError too; also a TypeError)
+    │       ├── StepTimeoutError     a step ran past its timeout (also a TimeoutError)
+    │       ├── StepProcessError     the child process of an isolate="process" step died
+    │       ├── ReplayMissError      strict replay found no record for a step or cacheget
+    │       └── StepClaimError       a claimed step's lease cannot be taken or waited for
     ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
     ├── WaitTimeoutError             a wait for a run ended before the run (also a TimeoutError)
     ├── MissingExtraError            an optional package is not installed (also an ImportError)
@@ -116,6 +123,38 @@ class DeadlockError(UsageError):
 
 # The name this error had before it was renamed; kept so old imports keep working.
 CancelledError = CancellationError
+
+
+# -- durable steps (@step, retry, timeout, claims, strict replay) ------------------------------
+
+
+class StepError(ProgramError):
+    """A durable step (`@step`, `cached`, `retry`, `timeout`) could not run as asked."""
+
+
+class StepKeyError(StepError, UsageError, TypeError):
+    """An argument of a step has no canonical encoding, so no stable key can be made from it;
+    the message names the argument and suggests `key=`."""
+
+
+class StepTimeoutError(StepError, TimeoutError):
+    """A step (or `timeout(program, seconds)`) was still running at its deadline. An await was
+    cancelled; a blocking call cannot be, so its late result is discarded."""
+
+
+class StepProcessError(StepError):
+    """The child process running an `isolate="process"` step ended without a result (it crashed
+    or was killed by something other than its deadline)."""
+
+
+class ReplayMissError(StepError):
+    """Under `replay="strict"`, a step or `cacheget` found no record (missing or expired); the
+    message says which records of the same step exist and which part of the key differs."""
+
+
+class StepClaimError(StepError):
+    """A claimed step could not take its lease or wait for the worker holding it (e.g. the store
+    cannot claim, or the wait outlasted its limit)."""
 
 
 class InvalidOptionError(DoeffError, ValueError):
@@ -272,12 +311,18 @@ __all__ = [
     "ProgramError",
     "ReadOnlyStoreError",
     "RegistrationError",
+    "ReplayMissError",
     "RunError",
     "RunNotFoundError",
     "RunRecordWarning",
     "RunStateError",
     "SerdeError",
     "SignatureError",
+    "StepClaimError",
+    "StepError",
+    "StepKeyError",
+    "StepProcessError",
+    "StepTimeoutError",
     "StorageError",
     "StorageFullError",
     "StorageUnavailableError",

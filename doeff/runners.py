@@ -31,6 +31,7 @@ from doeff.observability.snapshot import ExecutionSnapshot, StepObserver, attach
 from doeff.program import KleisliProgram, Program, entry_program
 from doeff.protocols import DurableStorage
 from doeff.runs.hooks import attach
+from doeff.steps.replay import check_replay, strict_handlers
 
 T = TypeVar("T")
 # Turns of tasks the machine takes under run_async before it lets the caller's loop run.
@@ -55,6 +56,7 @@ def build_machine(
     storage: DurableStorage | None = None,
     async_mode: bool = False,
     max_concurrency: int | None = None,
+    replay: str | None = None,
 ) -> Machine:
     """A machine with the built-in handlers, the cache handlers over `storage`, and the user's.
 
@@ -70,6 +72,8 @@ def build_machine(
     table.update(state_handlers(m))
     table[Perform] = perform
     table.update(cache_handlers(storage))
+    if check_replay(replay) == "strict":
+        table.update(strict_handlers(storage, table))
     merge_user_handlers(table, handlers)
     for effect_type in (Perform, Await):
         if handlers and effect_type in handlers:  # the user's: run on the executor when needed
@@ -128,12 +132,13 @@ def build_sync_machine(
     storage: DurableStorage | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> tuple[Machine, SyncDriver]:
     """A machine for a blocking run, and its driver (close it after the run)."""
     _check_options(env=env, state=state, handlers=handlers, storage=storage,
                    max_concurrency=max_concurrency, executor=executor)
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage,
-                      async_mode=False, max_concurrency=max_concurrency)
+                      async_mode=False, max_concurrency=max_concurrency, replay=replay)
     driver = SyncDriver(executor, max_concurrency)
     m.driver = driver
     if Await not in m.handlers:
@@ -159,6 +164,7 @@ def run_sync(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> CESKResult[T]: ...
 @overload
 def run_sync(
@@ -173,6 +179,7 @@ def run_sync(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]: ...
 def run_sync(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -186,6 +193,7 @@ def run_sync(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]:
     """Run `program` to the end on this thread and return its `CESKResult`.
 
@@ -209,12 +217,16 @@ def run_sync(
             (`doeff.runs`, `doeff runs`); running an id again continues its record.
         tracer: an OpenTelemetry `Tracer`: a span for the run and one per step (needs the
             `otel` extra).
+        replay: "strict" makes every step or `cacheget` that finds no record raise
+            `ReplayMissError` (saying which records of the step exist and how their keys
+            differ) instead of computing: for test runs that replay recorded results.
 
     Works in a thread with no event loop and in one where a loop is running (awaits then run on
     a private loop in a helper thread).
     """
     m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
-                                   max_concurrency=max_concurrency, executor=executor)
+                                   max_concurrency=max_concurrency, executor=executor,
+                                   replay=replay)
     observer = _observe(m, on_step)
     if run_id is not None or tracer is not None:
         return _run_recorded(m, driver, observer, entry_program(program), handlers, run_id,
@@ -257,6 +269,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[T]: ...
 @overload
 async def run_async(
@@ -269,6 +282,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]: ...
 async def run_async(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -280,6 +294,7 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    replay: str | None = None,
 ) -> CESKResult[Any]:
     """Like `run_sync`, but on the caller's running event loop, which it never blocks for long:
     `await_` effects are awaited on that loop (concurrently, as asyncio tasks), and `perform`
@@ -288,7 +303,7 @@ async def run_async(
     _check_options(env=env, state=state, handlers=handlers, storage=storage,
                    max_concurrency=max_concurrency, executor=executor)
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True,
-                      max_concurrency=max_concurrency)
+                      max_concurrency=max_concurrency, replay=replay)
     driver = AsyncDriver(asyncio.get_running_loop(), executor, max_concurrency)
     m.driver = driver
     observer = _observe(m, on_step)
@@ -321,6 +336,7 @@ def run_workflow(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[T]: ...
 @overload
 def run_workflow(
@@ -335,6 +351,7 @@ def run_workflow(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[Any]: ...
 def run_workflow(
     program: Program[Any] | KleisliProgram[[], Any] | Effect,
@@ -348,6 +365,7 @@ def run_workflow(
     executor: concurrent.futures.Executor | None = None,
     run_id: str | bool | None = None,
     tracer: Any = None,
+    replay: str | None = None,
 ) -> WorkflowExecution[Any]:
     """Start `program` on a background thread and return its `WorkflowExecution` at once.
 
@@ -363,7 +381,8 @@ def run_workflow(
     'completed'
     """
     m, driver = build_sync_machine(env=env, state=state, handlers=handlers, storage=storage,
-                                   max_concurrency=max_concurrency, executor=executor)
+                                   max_concurrency=max_concurrency, executor=executor,
+                                   replay=replay)
     observer = _observe(m, on_step)
     control = WorkflowControl(m, observer)
     entry = entry_program(program)

@@ -26,14 +26,17 @@ class Exploit:
         return (os.system, (f"touch {shlex.quote(str(self.path))}",))
 
 
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "v3")
 
 
 def planted_record(marker: Path, key: str, version: str = "v2") -> bytes:
     """The exploit as an attacker with write access would plant it under `key`: in the current
-    format ("v2", bound to the key) or in the first one ("v1", bound to nothing)."""
+    format ("v2", bound to the key), with an expiry and info in its header ("v3"), or in the
+    first one ("v1", bound to nothing)."""
     if version == "v2":
         return seal(Exploit(marker), PickleCodec(), key=key)
+    if version == "v3":
+        return seal(Exploit(marker), PickleCodec(), key=key, expires_at=4e9, info={"step": "f"})
     payload = pickle.dumps(Exploit(marker))
     head = b"DF\x01\x06pickle"
     return head + zlib.crc32(head + payload).to_bytes(4, "little") + payload

@@ -47,7 +47,8 @@ from doeff.errors import DoeffError, InvalidKeyError
 
 BUILTIN: list[Any] = [getattr(effects, name) for name in effects.__all__
                       if name[0].isupper() and name != "Effect"]
-CACHE: list[Any] = [CacheGet, CachePut, CacheDelete, CacheExists, effects.CacheFill]
+CACHE: list[Any] = [CacheGet, CachePut, CacheDelete, CacheExists, effects.CacheFill,
+                    effects.CacheLookup, effects.CacheClaim, effects.CacheStore]
 
 hashable = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
                      st.tuples(st.integers(), st.text(max_size=4)))

@@ -32,11 +32,13 @@ _allow("protocols")
 _allow("serde", "errors")
 _allow("storage", "errors", "protocols", "serde")
 _allow("program", "errors")
-_allow("effects", "program")
+_allow("effects", "program", "protocols")
 _allow("machine", "effects", "protocols")
+# Durable steps build on effects; their keys reduce user types to fields with serde's adapters.
+_allow("steps", "effects", "serde")
 _allow("observability", "machine")
 _allow("runs", "observability", "storage")
-_allow("runners", "runs", "observability", "storage")
+_allow("runners", "runs", "observability", "storage", "steps")
 _allow("shell", "runners")
 _allow("facade", "shell")
 
@@ -49,6 +51,7 @@ PREFIXES: dict[str, str] = {
     "doeff.program": "program",
     "doeff.outcome": "program",
     "doeff.effects": "effects",
+    "doeff.steps": "steps",
     "doeff.cesk": "machine",
     "doeff.cesk_traceback": "machine",
     "doeff.observability": "observability",

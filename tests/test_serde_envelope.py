@@ -162,7 +162,7 @@ def test_reader_codec_supplies_registered_types() -> None:
         (b"", "expected magic"),
         (b"\x80\x05K\x01.", "not a doeff record"),
         (b"DF", "truncated"),
-        (b"DF\x03\x04json" + b"\0" * 8, "newer doeff"),
+        (b"DF\x04\x04json" + b"\0" * 8, "newer doeff"),
         (b"DF\x00\x04json" + b"\0" * 8, "format version 0"),
         (b"DF\x01\x00\0\0\0\0", "tag is empty"),
         (b"DF\x01\x09json\0\0\0\0", "truncated"),

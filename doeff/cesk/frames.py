@@ -14,13 +14,15 @@ from types import CodeType, GeneratorType
 from typing import Any, Protocol
 
 from doeff.cesk.traceback import short_repr, suspended_at
-from doeff.effects.base import Runnable
-from doeff.effects.cache import cacheput
+from doeff.effects.base import Runnable, fast_constructor
+from doeff.effects.cache import CachePut, CacheStore
 from doeff.errors import EncodeError
 from doeff.outcome import Err, Ok
 
 # C, the control: the value to send into the frame below, or the exception to throw into it.
 Control = tuple[Any, BaseException | None]
+_cacheput = fast_constructor(CachePut)
+_cachestore = fast_constructor(CacheStore)
 
 
 class Registers(Protocol):
@@ -206,16 +208,20 @@ class SafeFrame(Frame):
 class CacheFillFrame(Frame):
     """Store the computation's value under the cached step's key, then answer it."""
 
-    __slots__ = ("key",)
+    __slots__ = ("info", "key", "ttl")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, ttl: float | None = None, info: Any = None) -> None:
         self.key = key
+        self.ttl = ttl  # the record expires this many seconds after the put
+        self.info = info  # the step's summary, for the record's header
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         if exc is not None:
             return value, exc
         # Through the CachePut handler, as a `yield cacheput(...)` would be answered.
-        _, err = m.start(cacheput(self.key, value))
+        put = (_cacheput(self.key, value) if self.ttl is None and self.info is None
+               else _cachestore(self.key, value, self.ttl, self.info))
+        _, err = m.start(put)
         if err is not None:
             if isinstance(err, EncodeError):
                 err.key, err.value = self.key, value  # paid for: `cached` hands it to the caller

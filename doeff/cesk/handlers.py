@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from doeff.cesk.calls import not_callable
 from doeff.cesk.machine import CONTROL_EFFECTS, Handler, Machine
-from doeff.effects.cache import CacheDelete, CacheExists, CacheGet, CachePut
+from doeff.effects.cache import (
+    CacheClaim,
+    CacheDelete,
+    CacheExists,
+    CacheGet,
+    CacheLookup,
+    CachePut,
+    CacheRelease,
+    CacheStore,
+)
 from doeff.effects.io import Await, Perform
 from doeff.effects.reader import Ask
 from doeff.effects.state import Get, Modify, Put
@@ -16,9 +26,10 @@ from doeff.errors import (
     DoeffError,
     EnvKeyError,
     InvalidHandlerError,
+    StepClaimError,
     StorageError,
 )
-from doeff.protocols import DurableStorage
+from doeff.protocols import ClaimStorage, DurableStorage, RecordStorage
 
 
 class override:
@@ -93,16 +104,68 @@ def cache_handlers(storage: DurableStorage) -> dict[type, Handler]:
     def put(eff: CachePut) -> None:
         storage.put(eff.key, eff.value)
 
+    # Decided once: isinstance against a runtime-checkable protocol costs microseconds.
+    records = storage if isinstance(storage, RecordStorage) else None
+    claimer = storage if isinstance(storage, ClaimStorage) else None
+
+    def store(eff: CacheStore) -> None:
+        if records is not None:
+            expires_at = None if eff.ttl is None else time.time() + eff.ttl
+            records.put_record(eff.key, eff.value, expires_at=expires_at, info=eff.info)
+        elif eff.ttl is not None:
+            raise StorageError(
+                f"cachestore({eff.key!r:.80}, ttl={eff.ttl:g}): {type(storage).__name__} cannot "
+                f"keep an expiry with a record; use Durable(kv, codec) or InMemoryStorage"
+            )
+        else:
+            storage.put(eff.key, eff.value)  # the info is a summary for tools: none here
+
+    lookup = getattr(storage, "lookup", None)
+    if lookup is None:
+        def lookup(key: str) -> tuple[bool, Any]:
+            # A stored None is a hit too, which get alone cannot tell. Read again on a hit:
+            # another worker may have stored the step between the two look-ups.
+            value = storage.get(key)
+            if value is not None:
+                return True, value
+            if storage.exists(key):
+                return True, storage.get(key)
+            return False, None
+
+    def look_up(eff: CacheLookup) -> tuple[bool, Any]:
+        try:
+            found: tuple[bool, Any] = lookup(eff.key)
+        except DoeffError:
+            raise
+        except Exception as err:
+            raise StorageError(f"cachelookup({eff.key!r}) failed in {type(storage).__name__}: "
+                               f"{type(err).__name__}: {err}") from err
+        return found
+
+    def claims() -> ClaimStorage:
+        if claimer is None:
+            raise StepClaimError(
+                f"claim=True needs a storage that can claim keys, and {type(storage).__name__} "
+                f"cannot; use Durable over a doeff KVStore (SQLite, LMDB, PostgreSQL, memory) or "
+                f"InMemoryStorage"
+            )
+        return claimer
+
     return {
         CacheGet: guarded("cacheget", lambda eff: storage.get(eff.key)),
         CachePut: guarded("cacheput", put),
+        CacheStore: guarded("cachestore", store),
         CacheDelete: guarded("cachedelete", lambda eff: storage.delete(eff.key)),
         CacheExists: guarded("cacheexists", lambda eff: storage.exists(eff.key)),
+        CacheLookup: look_up,
+        CacheClaim: guarded("cacheclaim", lambda eff: claims().claim(eff.key, eff.seconds)),
+        CacheRelease: lambda eff: claims().release_claim(eff.lease),
     }
 
 
 BUILTIN_EFFECTS = frozenset(
-    {Ask, Get, Put, Modify, Tell, Perform, Await, CacheGet, CachePut, CacheDelete, CacheExists}
+    {Ask, Get, Put, Modify, Tell, Perform, Await, CacheGet, CachePut, CacheDelete, CacheExists,
+     CacheLookup, CacheStore, CacheClaim, CacheRelease}
     | CONTROL_EFFECTS
 )
 

@@ -812,7 +812,7 @@ def _safe(m: Machine, eff: Safe) -> Control:
 
 
 def _cache_fill(m: Machine, eff: CacheFill) -> Control:
-    m.K.append(CacheFillFrame(eff.key))
+    m.K.append(CacheFillFrame(eff.key, eff.ttl, eff.info))
     return m.start(eff.program)
 
 

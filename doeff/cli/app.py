@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from doeff.cli import cache, check, migrate, runs
+from doeff.cli import cache, check, migrate, runs, steps
 from doeff.cli.errors import EXIT_FAILED, EXIT_USAGE, CLIError
 from doeff.cli.output import warn
 from doeff.cli.store import FORMS
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_parser("demo", help="run a durable workflow, kill it, resume it", add_help=False)
     sub = cache_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     cache.add_commands(sub)
+    steps.add_commands(sub)
     check.add_command(sub)
     migrate.add_command(sub)
     for name, p in sub.choices.items():

@@ -1,6 +1,7 @@
 """`doeff cache ls|get|rm|clear|stats`: look at and repair the records of a durable store.
 
-The commands that only read (ls, get, stats) open the store read-only.
+The commands that only read (ls, get, stats) open the store read-only. `rm`'s selections (by
+prefix, step and age) live with the other commands for steps' records, in `doeff.cli.steps`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from doeff.cli.output import (
 )
 from doeff.cli.readers import import_modules, reader_for
 from doeff.cli.scan import UNSAFE_TAGS, open_record, pickle_refusal, scan, signing_keys
+from doeff.cli.steps import add_rm_options, has_selection, rm_selection
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError, SignatureError, UntrustedRecordError
 from doeff.serde.envelope import peek
@@ -43,14 +45,17 @@ def cmd_ls(ns: argparse.Namespace) -> int:
     if ns.json:
         print_json([
             {"key": r.key, "codec": r.tag, "size": r.size,
-             "updated_at": iso_time(r.updated_at), "error": r.error,
-             "signed_by": r.key_id, "transforms": list(r.transforms)}
+             "updated_at": iso_time(r.updated_at), "expires_at": iso_time(r.expires_at),
+             "error": r.error, "signed_by": r.key_id, "transforms": list(r.transforms)}
             for r in records
         ])
     else:
-        rows = [[show_key(r.key), r.tag or UNREADABLE, str(r.size), show_time(r.updated_at)]
-                for r in records]
-        print(table(["KEY", "CODEC", "SIZE", "UPDATED (UTC)"], rows, right={2}))
+        # An expiry column only where some record expires (steps with ttl=, claim leases).
+        expiring = any(r.expires_at is not None for r in records)
+        rows = [[show_key(r.key), r.tag or UNREADABLE, str(r.size), show_time(r.updated_at),
+                 *([show_time(r.expires_at)] if expiring else [])] for r in records]
+        headers = ["KEY", "CODEC", "SIZE", "UPDATED (UTC)"]
+        print(table([*headers, *(["EXPIRES (UTC)"] if expiring else [])], rows, right={2}))
     return 0
 
 
@@ -82,16 +87,28 @@ def cmd_get(ns: argparse.Namespace) -> int:
 
 
 def cmd_rm(ns: argparse.Namespace) -> int:
-    """Delete the given keys; exit 1 if any was missing."""
+    """Delete the given keys (exit 1 if any was missing), or the records a selection picks."""
+    if has_selection(ns):
+        if ns.keys:
+            raise CLIError("give KEYs or --prefix/--step/--older-than, not both")
+        return rm_selection(ns)
+    if not ns.keys:
+        raise CLIError("nothing to remove: give KEYs, or select with --prefix, --step or "
+                       "--older-than")
     name = store_label(ns.store)
     missing = []
     removed = 0
-    with open_store(ns.store) as kv:
+    with open_store(ns.store, readonly=ns.dry_run) as kv:
         for key in ns.keys:
-            if kv.delete(key):
+            if kv.exists(key) if ns.dry_run else kv.delete(key):
                 removed += 1
             else:
                 missing.append(key)
+    if ns.dry_run:
+        for key in missing:
+            warn(f"{name}: no key {show_key(key)}")
+        print(f"would remove {plural(removed, 'record')}")
+        return EXIT_FAILED if missing else 0
     for key in missing:
         warn(f"{name}: no key {show_key(key)}")
     print(f"removed {plural(removed, 'record')}")
@@ -180,10 +197,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add_signing_key(p)
     p.set_defaults(func=cmd_get)
 
-    p = sub.add_parser("rm", help="delete keys",
-                       description="Delete each KEY from STORE; exit 1 if any was not there.")
+    p = sub.add_parser("rm", help="delete keys, or the records of a prefix, a step or an age",
+                       description="Delete each KEY from STORE (exit 1 if any was not there); or, "
+                       "instead of KEYs, every record the selections pick (--prefix, --step, "
+                       "--older-than; all those given must match), in one transaction: all of "
+                       "them or, on an error, none. --dry-run lists them instead.")
     add_store(p)
-    p.add_argument("keys", metavar="KEY", nargs="+")
+    p.add_argument("keys", metavar="KEY", nargs="*")
+    add_rm_options(p)
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("clear", help="delete every record (needs --yes)",

@@ -72,7 +72,9 @@ def _reencode(todo: list[Record], target: Codec, ns: argparse.Namespace,
                 # with a wrong signature is never taken.
                 verify = not (ns.accept_unsigned and r.key_id is None)
                 value = open_record(r.raw, r.key, ns, keys, verify)
-                out.append((r.key, seal(value, target, key=r.key, signing_key=keys)))
+                # The expiry and a step's summary travel with the record.
+                out.append((r.key, seal(value, target, key=r.key, signing_key=keys,
+                                        expires_at=r.expires_at, info=r.info)))
             except DecodeError as exc:
                 failed.append(f"{show_key(r.key)}: cannot read its {r.tag or 'record'}: {exc}")
             except EncodeError as exc:

@@ -4,8 +4,9 @@ policy for decoding them: the trust and signature checks every command applies."
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from doeff.cli.errors import CLIError
 from doeff.errors import DecodeError, InvalidOptionError, UnknownCodecError
@@ -37,6 +38,8 @@ class Record:
     error: str | None
     key_id: str | None = None  # the key that signed it, None if unsigned
     transforms: tuple[str, ...] = ()
+    expires_at: float | None = None  # Unix time after which it is a miss (None: never)
+    info: Mapping[str, Any] | None = None  # the summary a step's record carries
 
     @property
     def size(self) -> int:
@@ -50,7 +53,8 @@ def read_record(key: str, raw: bytes, updated_at: float | None) -> Record:
         info = peek(raw)
     except DecodeError as exc:
         return Record(key, raw, updated_at, None, str(exc))
-    return Record(key, raw, updated_at, info.tag, None, info.key_id, info.transforms)
+    return Record(key, raw, updated_at, info.tag, None, info.key_id, info.transforms,
+                  info.expires_at, info.info)
 
 
 def scan(kv: KVStore, prefix: str = "") -> Iterable[Record]:

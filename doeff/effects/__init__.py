@@ -9,20 +9,26 @@ is a Python keyword (`finally_`, `await_`).
 
 from doeff.effects.base import Effect
 from doeff.effects.cache import (
+    CacheClaim,
     CacheDelete,
     CacheExists,
     CacheFill,
     CacheGet,
+    CacheLookup,
     CachePut,
+    CacheRelease,
+    CacheStore,
     cached,
     cachedelete,
     cacheexists,
     cacheget,
     cacheput,
+    cachestore,
 )
 from doeff.effects.error import Catch, Finally, Safe, catch, finally_, safe
 from doeff.effects.io import Await, Gather, Perform, await_, gather, perform
 from doeff.effects.reader import Ask, Local, ask, local
+from doeff.effects.retry import retry
 from doeff.effects.state import Get, Modify, Put, get, modify, put
 from doeff.effects.tasks import (
     Cancel,
@@ -36,16 +42,21 @@ from doeff.effects.tasks import (
     spawn,
     wait,
 )
+from doeff.effects.timeout import timeout
 from doeff.effects.writer import Listen, Tell, listen, tell
 
 __all__ = [
     "Ask",
     "Await",
+    "CacheClaim",
     "CacheDelete",
     "CacheExists",
     "CacheFill",
     "CacheGet",
+    "CacheLookup",
     "CachePut",
+    "CacheRelease",
+    "CacheStore",
     "Cancel",
     "Catch",
     "Effect",
@@ -70,6 +81,7 @@ __all__ = [
     "cacheexists",
     "cacheget",
     "cacheput",
+    "cachestore",
     "cancel",
     "catch",
     "finally_",
@@ -82,8 +94,10 @@ __all__ = [
     "perform",
     "put",
     "race",
+    "retry",
     "safe",
     "spawn",
     "tell",
+    "timeout",
     "wait",
 ]

@@ -29,7 +29,7 @@ from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import BlockingDriver, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.cesk.traceback import CapturedTraceback
-from doeff.effects.cache import CacheGet, CachePut
+from doeff.effects.cache import CacheGet, CacheLookup, CachePut, CacheStore
 from doeff.errors import CancellationError, WaitTimeoutError
 from doeff.observability.snapshot import (
     ExecutionSnapshot,
@@ -208,7 +208,8 @@ class WorkflowControl:
                         pass
                 self.still = None
             cls = effect.__class__
-            if cls is CachePut or (cls is CacheGet and answer is not None):
+            if (cls is CachePut or cls is CacheStore or (cls is CacheGet and answer is not None)
+                    or (cls is CacheLookup and answer[0])):
                 self.saw_key(effect.key)
             return answer
 

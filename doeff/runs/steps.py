@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from doeff.cesk.machine import Handler, Machine
 from doeff.cesk.tasks import Task
-from doeff.effects.cache import CacheGet, CachePut
+from doeff.effects.cache import CacheGet, CacheLookup, CachePut, CacheStore
 from doeff.protocols import DurableStorage
 
 
@@ -32,7 +32,8 @@ class StepListener(Protocol):
 
 
 class StepTap:
-    """Wraps CacheGet and CachePut of `m` (whatever handles them) to tell `listeners`."""
+    """Wraps the look-up and store handlers of `m` (CacheGet and CacheLookup, CachePut and
+    CacheStore, whatever handles them) to tell `listeners`."""
 
     def __init__(self, m: Machine, storage: DurableStorage | None,
                  listeners: list[StepListener]) -> None:
@@ -46,17 +47,20 @@ class StepTap:
         """Wrap the handlers now in the machine's table (before the run starts)."""
         handlers = self.m.handlers
         if CacheGet in handlers:
-            handlers[CacheGet] = self._get(handlers[CacheGet])
-        if CachePut in handlers:
-            handlers[CachePut] = self._put(handlers[CachePut])
+            handlers[CacheGet] = self._get(handlers[CacheGet], lambda v: v is not None)
+        if CacheLookup in handlers:  # answers (found, value): a stored None is found too
+            handlers[CacheLookup] = self._get(handlers[CacheLookup], lambda v: bool(v[0]))
+        for kind in (CachePut, CacheStore):
+            if kind in handlers:
+                handlers[kind] = self._put(handlers[kind])
 
-    def _get(self, inner: Handler) -> Handler:
+    def _get(self, inner: Handler, found: Callable[[Any], bool]) -> Handler:
         m, listeners, misses, clock = self.m, self.listeners, self.misses, time.perf_counter
 
-        def cacheget(eff: CacheGet) -> Any:
+        def cacheget(eff: CacheGet | CacheLookup) -> Any:
             started = clock()
             value = inner(eff)
-            if value is None:
+            if not found(value):
                 if eff.key not in misses:
                     misses[eff.key] = started
                     for listener in listeners:
@@ -74,7 +78,7 @@ class StepTap:
     def _put(self, inner: Handler) -> Handler:
         m, listeners, misses, clock = self.m, self.listeners, self.misses, time.perf_counter
 
-        def cacheput(eff: CachePut) -> Any:
+        def cacheput(eff: CachePut | CacheStore) -> Any:
             started = misses.pop(eff.key, None)
             at = clock()
             try:

@@ -1,15 +1,19 @@
 """The envelope: every stored value is ``header + payload``, so a record names its own codec.
 
-Byte layout (version 2; version 1 records stay readable)::
+Byte layout (version 2, or 3 for a record with metadata; version 1 records stay readable)::
 
     size  field
     2     magic  b"DF"
-    1     format version (2)
+    1     format version (2, or 3)
     1+n   codec tag: its length n, then n bytes of A-Z a-z 0-9 . _ + -
     1     number of transform steps applied to the payload, then for each, in the order applied:
     1+m     its name: length m, then m bytes (same characters as a tag)
     1+p     its parameters: length p, then p bytes (e.g. an encryption key id and nonce)
     1+s   signing key id: its length s (0 = unsigned), then s hex digits
+    8     version 3 only: when the record expires, in milliseconds since the Unix epoch
+          (unsigned, little-endian; 0 = never)
+    2+i   version 3 only: the record's info: its length i (little-endian), then i bytes of a
+          JSON object (a step's name, version, code fingerprint and argument digests)
     32    HMAC-SHA256, only when signed: over the header bytes before it, the key's length
           (4 bytes, little-endian), the key, and the payload
     4     CRC-32 (little-endian) over the header bytes before it, the key, and the payload
@@ -22,7 +26,10 @@ makes a flipped byte or a cut-off record one. The signature takes the key's leng
 record for key "ab" cannot pass for one for key "a" by moving a byte into the payload.
 
 Version 1 (``DF | 1 | n | tag | CRC-32 of header+payload | payload``) had no key binding, steps
-or signature; such records are read as before.
+or signature; such records are read as before. Version 3 is version 2 plus the expiry and info
+fields, which tools read without the payload's codec (`doeff cache ls`, `gc`, `explain`); they
+sit inside the checksum and the signature, so an expiry cannot be changed without the key. A
+record with neither is written as version 2, readable by a doeff that predates version 3.
 
 Reading checks, in order, before any payload byte is decoded: the header's shape and characters,
 the trust policy (is the codec trusted? decided from the header alone), the CRC, the signature
@@ -32,11 +39,13 @@ the trust policy (is the codec trusted? decided from the header alone), the CRC,
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from doeff.errors import (
     DecodeError,
@@ -56,7 +65,12 @@ from doeff.serde.trust import DEFAULT_TRUST, Trust
 
 MAGIC = b"DF"
 VERSION = 2
+META_VERSION = 3  # VERSION plus an expiry and an info field
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
+_META_FIXED = _U64.size + _U16.size  # the expiry and the info's length
+MAX_INFO = 0xFFFF  # bytes of JSON a record's info may hold
 _pack_u32 = _U32.pack
 _unpack_u32 = _U32.unpack_from
 _NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
@@ -90,6 +104,8 @@ class EnvelopeInfo:
     payload_size: int
     transforms: tuple[str, ...] = ()  # the steps applied to the payload, in order
     key_id: str | None = None  # the id of the key that signed it; None if unsigned
+    expires_at: float | None = None  # Unix time after which the record is a miss; None: never
+    info: Mapping[str, Any] | None = None  # the JSON object a writer attached (a step's summary)
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,8 @@ class _Header:
     mac: bytes
     signed_end: int
     crc_at: int
+    expires_at: float | None = None
+    info: bytes = b""
 
     @property
     def start(self) -> int:
@@ -123,11 +141,82 @@ def _bound(kb: bytes) -> bytes:
     return _pack_u32(len(kb)) + kb
 
 
-def _head(tag: str, steps: list[bytes], key_id: str) -> bytes:
-    """The header of a record up to its signature (or CRC); `steps` are encoded already."""
+def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) -> bytes:
+    """The header of a record up to its signature (or CRC); `steps` are encoded already, and
+    `meta` (the expiry and info fields, see `_meta`) makes it a version 3 header."""
     raw = check_tag(tag)
-    return (MAGIC + bytes((VERSION, len(raw))) + raw + bytes((len(steps),)) + b"".join(steps)
-            + bytes((len(key_id),)) + key_id.encode("ascii"))
+    version = VERSION if meta is None else META_VERSION
+    return (MAGIC + bytes((version, len(raw))) + raw + bytes((len(steps),)) + b"".join(steps)
+            + bytes((len(key_id),)) + key_id.encode("ascii") + (meta or b""))
+
+
+class EncodedInfo(dict[str, Any]):
+    """A record's info whose JSON text its maker wrote already (`json`: ASCII bytes, keys
+    sorted, no spaces), so sealing skips encoding it again: a step makes one per stored
+    result, from parts it prepared once."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, fields: Mapping[str, Any], json: bytes) -> None:
+        super().__init__(fields)
+        self.json = json
+
+
+def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:
+    """The version 3 fields: the expiry in milliseconds (0 = never), then the info as JSON."""
+    if expires_at is None:
+        millis = 0
+    else:
+        if not isinstance(expires_at, int | float) or not 0 < expires_at < 2 ** 53 / 1000:
+            raise InvalidOptionError(
+                f"expires_at={expires_at!r}: give a Unix time in seconds (e.g. time.time() + "
+                f"3600), or None for a record that never expires"
+            )
+        millis = max(1, round(expires_at * 1000))
+    text = b""
+    if type(info) is EncodedInfo:
+        text = info.json
+        if len(text) > MAX_INFO:
+            raise InvalidOptionError(f"info: a record's info must be at most {MAX_INFO} bytes of "
+                                     f"JSON, got {len(text)}")
+    elif info is not None:
+        try:
+            text = json.dumps(info, separators=(",", ":"), sort_keys=True,
+                              ensure_ascii=True, allow_nan=False).encode("ascii")
+        except (TypeError, ValueError) as exc:
+            raise InvalidOptionError(
+                f"info={info!r:.80}: a record's info must be a JSON object of str, int, bool "
+                f"and None values ({exc})"
+            ) from exc
+        if not isinstance(info, Mapping) or len(text) > MAX_INFO:
+            raise InvalidOptionError(
+                f"info: a record's info must be a JSON object of at most {MAX_INFO} bytes, got "
+                f"{type(info).__name__} of {len(text)} bytes"
+            )
+    return _U64.pack(millis) + _U16.pack(len(text)) + text
+
+
+def expires_at(data: bytes) -> float | None:
+    """When a record expires (Unix time), read from its header alone; None for a record that
+    never expires (any version 1 or 2 record) or whose header cannot be read (opening it then
+    says what is wrong)."""
+    if type(data) is not bytes or len(data) < 4 or data[2] != META_VERSION:
+        return None
+    try:
+        pos = 4 + data[3]  # past the tag
+        for _ in range(data[pos]):  # past the steps' names and parameters
+            pos += 1
+            pos += 1 + data[pos]
+            pos += data[pos]
+        pos += 1
+        pos += 1 + data[pos]  # past the signing key id
+        millis: int = _unpack_u64(data, pos)[0]
+    except (IndexError, struct.error):
+        return None
+    return millis / 1000 if millis else None
+
+
+_unpack_u64 = _U64.unpack_from
 
 
 def _prefix(tag: str, key_id: str = "") -> tuple[bytes, int]:
@@ -182,8 +271,9 @@ def _seal_signed(value: object, codec: Codec, head: bytes, head_crc: int, mac_of
 
 
 def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
-          transforms: Sequence[Transform]) -> bytes:
-    """The record of `value` with the signature and steps asked for (see the module docstring)."""
+          transforms: Sequence[Transform], meta: bytes | None = None) -> bytes:
+    """The record of `value` with the signature, steps and version 3 fields (`meta`) asked for
+    (see the module docstring)."""
     try:
         payload = codec.encode(value)
     except EncodeError:
@@ -207,8 +297,8 @@ def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
                 steps.append(bytes((len(name),)) + name + bytes((len(params),)) + params)
                 context += b"/" + name
     kid = "" if signer is None else signer.key_id
-    if steps:
-        head = _head(codec.tag, steps, kid)
+    if steps or meta is not None:
+        head = _head(codec.tag, steps, kid, meta)
         head_crc = zlib.crc32(head)
     else:
         head, head_crc = _prefix(codec.tag, kid)
@@ -221,16 +311,19 @@ def _seal(value: object, codec: Codec, kb: bytes, signer: Signer | None,
 
 
 def seal(value: object, codec: Codec, *, key: str | None = None,
-         signing_key: SigningKey | None = None, transforms: Iterable[Transform] = ()) -> bytes:
+         signing_key: SigningKey | None = None, transforms: Iterable[Transform] = (),
+         expires_at: float | None = None, info: Mapping[str, Any] | None = None) -> bytes:
     """`value` encoded by `codec`, behind a header naming the codec (see the module docstring).
 
     `key` binds the record to the key it will be stored under (reading it under another key is a
-    `DecodeError`); `signing_key` signs it; `transforms` are applied to the payload in order.
+    `DecodeError`); `signing_key` signs it; `transforms` are applied to the payload in order;
+    `expires_at` (a Unix time) and `info` (a small JSON object) go into a version 3 header.
     """
-    if signing_key is None and not transforms:
+    if signing_key is None and not transforms and expires_at is None and info is None:
         head, head_crc = _prefix(codec.tag)
         return _seal_plain(value, codec, head, head_crc, key)
-    return Envelope(codec, signing_key=signing_key, transforms=transforms).seal(value, key)
+    return Envelope(codec, signing_key=signing_key, transforms=transforms).seal(
+        value, key, expires_at=expires_at, info=info)
 
 
 def _field(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
@@ -260,11 +353,12 @@ def _parse(data: bytes) -> _Header:
     if len(data) < 4:
         raise DecodeError(f"truncated record: {len(data)} bytes, shorter than any header")
     version = data[2]
-    if version not in (1, VERSION):
-        newer = " (written by a newer doeff; upgrade to read it)" if version > VERSION else ""
+    if version not in (1, VERSION, META_VERSION):
+        newer = (" (written by a newer doeff; upgrade to read it)" if version > META_VERSION
+                 else "")
         raise DecodeError(
-            f"record has format version {version}; this doeff reads versions 1 and {VERSION}"
-            f"{newer}"
+            f"record has format version {version}; this doeff reads versions 1 to "
+            f"{META_VERSION}{newer}"
         )
     raw_tag, pos = _field(data, 3, "codec tag")
     if not raw_tag:
@@ -296,22 +390,55 @@ def _parse(data: bytes) -> _Header:
     if len(set(names)) != len(names):
         raise DecodeError(f"corrupt record: a transform appears twice in its steps {names}; "
                           "doeff applies each step once")
+    expiry: float | None = None
+    info = b""
+    if version == META_VERSION:
+        if len(data) < pos + _META_FIXED:
+            raise DecodeError(f"truncated record: the header ends inside its expiry "
+                              f"({len(data)} bytes in all)")
+        millis = _unpack_u64(data, pos)[0]
+        expiry = millis / 1000 if millis else None
+        size = _U16.unpack_from(data, pos + 8)[0]
+        pos += _META_FIXED
+        info = data[pos:pos + size]
+        pos += size
+        if len(info) < size:
+            raise DecodeError(f"truncated record: the header ends inside its info "
+                              f"({len(data)} bytes in all)")
     signed_end = pos
     mac = data[pos:pos + MAC_SIZE] if key_id is not None else b""
     pos += len(mac)
     if len(data) < pos + 4 or (key_id is not None and len(mac) < MAC_SIZE):
         raise DecodeError(f"truncated record: the header ends inside its checksum or "
                           f"signature ({len(data)} bytes in all)")
-    return _Header(tag, VERSION, tuple(steps), key_id, mac, signed_end, pos)
+    return _Header(tag, version, tuple(steps), key_id, mac, signed_end, pos, expiry, info)
+
+
+def _info(h: _Header) -> Mapping[str, Any] | None:
+    """A header's info as the JSON object it holds; DecodeError when it is not one."""
+    if not h.info:
+        return None
+    try:
+        value = json.loads(h.info.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"corrupt record: its info is not a JSON object ({exc})") from None
+    if not isinstance(value, dict):
+        raise DecodeError(f"corrupt record: its info is a JSON {type(value).__name__}, not an "
+                          "object")
+    return value
+
+
+def _described(data: bytes, h: _Header) -> EnvelopeInfo:
+    return EnvelopeInfo(tag=h.tag, version=h.version, header_size=h.start,
+                        payload_size=len(data) - h.start,
+                        transforms=tuple(name for name, _ in h.steps), key_id=h.key_id,
+                        expires_at=h.expires_at, info=_info(h))
 
 
 def peek(data: bytes) -> EnvelopeInfo:
-    """The header of a record (codec tag, version, sizes, steps, signing key id); the payload is
-    not decoded and nothing is verified beyond the header's shape."""
-    h = _parse(data)
-    return EnvelopeInfo(tag=h.tag, version=h.version, header_size=h.start,
-                        payload_size=len(data) - h.start,
-                        transforms=tuple(name for name, _ in h.steps), key_id=h.key_id)
+    """The header of a record (codec tag, version, sizes, steps, signing key id, expiry, info);
+    the payload is not decoded and nothing is verified beyond the header's shape."""
+    return _described(data, _parse(data))
 
 
 def check(data: bytes, key: str | None = None) -> EnvelopeInfo:
@@ -325,9 +452,7 @@ def check(data: bytes, key: str | None = None) -> EnvelopeInfo:
         crc = zlib.crc32(_key_bytes(key), crc)
     if zlib.crc32(memoryview(data)[h.start:], crc) != _unpack_u32(data, h.crc_at)[0]:
         raise _checksum_error(data, h.tag, key)
-    return EnvelopeInfo(tag=h.tag, version=h.version, header_size=h.start,
-                        payload_size=len(data) - h.start,
-                        transforms=tuple(name for name, _ in h.steps), key_id=h.key_id)
+    return _described(data, h)
 
 
 def _checksum_error(data: bytes, tag: str, key: str | None) -> DecodeError:
@@ -480,8 +605,8 @@ class Envelope:
         env.unseal(env.seal({"rows": 3}, "step:1"), "step:1")   # {'rows': 3}
     """
 
-    __slots__ = ("_by_name", "_head", "_head_crc", "_mac", "_plain", "_start", "codec",
-                 "signer", "transforms", "trust")
+    __slots__ = ("_by_name", "_head", "_head3", "_head_crc", "_mac", "_plain", "_start",
+                 "codec", "signer", "transforms", "trust")
 
     def __init__(self, codec: Codec, *, trust: Trust | Iterable[Codec | str] | None = None,
                  signing_key: SigningKey | None = None,
@@ -499,9 +624,20 @@ class Envelope:
         # the common record costs two hash copies, not a key schedule.
         self._mac = None if self.signer is None else self.signer.prepared(self._head)
         self._start = len(self._head) + (0 if self.signer is None else MAC_SIZE) + 4
+        # A version 3 record of the plain kind starts with this, its fields follow.
+        self._head3 = _head(codec.tag, [], "", b"")
 
-    def seal(self, value: object, key: str | None = None, codec: Codec | None = None) -> bytes:
-        """The record of `value` under `key`, by `codec` (default: the envelope's own)."""
+    def seal(self, value: object, key: str | None = None, codec: Codec | None = None, *,
+             expires_at: float | None = None, info: Mapping[str, Any] | None = None) -> bytes:
+        """The record of `value` under `key`, by `codec` (default: the envelope's own); with
+        `expires_at` or `info`, a version 3 record that carries them in its header."""
+        if expires_at is not None or info is not None:
+            meta = _meta(expires_at, info)
+            if self._plain and (codec is None or codec is self.codec):
+                head = self._head3 + meta  # the common step record: no parsing of options
+                return _seal_plain(value, self.codec, head, zlib.crc32(head), key)
+            return _seal(value, codec or self.codec, _key(key), self.signer, self.transforms,
+                         meta)
         if codec is None or codec is self.codec:
             if self._plain:
                 return _seal_plain(value, self.codec, self._head, self._head_crc, key)
@@ -516,11 +652,34 @@ class Envelope:
             value = _open_plain(data, self.codec, self._head, self._head_crc, key)
             if value is not _MISS:
                 return value
+            if type(data) is bytes and data.startswith(self._head3):
+                return self._open_plain3(data, key)
         elif (self.signer is not None and self._mac is not None and type(data) is bytes
               and len(data) >= self._start and data.startswith(self._head)):
             return self._open_signed(data, self.signer, self._mac, key)
         return _open(data, _key_bytes(key), key, self.codec, self.trust, self.signer,
                      self._by_name)
+
+    def _open_plain3(self, data: bytes, key: str | None) -> object:
+        """A version 3 record of the envelope's codec, unsigned, with no steps: the header's
+        fields are skipped by their sizes instead of parsed (the general path checks them)."""
+        pos = len(self._head3)
+        if len(data) < pos + _META_FIXED + 4:
+            return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
+        crc_at = pos + _META_FIXED + _U16.unpack_from(data, pos + 8)[0]
+        start = crc_at + 4
+        if len(data) < start:
+            return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
+        payload = _payload(data, start, self.codec)
+        crc = zlib.crc32(payload, zlib.crc32(_key(key), zlib.crc32(data[:crc_at])))
+        if crc != _unpack_u32(data, crc_at)[0]:
+            raise _checksum_error(data, self.codec.tag, key)
+        try:
+            return self.codec.decode(payload)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise _decode_failed(self.codec.tag, exc) from exc
 
     def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
         """A record of the envelope's codec, signed by its current key, with no steps."""

@@ -76,6 +76,32 @@ class KVStore(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class AtomicKVStore(KVStore, Protocol):
+    """A KVStore with the conditional writes claims are built from (every doeff backend).
+
+    Each call is atomic across the threads and processes sharing the store: of several
+    `put_if_absent` calls on one missing key exactly one returns True, and a compare-and-swap or
+    compare-and-delete applies only to the exact bytes it expects.
+    """
+
+    def put_if_absent(self, key: str, value: bytes) -> bool:
+        """Store `value` only if `key` is missing; True if this call stored it."""
+        ...
+
+    def compare_and_swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Replace the value under `key` by `value` only if it is `expected` now."""
+        ...
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key given, all in one transaction; the number that existed."""
+        ...
+
+
 class Closing:
     """`with store:` closes the store on the way out (subclasses define close())."""
 
@@ -95,4 +121,4 @@ class Closing:
         self.close()
 
 
-__all__ = ["Closing", "DurableStorage", "KVStore"]
+__all__ = ["AtomicKVStore", "Closing", "DurableStorage", "KVStore"]

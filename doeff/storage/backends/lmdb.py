@@ -386,6 +386,75 @@ class LMDBKV(KVBase):
         deleted: bool = self._write("delete", key, 0, lambda txn: txn.delete(record))
         return deleted
 
+    # -- conditional writes (claims) and batch deletes --------------------------------------
+    # Each runs in one write transaction, which LMDB serialises across threads and processes.
+
+    def _current(self, txn: _lmdb.Transaction, record: bytes, kb: bytes,
+                 hashed: bool) -> bytes | None:
+        """The value stored for key bytes `kb` under LMDB key `record`, inside `txn`."""
+        raw = txn.get(record)
+        if raw is None:
+            return None
+        return _unpack_long(bytes(raw), kb) if hashed else bytes(raw)
+
+    def put_if_absent(self, key: str, value: bytes) -> bool:
+        """Store `value` only if `key` is missing; True if this call stored it."""
+        kb = key_bytes(key, self)
+        record, raw = self._pair(key, check_value(value, self, key))
+
+        def body(txn: _lmdb.Transaction) -> bool:
+            stored: bool = txn.put(record, raw, overwrite=False)
+            return stored
+
+        result: bool = self._write("put_if_absent", key, len(record) + len(raw) + len(kb), body)
+        return result
+
+    def compare_and_swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Replace the value under `key` by `value` only if it is `expected` now."""
+        kb = key_bytes(key, self)
+        expected = check_value(expected, self, key)
+        record, raw = self._pair(key, check_value(value, self, key))
+        hashed = self._record_key(kb)[1]
+
+        def body(txn: _lmdb.Transaction) -> bool:
+            if self._current(txn, record, kb, hashed) != expected:
+                return False
+            txn.put(record, raw)
+            return True
+
+        swapped: bool = self._write("compare_and_swap", key, len(record) + len(raw), body)
+        return swapped
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now."""
+        kb = key_bytes(key, self)
+        expected = check_value(expected, self, key)
+        record, hashed = self._record_key(kb)
+
+        def body(txn: _lmdb.Transaction) -> bool:
+            if self._current(txn, record, kb, hashed) != expected:
+                return False
+            deleted: bool = txn.delete(record)
+            return deleted
+
+        result: bool = self._write("compare_and_delete", key, 0, body)
+        return result
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key given in one transaction (all, or none on error); the number that
+        existed."""
+        batch = [(kb, *self._record_key(kb)) for kb in (key_bytes(k, self) for k in keys)]
+
+        def body(txn: _lmdb.Transaction) -> int:
+            count = 0
+            for kb, record, hashed in batch:
+                if self._current(txn, record, kb, hashed) is not None:
+                    count += txn.delete(record)
+            return count
+
+        deleted: int = self._write("delete_many", None, 0, body)
+        return deleted
+
     def _records(self, op: str) -> list[tuple[bytes, bytes]]:
         with self._reading(op) as txn:
             return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
@@ -607,7 +676,8 @@ def _unpack_long(raw: bytes, kb: bytes) -> bytes | None:
     return raw[4 + n:] if raw[4:4 + n] == kb else None
 
 
-_WRITES = frozenset({"put", "put_many", "delete", "clear"})
+_WRITES = frozenset({"put", "put_many", "delete", "clear", "put_if_absent", "compare_and_swap",
+                     "compare_and_delete", "delete_many"})
 _DAMAGED = ("the store is damaged or holds records another program wrote; run `doeff cache "
             "check` on it, then restore it from a backup or copy what can be read to a new "
             "store (`doeff cache migrate STORE --into NEW`)")

@@ -110,15 +110,66 @@ class InMemoryKV(DictStore):
 
     def put(self, key: str, value: bytes) -> None:
         """Store `value` under `key`, replacing any previous value."""
-        data = self._live("put")
         key = check_key(key, self)
-        data[key] = check_value(value, self, key)
+        value = check_value(value, self, key)
+        with self._lock:  # not between a compare-and-swap's read and write
+            self._live("put")[key] = value
+
+    def delete(self, key: str) -> bool:
+        """Remove `key`; True if it existed."""
+        key = check_key(key, self)
+        with self._lock:
+            return self._live("delete").pop(key, _MISSING) is not _MISSING
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store every pair at once; a bad pair anywhere in the batch writes nothing."""
         batch = check_items(items, self)
         with self._lock:
             self._live("put_many").update(batch)
+
+    # The conditional writes hold the lock from their read to their write, so they are atomic
+    # against each other and against a put (which takes it too, see `put`).
+
+    def put_if_absent(self, key: str, value: bytes) -> bool:
+        """Store `value` only if `key` is missing; True if this call stored it."""
+        key = check_key(key, self)
+        value = check_value(value, self, key)
+        with self._lock:
+            data = self._live("put_if_absent")
+            if key in data:
+                return False
+            data[key] = value
+            return True
+
+    def compare_and_swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Replace the value under `key` by `value` only if it is `expected` now."""
+        key = check_key(key, self)
+        value = check_value(value, self, key)
+        expected = check_value(expected, self, key)
+        with self._lock:
+            data = self._live("compare_and_swap")
+            if data.get(key) != expected:
+                return False
+            data[key] = value
+            return True
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now."""
+        key = check_key(key, self)
+        expected = check_value(expected, self, key)
+        with self._lock:
+            data = self._live("compare_and_delete")
+            if data.get(key) != expected:
+                return False
+            del data[key]
+            return True
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key given at once; the number that existed."""
+        batch = [check_key(k, self) for k in keys]
+        with self._lock:
+            data = self._live("delete_many")
+            return sum(data.pop(k, _MISSING) is not _MISSING for k in batch)
 
     def items(self) -> list[tuple[str, bytes]]:
         """A snapshot of all (key, value) pairs."""

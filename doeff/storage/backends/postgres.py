@@ -18,7 +18,8 @@ attempt did not commit. Otherwise, and when the server stays unreachable, it rai
 `StorageUnavailableError`, chained from psycopg's error.
 
 The cache does not lock anything: two workers may both compute a step and the last put wins.
-`put_if_absent` (PostgreSQL only) is the building block for steps that must run once.
+`put_if_absent`, `compare_and_swap` and `compare_and_delete` are what claimed steps (which run
+once across workers) build their leases from.
 """
 
 from __future__ import annotations
@@ -250,6 +251,10 @@ class PostgresKV(KVBase):
             " ON CONFLICT (key_hash) DO NOTHING"
         )
         self._q_delete = q("DELETE FROM {kv} WHERE key_hash = %b")
+        self._q_swap = q("UPDATE {kv} SET value = %b, updated_at = now()"
+                         " WHERE key_hash = %b AND value = %b")
+        self._q_delete_if = q("DELETE FROM {kv} WHERE key_hash = %b AND value = %b")
+        self._q_delete_many = q("DELETE FROM {kv} WHERE key_hash = ANY(%b)")
         self._q_keys = q("SELECT key FROM {kv}")
         self._q_items = q("SELECT key, value FROM {kv}")
         # bytea compares byte by byte, and UTF-8 byte order is code point order: str order.
@@ -393,6 +398,53 @@ class PostgresKV(KVBase):
 
         result = self._run("put_if_absent", key, insert, retry=resolve)
         return result or (bool(outcome) and outcome[-1])
+
+    def compare_and_swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Replace the value under `key` by `value` only if it is `expected` now; True if
+        replaced. Atomic across every worker. As with `put_if_absent`, give each writer distinct
+        values: after a lost connection the stored value tells whether this call's swap won."""
+        h = hashlib.sha256(key_bytes(key, self)).digest()
+        value = check_value(value, self, key)
+        params = (value, h, check_value(expected, self, key))
+        if self.readonly:
+            raise read_only(self, "compare_and_swap")
+        outcome: list[bool] = []
+
+        def resolve() -> bool:
+            outcome.append(self.get(key) == value)
+            return True  # swapping again when it committed changes nothing (expected is gone)
+
+        swapped = self._run("compare_and_swap", key,
+                            lambda c: c.execute(self._q_swap, params).rowcount == 1,
+                            retry=resolve)
+        return swapped or (bool(outcome) and outcome[-1])
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now; True if removed."""
+        h = hashlib.sha256(key_bytes(key, self)).digest()
+        params = (h, check_value(expected, self, key))
+        if self.readonly:
+            raise read_only(self, "compare_and_delete")
+        # Retried only while the value is still there: once it is gone there is no telling
+        # whether this call removed it.
+        deleted: bool = self._run(
+            "compare_and_delete", key,
+            lambda c: c.execute(self._q_delete_if, params).rowcount == 1,
+            retry=lambda: self.get(key) == params[1])
+        return deleted
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key given in one statement (all, or none on error); the number that
+        existed. Not retried after a lost connection: the count could not be told."""
+        hashes = [hashlib.sha256(key_bytes(k, self)).digest() for k in keys]
+        if self.readonly:
+            raise read_only(self, "delete_many")
+        if not hashes:
+            return 0
+        count: int = self._run("delete_many", None,
+                               lambda c: c.execute(self._q_delete_many, (hashes,)).rowcount,
+                               retry=lambda: False)
+        return count
 
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it existed."""

@@ -91,6 +91,11 @@ _RECORDS = (
     "WHERE ?1 = 0 OR substr(CAST(key AS BLOB), 1, ?1) = ?2"
 )
 _CLEAR = "DELETE FROM doeff_kv"
+# The conditional writes claims are built from: each one statement, so atomic across processes.
+_PUT_NEW = ("INSERT INTO doeff_kv (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING")
+_SWAP = "UPDATE doeff_kv SET value = ?, updated_at = ? WHERE key = ? AND value = ?"
+_DELETE_IF = "DELETE FROM doeff_kv WHERE key = ? AND value = ?"
 # application_id, schema version, schema objects, pages: a database with no pages at all is a
 # new (or zero-byte) file; one with pages but no schema is somebody's empty database.
 _HEADER = (
@@ -533,6 +538,65 @@ class SQLiteKV(KVBase):
         finally:
             self._give(cur)
 
+    # -- conditional writes (claims) and batch deletes --------------------------------------
+
+    def put_if_absent(self, key: str, value: bytes) -> bool:
+        """Store `value` only if `key` is missing; True if this call stored it. Atomic across
+        threads and processes: of several concurrent calls on one key, exactly one gets True."""
+        key = check_key(key, self)
+        params = (key, check_value(value, self, key), time.time())
+        if self.readonly:
+            raise read_only(self, "put_if_absent")
+        stored: bool = self._run("put_if_absent", key, _PUT_NEW, params, _one_row)
+        return stored
+
+    def compare_and_swap(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Replace the value under `key` by `value` only if it is `expected` now; True if
+        replaced (False when missing or different). Atomic across threads and processes."""
+        key = check_key(key, self)
+        params = (check_value(value, self, key), time.time(), key,
+                  check_value(expected, self, key))
+        if self.readonly:
+            raise read_only(self, "compare_and_swap")
+        swapped: bool = self._run("compare_and_swap", key, _SWAP, params, _one_row)
+        return swapped
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now; True if removed."""
+        key = check_key(key, self)
+        params = (key, check_value(expected, self, key))
+        if self.readonly:
+            raise read_only(self, "compare_and_delete")
+        deleted: bool = self._run("compare_and_delete", key, _DELETE_IF, params, _one_row)
+        return deleted
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key given in one transaction (all, or none on error); the number that
+        existed."""
+        batch = [(check_key(k, self),) for k in keys]
+        if self.readonly:
+            raise read_only(self, "delete_many")
+        cur = self._take("delete_many")
+        try:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._retry(exc, cur, "BEGIN IMMEDIATE", (), "delete_many", None)
+            try:
+                before = cur.connection.total_changes
+                cur.executemany(_DELETE, batch)
+                count = cur.connection.total_changes - before
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._wrap(exc, "delete_many", None) from exc
+                raise
+        finally:
+            self._give(cur)
+        return count
+
     def records(self, prefix: str = "") -> list[tuple[str, bytes, float | None]]:
         """(key, value, updated_at as a Unix time) for keys starting with `prefix`, sorted."""
         head = check_prefix(prefix, self)
@@ -726,6 +790,10 @@ def _fetchall(cur: sqlite3.Cursor) -> list[Any]:
 
 def _first(row: tuple[str, bytes, float | None]) -> str:
     return row[0]
+
+
+def _one_row(cur: sqlite3.Cursor) -> bool:
+    return cur.rowcount == 1
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteKV"]
