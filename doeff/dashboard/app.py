@@ -1,0 +1,225 @@
+"""The dashboard's ASGI app (Starlette): three pages, their JSON API and two event streams.
+
+Pages are the package's own HTML, CSS and JavaScript (no build step, nothing from the network);
+the server fills in only the session's CSRF token and, in read-only mode, leaves the controls
+out. The live views are server-sent events: one poll of the store per interval per stream,
+reading only what changed since the last (see `RunReader`), and an event only when what the page
+shows changed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from doeff.cli.output import show_key
+from doeff.dashboard.data import (
+    CACHE_LIMIT,
+    MAX_LIMIT,
+    Policy,
+    RunReader,
+    cache_rows,
+    run_detail,
+    run_summary,
+    store_stats,
+)
+from doeff.dashboard.guard import Guard
+from doeff.errors import RunError, RunNotFoundError
+from doeff.runs import cancel_run, pause_run, resume_run
+from doeff.runs.record import STATUSES
+from doeff.storage.base import KVStore
+
+POLL = 0.2  # seconds between two looks at the store by a live stream
+KEEPALIVE = 5.0  # seconds of silence after which a stream sends a comment (finds gone clients)
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+CONTROLS = ("<!-- controls -->", "<!-- /controls -->")
+ACTIONS = {"cancel": cancel_run, "pause": pause_run, "resume": resume_run}
+
+
+@dataclass
+class Settings:
+    """What one dashboard serves, and how."""
+
+    kv: KVStore
+    store: str  # the STORE argument as shown (a password hidden)
+    read_only: bool = False
+    policy: Policy = field(default_factory=Policy)
+    poll: float = POLL
+    closing: threading.Event = field(default_factory=threading.Event)  # set when shutting down
+
+
+def _static_files() -> dict[str, bytes]:
+    folder = resources.files("doeff.dashboard") / "static"
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii: no raw line separators or lone surrogates inside an event's data line.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
+def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
+              token: str | None) -> Guard:
+    """The app for `settings`, behind its guard (see doeff.dashboard.guard)."""
+    static = _static_files()
+    reader = RunReader(settings.kv)
+
+    def page(name: str) -> Callable[[Request], Response]:
+        html = static[name].decode()
+        if settings.read_only:
+            start, end = html.index(CONTROLS[0]), html.index(CONTROLS[1]) + len(CONTROLS[1])
+            html = html[:start] + html[end:]
+
+        def endpoint(request: Request) -> Response:
+            guard: Guard = request.scope["state"]["guard"]
+            session, new = guard.session_of(dict(request.cookies))
+            # The token is hex: it needs no escaping in the attribute it fills.
+            response = Response(html.replace("{{csrf}}", guard.csrf_for(session)),
+                                media_type="text/html; charset=utf-8")
+            if new:
+                response.raw_headers.append(guard.session_cookie_header(session))
+            return response
+
+        return endpoint
+
+    def static_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        kind = STATIC_TYPES.get(name[name.rfind("."):]) if "." in name else None
+        if kind is None or name not in static:
+            return _error(404, f"no file {name!r:.80}")
+        return Response(static[name], media_type=kind)
+
+    def info(request: Request) -> Response:
+        return JSONResponse({"store": settings.store, "read_only": settings.read_only,
+                             "unsafe_pickle": settings.policy.unsafe_pickle,
+                             "statuses": list(STATUSES)})
+
+    def runs(request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in STATUSES:
+            return _error(400, f"status={status!r:.40} is none of {', '.join(STATUSES)}")
+        now = time.time()
+        return JSONResponse([run_summary(r, now) for r in reader.all(status)])
+
+    def run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        record = reader.one(run_id)
+        if record is None:
+            return _error(404, f"no run {show_key(run_id):.200} in this store")
+        return JSONResponse(run_detail(record))
+
+    def act(request: Request) -> Response:
+        run_id, action = request.path_params["run_id"], request.path_params["action"]
+        if action not in ACTIONS:
+            return _error(404, f"no action {action!r:.40}: cancel, pause or resume")
+        try:
+            ACTIONS[action](settings.kv, run_id)
+        except RunError as exc:  # unknown run, or one that has ended
+            return _error(404 if isinstance(exc, RunNotFoundError) else 409, str(exc))
+        record = reader.one(run_id)
+        body = run_detail(record) if record is not None else {}
+        return JSONResponse({**body, "requested": action})
+
+    def cache(request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit") or CACHE_LIMIT)
+        except ValueError:
+            return _error(400, f"limit={q.get('limit')!r:.40} is not a whole number")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
+        return JSONResponse(cache_rows(settings.kv, settings.policy, prefix=q.get("prefix", ""),
+                                       step=q.get("step") or None, limit=limit))
+
+    def stats(request: Request) -> Response:
+        return JSONResponse(store_stats(settings.kv))
+
+    async def stream(poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
+        """Server-sent events: `poll()` in a worker thread every interval; each (event, data)
+        it returns is sent; None means nothing changed."""
+        yield "retry: 1000\n\n"
+        quiet = 0.0
+        while not settings.closing.is_set():
+            found = await anyio.to_thread.run_sync(poll)
+            if found is not None:
+                yield f"event: {found[0]}\ndata: {_dumps(found[1])}\n\n"
+                quiet = 0.0
+            elif quiet >= KEEPALIVE:
+                yield ": still here\n\n"
+                quiet = 0.0
+            await anyio.sleep(settings.poll)
+            quiet += settings.poll
+
+    def sse(events: AsyncIterator[str]) -> StreamingResponse:
+        return StreamingResponse(events, media_type="text/event-stream",
+                                 headers={"x-accel-buffering": "no"})
+
+    async def runs_events(request: Request) -> Response:
+        shown: dict[str, dict[str, Any]] = {}
+        first = [True]
+
+        def poll() -> tuple[str, Any] | None:
+            now = time.time()
+            current = {r.run_id: run_summary(r, now) for r in reader.all()}
+            changed = [s for k, s in current.items() if shown.get(k) != s]
+            removed = [k for k in shown if k not in current]
+            if not changed and not removed and not first[0]:
+                return None
+            full, first[0] = first[0], False
+            shown.clear()
+            shown.update(current)
+            return "runs", {"full": full, "runs": changed, "removed": removed}
+
+        return sse(stream(poll))
+
+    async def run_events(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        last: list[Any] = [object()]
+
+        def poll() -> tuple[str, Any] | None:
+            record = reader.one(run_id)
+            data = None if record is None else record.to_json()
+            if data == last[0]:
+                return None
+            last[0] = data
+            return ("missing", {"run_id": run_id}) if record is None else \
+                ("run", run_detail(record))
+
+        return sse(stream(poll))
+
+    routes = [
+        Route("/", page("runs.html")),
+        Route("/cache", page("cache.html")),
+        Route("/run/{run_id:path}", page("run.html")),
+        Route("/static/{name}", static_file),
+        Route("/api/info", info),
+        Route("/api/runs", runs),
+        Route("/api/events", runs_events),
+        Route("/api/runs/{run_id:path}/events", run_events),
+        Route("/api/runs/{run_id:path}/{action}", act, methods=["POST"]),
+        Route("/api/runs/{run_id:path}", run),
+        Route("/api/cache", cache),
+        Route("/api/stats", stats),
+    ]
+    app = Starlette(routes=routes)
+    return Guard(app, port=port, host_names=host_names, token=token,
+                 read_only=settings.read_only)
+
+
+__all__ = ["POLL", "Settings", "build_app"]
