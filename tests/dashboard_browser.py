@@ -58,6 +58,9 @@ def new_driver(width: int = 1280, height: int = 800) -> Any:
     service = Service(executable_path=str(CHROMEDRIVER))
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(TIMEOUT)
+    # --window-size counts the window's frame: fix the page's own viewport (and screenshots).
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     return driver
 
 
