@@ -118,7 +118,9 @@ def test_k_stack_shows_the_workflows_file_and_line(driver: Any, dashboard: Dashb
              f"a .frame-where ending with {where}")
     assert text_of(driver, "#run-status") == "running"
     assert driver.find_elements("css selector", 'section.task[data-task] li.frame .frame-type')
-    assert "Perform" in text_of(driver, "#current-effect")
+    # Between two records the effect at hand may be a look-up or a store; mostly it is the call.
+    wait_for(driver, lambda d: "Perform" in text_of(d, "#current-effect"),
+             "#current-effect showing the step's Perform")
     driver.save_screenshot(str(tmp_path / "run-page.png"))
     assert (tmp_path / "run-page.png").stat().st_size > 10_000
 
