@@ -82,7 +82,7 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
 
     def page(name: str) -> Callable[[Request], Response]:
         html = static[name].decode()
-        if settings.read_only:
+        if settings.read_only and CONTROLS[0] in html:
             start, end = html.index(CONTROLS[0]), html.index(CONTROLS[1]) + len(CONTROLS[1])
             html = html[:start] + html[end:]
 

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
-from doeff.cli.errors import EXIT_USAGE, CLIError
+from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import warn
 from doeff.cli.scan import signing_keys
 from doeff.cli.store import FORMS, open_store, store_label
@@ -152,8 +152,11 @@ def main(argv: list[str]) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:  # a bug or an unexpected failure: still one line, not a traceback
+        warn(f"unexpected {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     finally:
         sys.stdout.flush()
 
 
-__all__ = ["EXIT_USAGE", "build_parser", "main"]
+__all__ = ["TOKEN_ENV", "build_parser", "main"]
