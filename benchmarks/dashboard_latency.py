@@ -161,9 +161,9 @@ def main() -> int:
     print(summary("total (ended -> shown)", total))
     print(summary("recorder (ended -> stored)", recorder))
     print(summary("dashboard (stored -> shown)", dashboard))
-    print("  recorder: the heartbeat thread, nudged by the step, writes at once unless it wrote\n"
-          "    less than MIN_GAP ago (steps here are further apart, so it is the wake-up and the\n"
-          "    snapshot and SQLite write);\n"
+    print("  recorder: the heartbeat thread, nudged by the step, writes at once (its wake-up,\n"
+          "    the snapshot and the SQLite write) unless it wrote less than MIN_GAP ago, e.g. a\n"
+          "    heartbeat just before: then it waits out the rest of MIN_GAP;\n"
           "  dashboard: waiting for the run's stream to look at the store (every POLL: uniform in\n"
           "    0..POLL), then its read, one SSE message, the page's JSON parse and render; the\n"
           "    minimum is roughly that fixed part, the spread up to POLL is the wait.")
