@@ -4,7 +4,8 @@
 It sees the run in the runs table, its K stack at the workflow's own file and line, its step count
 grow without a reload (server-sent events), the cancel button end it as "failed" (doeff.runs has
 no "cancelled" status: a cancelled run failed with CancellationError), pause and resume, a
-SIGKILLed run turn "lost", a hostile key shown as text, and --read-only leave out the buttons.
+SIGKILLed run turn "lost", a hostile key shown as text, --read-only leave out the buttons, and
+--token let in only a browser that opened the printed address.
 Under CI (CI=true, set by .ci/run, which installs chromium) the tests fail without Chromium;
 elsewhere they skip.
 """
@@ -243,6 +244,27 @@ def test_read_only_leaves_out_the_buttons(driver: Any, store: Path, workflow: Wo
         assert status in (403, 405)
         assert workflow.record().status == "running"
     finally:
+        stop(server.process)
+
+
+def test_token_signs_the_browser_in_once(driver: Any, store: Path, workflow: Workflow,
+                                         tmp_path: Path) -> None:
+    server = start_dashboard(store, tmp_path, "--token", "s3cret-token")
+    try:
+        assert server.url.endswith("/?token=s3cret-token")
+        driver.delete_all_cookies()
+        driver.get(server.page("/"))
+        assert "needs its token" in text_of(driver, "body")
+        assert not driver.find_elements("css selector", "#runs")
+
+        driver.get(server.url)  # sets an HttpOnly cookie, then loads the page without the token
+        row = f'tr.run[data-run-id="{workflow.run_id}"]'
+        wait_for(driver, lambda d: d.find_element("css selector", row).get_attribute(
+            "data-status") == "running", f"{row} running, the stream authorized by the cookie")
+        assert "token" not in driver.current_url
+        assert "s3cret-token" not in driver.execute_script("return document.cookie")
+    finally:
+        driver.delete_all_cookies()
         stop(server.process)
 
 
