@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -m doeff demo
+	@$(PY) -m doeff demo --db $(VENV)/demo.db
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
