@@ -22,11 +22,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from test_cli import doeff
 
 from doeff import do, run_sync, run_workflow, step
+from doeff.cli.output import show_value
 from doeff.effects import perform
 from doeff.effects.cache import cached
+from doeff.errors import InvalidKeyError
 from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec, PickleCodec
 from doeff.storage import Durable, SQLiteKV
@@ -257,8 +261,10 @@ def test_cancel_pause_resume_need_the_session_csrf_token(client: httpx.Client,
     assert unknown.status_code == 404
 
 
-def test_read_only_hides_the_controls_and_refuses_every_post(store: str) -> None:
-    """--read-only: the run page has no buttons, and a POST with a valid CSRF token is 403."""
+def test_read_only_hides_the_controls_and_refuses_every_post(store: str,
+                                                             client: httpx.Client) -> None:
+    """--read-only: the run page has no buttons, and a POST with a valid CSRF token is 403
+    (the default server has them)."""
     with dashboard(store, "--read-only") as (url, _), httpx.Client(base_url=url) as c:
         page = c.get("/run/ok").text
         assert 'id="run-status"' in page
@@ -266,8 +272,7 @@ def test_read_only_hides_the_controls_and_refuses_every_post(store: str) -> None
         refused = c.post("/api/runs/ok/cancel", headers={"X-CSRF-Token": csrf(c)})
         assert refused.status_code == 403 and "read-only" in refused.json()["error"]
         assert c.get("/api/runs/ok").json()["status"] == "completed"
-    with dashboard(store) as (url, _), httpx.Client(base_url=url) as c:
-        assert re.search(r'id="cancel-btn"', c.get("/run/ok").text)
+    assert re.search(r'id="cancel-btn"', client.get("/run/ok").text)
 
 
 # -- safety -------------------------------------------------------------------------------
@@ -464,18 +469,18 @@ def test_cache_lists_records_by_prefix_and_by_step(client: httpx.Client) -> None
         assert client.get("/api/cache", params={"limit": limit}).status_code == 400
 
 
-def test_pickle_values_stay_hidden_unless_the_server_has_unsafe_pickle(store: str) -> None:
+def test_pickle_values_stay_hidden_unless_the_server_has_unsafe_pickle(
+        store: str, client: httpx.Client) -> None:
     """Without --unsafe-pickle a pickle record's value is hidden with the reason, and nothing
     is unpickled (the trap record's side effect does not happen); with it, values show."""
     marker = Path(store).parent / "trap-loaded"
-    with dashboard(store) as (url, _), httpx.Client(base_url=url) as c:
-        rows = {r["key"]: r for r in c.get("/api/cache").json()}
-        for key in ("pickled", "trap"):
-            assert rows[key]["codec"] == "pickle" and rows[key]["value"] is None
-            assert "--unsafe-pickle" in rows[key]["hidden"]
-        assert rows["report:total"]["hidden"] is None
-        assert not marker.exists()
-        assert c.get("/api/info").json()["unsafe_pickle"] is False
+    rows = {r["key"]: r for r in client.get("/api/cache").json()}
+    for key in ("pickled", "trap"):
+        assert rows[key]["codec"] == "pickle" and rows[key]["value"] is None
+        assert "--unsafe-pickle" in rows[key]["hidden"]
+    assert rows["report:total"]["hidden"] is None
+    assert not marker.exists()
+    assert client.get("/api/info").json()["unsafe_pickle"] is False
     with dashboard(store, "--unsafe-pickle") as (url, _), httpx.Client(base_url=url) as c:
         rows = {r["key"]: r for r in c.get("/api/cache").json()}
         assert rows["pickled"]["value"] == "{'secret': 42}" and rows["pickled"]["hidden"] is None
@@ -559,3 +564,46 @@ def test_pickled_trap_really_runs_code_when_loaded(tmp_path: Path) -> None:
     marker = tmp_path / "loaded"
     pickle.loads(pickle.dumps(Trap(str(marker))))
     assert marker.exists()
+
+
+# -- any key, any value ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(the path of an empty store, the address of a dashboard serving it)."""
+    path = str(tmp_path_factory.mktemp("blank") / "blank.db")
+    with SQLiteKV(path) as kv:
+        kv.put("seed", b"")
+        kv.delete("seed")
+    with dashboard(path) as (url, _):
+        yield path, url
+
+
+_KEYS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | \
+    st.text(max_size=20) | st.binary(max_size=20)
+_VALUES = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=_KEYS, value=_VALUES, cut=st.integers(min_value=0, max_value=40))
+def test_any_key_and_value_come_back_as_the_data_they_are(blank: tuple[str, str], key: str,
+                                                          value: Any, cut: int) -> None:
+    """For every key and msgpack value: /api/cache, filtered by any prefix of the key, lists
+    the key exactly as stored and the value as `doeff cache get` prints it."""
+    path, url = blank
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        try:
+            storage.put(key, value)
+        except InvalidKeyError:
+            assume(False)
+        try:
+            with httpx.Client(base_url=url, timeout=10) as c:
+                rows = c.get("/api/cache", params={"prefix": key[:cut]}).json()
+        finally:
+            storage.delete(key)
+    assert [(r["key"], r["value"], r["codec"]) for r in rows] == \
+        [(key, show_value(value), "msgpack")]

@@ -28,6 +28,8 @@ from doeff.dashboard.data import (
     CACHE_LIMIT,
     MAX_LIMIT,
     Policy,
+    RunFeed,
+    RunListFeed,
     RunReader,
     cache_rows,
     run_detail,
@@ -65,13 +67,21 @@ def _static_files() -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _dumps(value: Any) -> str:
-    # ensure_ascii: no raw line separators or lone surrogates inside an event's data line.
+    # ensure_ascii: text from a store goes out as \u escapes, so no byte of it can end an
+    # event's data line or fail to encode (Starlette's own JSON writes raw UTF-8).
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
+class JSON(JSONResponse):
+    """A JSON answer written as ASCII (see `_dumps`)."""
+
+    def render(self, content: Any) -> bytes:
+        return _dumps(content).encode("ascii")
+
+
+def _error(status: int, message: str) -> JSON:
+    return JSON({"error": message}, status_code=status)
 
 
 def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
@@ -106,7 +116,7 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
         return Response(static[name], media_type=kind)
 
     def info(request: Request) -> Response:
-        return JSONResponse({"store": settings.store, "read_only": settings.read_only,
+        return JSON({"store": settings.store, "read_only": settings.read_only,
                              "unsafe_pickle": settings.policy.unsafe_pickle,
                              "statuses": list(STATUSES)})
 
@@ -115,14 +125,14 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
         if status is not None and status not in STATUSES:
             return _error(400, f"status={status!r:.40} is none of {', '.join(STATUSES)}")
         now = time.time()
-        return JSONResponse([run_summary(r, now) for r in reader.all(status)])
+        return JSON([run_summary(r, now) for r in reader.all(status)])
 
     def run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         record = reader.one(run_id)
         if record is None:
             return _error(404, f"no run {show_key(run_id):.200} in this store")
-        return JSONResponse(run_detail(record))
+        return JSON(run_detail(record))
 
     def act(request: Request) -> Response:
         run_id, action = request.path_params["run_id"], request.path_params["action"]
@@ -134,7 +144,7 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
             return _error(404 if isinstance(exc, RunNotFoundError) else 409, str(exc))
         record = reader.one(run_id)
         body = run_detail(record) if record is not None else {}
-        return JSONResponse({**body, "requested": action})
+        return JSON({**body, "requested": action})
 
     def cache(request: Request) -> Response:
         q = request.query_params
@@ -144,11 +154,11 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
             return _error(400, f"limit={q.get('limit')!r:.40} is not a whole number")
         if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
-        return JSONResponse(cache_rows(settings.kv, settings.policy, prefix=q.get("prefix", ""),
+        return JSON(cache_rows(settings.kv, settings.policy, prefix=q.get("prefix", ""),
                                        step=q.get("step") or None, limit=limit))
 
     def stats(request: Request) -> Response:
-        return JSONResponse(store_stats(settings.kv))
+        return JSON(store_stats(settings.kv))
 
     async def stream(poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
         """Server-sent events: `poll()` in a worker thread every interval; each (event, data)
@@ -171,37 +181,16 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
                                  headers={"x-accel-buffering": "no"})
 
     async def runs_events(request: Request) -> Response:
-        shown: dict[str, dict[str, Any]] = {}
-        first = [True]
+        feed = RunListFeed(reader)
 
         def poll() -> tuple[str, Any] | None:
-            now = time.time()
-            current = {r.run_id: run_summary(r, now) for r in reader.all()}
-            changed = [s for k, s in current.items() if shown.get(k) != s]
-            removed = [k for k in shown if k not in current]
-            if not changed and not removed and not first[0]:
-                return None
-            full, first[0] = first[0], False
-            shown.clear()
-            shown.update(current)
-            return "runs", {"full": full, "runs": changed, "removed": removed}
+            change = feed.poll()
+            return None if change is None else ("runs", change)
 
         return sse(stream(poll))
 
     async def run_events(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        last: list[Any] = [object()]
-
-        def poll() -> tuple[str, Any] | None:
-            record = reader.one(run_id)
-            data = None if record is None else record.to_json()
-            if data == last[0]:
-                return None
-            last[0] = data
-            return ("missing", {"run_id": run_id}) if record is None else \
-                ("run", run_detail(record))
-
-        return sse(stream(poll))
+        return sse(stream(RunFeed(reader, request.path_params["run_id"]).poll))
 
     routes = [
         Route("/", page("runs.html")),

@@ -100,6 +100,50 @@ def run_detail(record: RunRecord) -> dict[str, Any]:
     return data
 
 
+class RunListFeed:
+    """The changes to the runs list since the last `poll` (the first gives every run): what
+    /api/events sends."""
+
+    def __init__(self, reader: RunReader) -> None:
+        self.reader = reader
+        self.shown: dict[str, dict[str, Any]] | None = None
+
+    def poll(self) -> dict[str, Any] | None:
+        """`{"full", "runs": [changed summaries], "removed": [ids]}`, or None if nothing
+        changed."""
+        now = time.time()
+        current = {r.run_id: run_summary(r, now) for r in self.reader.all()}
+        shown, self.shown = self.shown, current
+        if shown is None:
+            return {"full": True, "runs": list(current.values()), "removed": []}
+        changed = [s for k, s in current.items() if shown.get(k) != s]
+        removed = [k for k in shown if k not in current]
+        if not changed and not removed:
+            return None
+        return {"full": False, "runs": changed, "removed": removed}
+
+
+class RunFeed:
+    """One run's record each time it changes: what /api/runs/ID/events sends."""
+
+    def __init__(self, reader: RunReader, run_id: str) -> None:
+        self.reader = reader
+        self.run_id = run_id
+        self.last: object = ...  # nothing sent yet
+
+    def poll(self) -> tuple[str, dict[str, Any]] | None:
+        """("run", the record) or ("missing", {run_id}) when it changed since the last poll;
+        None if it did not."""
+        record = self.reader.one(self.run_id)
+        data = None if record is None else record.to_json()
+        if data == self.last:
+            return None
+        self.last = data
+        if record is None:
+            return "missing", {"run_id": self.run_id}
+        return "run", run_detail(record)
+
+
 def _value_text(value: object) -> str:
     text = show_value(value)
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
@@ -160,5 +204,5 @@ def store_stats(kv: KVStore) -> dict[str, Any]:
     }
 
 
-__all__ = ["CACHE_LIMIT", "MAX_LIMIT", "Policy", "RunReader", "cache_row", "cache_rows",
-           "run_detail", "run_summary", "store_stats"]
+__all__ = ["CACHE_LIMIT", "MAX_LIMIT", "Policy", "RunFeed", "RunListFeed", "RunReader",
+           "cache_row", "cache_rows", "run_detail", "run_summary", "store_stats"]
