@@ -580,7 +580,7 @@ def blank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
         yield path, url
 
 
-_KEYS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_KEYS = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 _LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | \
     st.text(max_size=20) | st.binary(max_size=20)
 _VALUES = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=4)
