@@ -33,7 +33,7 @@ from doeff.effects.cache import cached
 from doeff.errors import InvalidKeyError
 from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec, PickleCodec
-from doeff.storage import Durable, SQLiteKV
+from doeff.storage import LMDBKV, Durable, SQLiteKV
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -501,6 +501,18 @@ def test_stats_count_records_and_bytes_by_codec(client: httpx.Client, store: str
     assert stats["records"] == sum(c for c, _ in expected.values())
     assert stats["bytes"] == sum(b for _, b in expected.values())
     assert stats["unreadable"] == {"records": 0, "bytes": 0}
+
+
+def test_an_lmdb_store_is_served_too(tmp_path: Path) -> None:
+    """`lmdb:///DIR` works as with the other commands: its runs and records are listed."""
+    folder = tmp_path / "wf.lmdb"
+    with Durable(LMDBKV(folder), MsgpackCodec()) as storage:
+        assert run_sync(job(False), storage=storage, run_id="on-lmdb").is_ok()
+    with dashboard(f"lmdb://{folder}") as (url, _), httpx.Client(base_url=url) as c:
+        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()] == [
+            ("on-lmdb", "completed")]
+        assert [r["key"] for r in c.get("/api/cache", params={"prefix": "report"}).json()] \
+            == ["report:total"]
 
 
 # -- the command ----------------------------------------------------------------------------

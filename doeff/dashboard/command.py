@@ -77,9 +77,12 @@ def _frameworks() -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    # `localhost` may resolve to ::1 first while a browser tries 127.0.0.1: take the one
+    # address every client tries.
+    bind = "127.0.0.1" if host.lower() == "localhost" else host
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
