@@ -84,15 +84,20 @@ def _error(status: int, message: str) -> JSON:
     return JSON({"error": message}, status_code=status)
 
 
-def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
-              token: str | None) -> Guard:
-    """The app for `settings`, behind its guard (see doeff.dashboard.guard)."""
-    static = _static_files()
-    reader = RunReader(settings.kv)
+class Endpoints:
+    """The pages, the JSON API and the event streams of one dashboard."""
 
-    def page(name: str) -> Callable[[Request], Response]:
-        html = static[name].decode()
-        if settings.read_only and CONTROLS[0] in html:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.static = _static_files()
+        self.reader = RunReader(settings.kv)
+
+    # -- pages and their files -------------------------------------------------------------
+
+    def page(self, name: str) -> Callable[[Request], Response]:
+        """The endpoint serving the page `name`, the controls left out when read-only."""
+        html = self.static[name].decode()
+        if self.settings.read_only and CONTROLS[0] in html:
             start, end = html.index(CONTROLS[0]), html.index(CONTROLS[1]) + len(CONTROLS[1])
             html = html[:start] + html[end:]
 
@@ -108,45 +113,54 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
 
         return endpoint
 
-    def static_file(request: Request) -> Response:
+    def static_file(self, request: Request) -> Response:
+        """One of the package's CSS or JavaScript files (a fixed set: no path reaches disk)."""
         name = request.path_params["name"]
         kind = STATIC_TYPES.get(name[name.rfind("."):]) if "." in name else None
-        if kind is None or name not in static:
+        if kind is None or name not in self.static:
             return _error(404, f"no file {name!r:.80}")
-        return Response(static[name], media_type=kind)
+        return Response(self.static[name], media_type=kind)
 
-    def info(request: Request) -> Response:
-        return JSON({"store": settings.store, "read_only": settings.read_only,
-                             "unsafe_pickle": settings.policy.unsafe_pickle,
-                             "statuses": list(STATUSES)})
+    # -- the JSON API ----------------------------------------------------------------------
 
-    def runs(request: Request) -> Response:
+    def info(self, request: Request) -> Response:
+        """What this dashboard serves, and how."""
+        return JSON({"store": self.settings.store, "read_only": self.settings.read_only,
+                     "unsafe_pickle": self.settings.policy.unsafe_pickle,
+                     "statuses": list(STATUSES)})
+
+    def runs(self, request: Request) -> Response:
+        """The runs' summaries, newest first; `?status=` keeps one status."""
         status = request.query_params.get("status") or None
         if status is not None and status not in STATUSES:
             return _error(400, f"status={status!r:.40} is none of {', '.join(STATUSES)}")
         now = time.time()
-        return JSON([run_summary(r, now) for r in reader.all(status)])
+        return JSON([run_summary(r, now) for r in self.reader.all(status)])
 
-    def run(request: Request) -> Response:
+    def run(self, request: Request) -> Response:
+        """One run's whole record."""
         run_id = request.path_params["run_id"]
-        record = reader.one(run_id)
+        record = self.reader.one(run_id)
         if record is None:
             return _error(404, f"no run {show_key(run_id):.200} in this store")
         return JSON(run_detail(record))
 
-    def act(request: Request) -> Response:
+    def act(self, request: Request) -> Response:
+        """Leave a cancel, pause or resume request for a live run (the guard has checked the
+        CSRF token)."""
         run_id, action = request.path_params["run_id"], request.path_params["action"]
         if action not in ACTIONS:
             return _error(404, f"no action {action!r:.40}: cancel, pause or resume")
         try:
-            ACTIONS[action](settings.kv, run_id)
+            ACTIONS[action](self.settings.kv, run_id)
         except RunError as exc:  # unknown run, or one that has ended
             return _error(404 if isinstance(exc, RunNotFoundError) else 409, str(exc))
-        record = reader.one(run_id)
+        record = self.reader.one(run_id)
         body = run_detail(record) if record is not None else {}
         return JSON({**body, "requested": action})
 
-    def cache(request: Request) -> Response:
+    def cache(self, request: Request) -> Response:
+        """Cache records by `?prefix=` and `?step=`, at most `?limit=`."""
         q = request.query_params
         try:
             limit = int(q.get("limit") or CACHE_LIMIT)
@@ -154,17 +168,22 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
             return _error(400, f"limit={q.get('limit')!r:.40} is not a whole number")
         if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
-        return JSON(cache_rows(settings.kv, settings.policy, prefix=q.get("prefix", ""),
-                                       step=q.get("step") or None, limit=limit))
+        return JSON(cache_rows(self.settings.kv, self.settings.policy,
+                               prefix=q.get("prefix", ""), step=q.get("step") or None,
+                               limit=limit))
 
-    def stats(request: Request) -> Response:
-        return JSON(store_stats(settings.kv))
+    def stats(self, request: Request) -> Response:
+        """Records and bytes by codec."""
+        return JSON(store_stats(self.settings.kv))
 
-    async def stream(poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
+    # -- the event streams -----------------------------------------------------------------
+
+    async def _events(self, poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
         """Server-sent events: `poll()` in a worker thread every interval; each (event, data)
-        it returns is sent; None means nothing changed."""
+        it returns is sent, None meaning nothing changed. Ends when the server shuts down."""
         yield "retry: 1000\n\n"
         quiet = 0.0
+        settings = self.settings
         while not settings.closing.is_set():
             found = await anyio.to_thread.run_sync(poll)
             if found is not None:
@@ -176,39 +195,48 @@ def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | Non
             await anyio.sleep(settings.poll)
             quiet += settings.poll
 
-    def sse(events: AsyncIterator[str]) -> StreamingResponse:
-        return StreamingResponse(events, media_type="text/event-stream",
+    def _stream(self, poll: Callable[[], tuple[str, Any] | None]) -> StreamingResponse:
+        return StreamingResponse(self._events(poll), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
 
-    async def runs_events(request: Request) -> Response:
-        feed = RunListFeed(reader)
+    def runs_events(self, request: Request) -> Response:
+        """Changes to the runs list (`event: runs`)."""
+        feed = RunListFeed(self.reader)
 
         def poll() -> tuple[str, Any] | None:
             change = feed.poll()
             return None if change is None else ("runs", change)
 
-        return sse(stream(poll))
+        return self._stream(poll)
 
-    async def run_events(request: Request) -> Response:
-        return sse(stream(RunFeed(reader, request.path_params["run_id"]).poll))
+    def run_events(self, request: Request) -> Response:
+        """One run's record whenever it changes (`event: run`, or `event: missing`)."""
+        return self._stream(RunFeed(self.reader, request.path_params["run_id"]).poll)
 
-    routes = [
-        Route("/", page("runs.html")),
-        Route("/cache", page("cache.html")),
-        Route("/run/{run_id:path}", page("run.html")),
-        Route("/static/{name}", static_file),
-        Route("/api/info", info),
-        Route("/api/runs", runs),
-        Route("/api/events", runs_events),
-        Route("/api/runs/{run_id:path}/events", run_events),
-        Route("/api/runs/{run_id:path}/{action}", act, methods=["POST"]),
-        Route("/api/runs/{run_id:path}", run),
-        Route("/api/cache", cache),
-        Route("/api/stats", stats),
-    ]
-    app = Starlette(routes=routes)
+    def routes(self) -> list[Route]:
+        """Every route, the more specific first."""
+        return [
+            Route("/", self.page("runs.html")),
+            Route("/cache", self.page("cache.html")),
+            Route("/run/{run_id:path}", self.page("run.html")),
+            Route("/static/{name}", self.static_file),
+            Route("/api/info", self.info),
+            Route("/api/runs", self.runs),
+            Route("/api/events", self.runs_events),
+            Route("/api/runs/{run_id:path}/events", self.run_events),
+            Route("/api/runs/{run_id:path}/{action}", self.act, methods=["POST"]),
+            Route("/api/runs/{run_id:path}", self.run),
+            Route("/api/cache", self.cache),
+            Route("/api/stats", self.stats),
+        ]
+
+
+def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
+              token: str | None) -> Guard:
+    """The app for `settings`, behind its guard (see doeff.dashboard.guard)."""
+    app = Starlette(routes=Endpoints(settings).routes())
     return Guard(app, port=port, host_names=host_names, token=token,
                  read_only=settings.read_only)
 
 
-__all__ = ["POLL", "Settings", "build_app"]
+__all__ = ["POLL", "Endpoints", "Settings", "build_app"]
