@@ -303,6 +303,8 @@ def test_a_token_is_needed_on_every_request_by_bearer_or_by_cookie(store: str) -
             cookie = signin.headers["set-cookie"]
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
             assert c.get("/api/runs").status_code == 200  # the cookie now
+            odd = c.get("/run/a%3Fb%23c", params={"token": "s3cret-T"})
+            assert odd.status_code == 303 and odd.headers["location"] == "/run/a%3Fb%23c"
             assert c.get("/cache").status_code == 200
 
 

@@ -117,10 +117,12 @@ class Guard:
             if given and scope["method"] in SAFE_METHODS and self._is_token(given[-1]):
                 # Keep the token out of the address bar: set the cookie and load the page again.
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+                # The path as sent (still percent-encoded): a run id may hold `?` or `#`.
+                path = scope.get("raw_path") or scope["path"].encode("utf-8")
+                location = path + (f"?{rest}".encode() if rest else b"")
                 cookie = (f"{self.token_cookie}={given[-1]}; Path=/; HttpOnly; "
                           f"SameSite=Strict").encode()
-                await _respond(send, 303, "signed in", [(b"location", location.encode("utf-8")),
+                await _respond(send, 303, "signed in", [(b"location", location),
                                                         (b"set-cookie", cookie)])
                 return
             if not self._authorized(headers):
