@@ -205,7 +205,16 @@ class SignatureError(DecodeError):
 
 class MissingExtraError(DoeffError, ImportError):
     """A feature needs an optional package that is not installed; the message names the extra
-    (`pip install 'doeff[zstd]'`)."""
+    (see `install_hint`)."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install the `doeff[extra]` extra of this project, for an error message.
+
+    Not `pip install 'doeff[...]'`: that fetches the package named doeff from the public index,
+    which is a different project."""
+    return f"pip install -e '/path/to/doeff[{extra}]' (this project's checkout; make venv " \
+           f"installs every extra)"
 
 
 class UnsignedPickleWarning(UserWarning):

@@ -1,5 +1,5 @@
 """Cache effects on the machine: put/get/overwrite/exists/delete, replay, swappable storage
-(T1-T7, AC1, AC2, AC5, AC6 of ISSUE-CORE-424), `cached`, and failures."""
+(the feature request's test cases and acceptance criteria), `cached`, and failures."""
 
 from __future__ import annotations
 
@@ -43,21 +43,21 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 @do
 def crud() -> Any:
-    missing = yield cacheget("k")  # T2
+    missing = yield cacheget("k")
     yield cacheput("k", {"v": 1})
-    first = yield cacheget("k")  # T1
+    first = yield cacheget("k")
     yield cacheput("k", {"v": 2})
-    second = yield cacheget("k")  # T3
-    present = yield cacheexists("k")  # T5
+    second = yield cacheget("k")
+    present = yield cacheexists("k")
     absent = yield cacheexists("nope")
-    deleted = yield cachedelete("k")  # T4
+    deleted = yield cachedelete("k")
     deleted_again = yield cachedelete("k")
     gone = yield cacheget("k")
     return missing, first, second, present, absent, deleted, deleted_again, gone
 
 
 def test_cache_put_get_overwrite_exists_delete_on_every_storage(storage: Any) -> None:
-    """cacheput/cacheget/cacheexists/cachedelete answer as T1-T5 of ISSUE-CORE-424 say, on memory
+    """cacheput/cacheget/cacheexists/cachedelete answer as the feature request says, on memory
     and SQLite storage alike."""
     assert run_sync(crud(), storage=storage).value == (
         None, {"v": 1}, {"v": 2}, True, False, True, False, None
@@ -66,7 +66,7 @@ def test_cache_put_get_overwrite_exists_delete_on_every_storage(storage: Any) ->
 
 
 def test_storage_is_swappable_per_run() -> None:
-    """AC2: each run uses the storage it is given; the default is a fresh in-memory store."""
+    """Each run uses the storage it is given; the default is a fresh in-memory store."""
     a, b = InMemoryStorage(), InMemoryStorage()
 
     @do
@@ -87,7 +87,7 @@ def test_storage_is_swappable_per_run() -> None:
 
 
 def test_replay_skips_expensive_step(tmp_path: Path) -> None:
-    """T7: on the second run the cached step is read back and its function not called."""
+    """On the second run the cached step is read back and its function not called."""
     calls: list[int] = []
 
     def expensive() -> list[int]:
@@ -247,7 +247,7 @@ def test_closed_store_error_is_raised_in_program(tmp_path: Path) -> None:
 
 
 def test_sqlite_workflow_persists_across_process_restart(tmp_path: Path) -> None:
-    """AC5: a value cached by one process is read back by a new process."""
+    """A value cached by one process is read back by a new process."""
     db = tmp_path / "wf.db"
     script = textwrap.dedent(f"""
         import sys

@@ -26,6 +26,13 @@ def test_demo_resumes_without_rerunning_and_removes_its_temporary_store() -> Non
     store = re.search(r"^store: (\S+)", done.stdout, re.MULTILINE)
     assert store is not None
     assert "demo:render" in done.stdout  # the `doeff cache ls` listing it shows
+    # `doeff runs show` of the killed run (lost, where it was: the demo's own line) and of the
+    # resumed one (completed, the finished steps read back)
+    killed, resumed = done.stdout.split("$ doeff runs show")[1:3]
+    assert re.search(r"^status\s+lost: its process \(pid \d+", killed, re.MULTILINE), killed
+    assert re.search(r"nightly_report\(\) waiting at demo\.py:\d+", killed), killed
+    assert re.search(r"^status\s+completed", resumed, re.MULTILINE), resumed
+    assert re.search(r"steps\s+5 \(2 computed, 3 read back\)", resumed), resumed
     assert not Path(store.group(1)).parent.exists()
 
 

@@ -193,3 +193,15 @@ def test_normalisation_hides_only_temp_paths_addresses_and_time_digits(tmp_path:
     assert normalise(ran, tmp_path) != normalise("a.py <f at 0x7f5d9190df80> 2026-11-28T03:00:49Z")
     assert normalise(ran, tmp_path) != normalise("b.py <f at 0x7f5d9190df80> 2026-11-28 03:00:49Z")
     assert normalise("line\n", tmp_path) != normalise("\nline\n")
+
+
+def test_install_instructions_name_this_project_not_the_public_index() -> None:
+    """`pip install 'doeff[...]'` fetches an unrelated package of that name from the public index,
+    so no page or message tells a user to run it (the lines that warn about it excepted)."""
+    wrong = re.compile(r"pip install ['\"]?doeff\[")
+    offenders = []
+    for path in [*PAGES, *sorted((ROOT / "doeff").rglob("*.py"))]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if wrong.search(line) and "that fetches the package named" not in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -25,7 +25,7 @@ def test_is_durable_storage(durable: Any) -> None:
 
 
 def test_put_then_get_returns_the_value_and_a_second_put_replaces_it(durable: Any) -> None:
-    """Put then get returns the value; a second put replaces it (T1 and T3)."""
+    """Put then get returns the value; a second put replaces it."""
     durable.put("step", VALUE)
     assert durable.get("step") == VALUE
     durable.put("step", {"v": 2})
@@ -34,14 +34,14 @@ def test_put_then_get_returns_the_value_and_a_second_put_replaces_it(durable: An
 
 
 def test_get_of_a_missing_key_is_none(durable: Any) -> None:
-    """Get of a missing key returns None (T2)."""
+    """Get of a missing key returns None."""
     assert durable.get("nothing here") is None
 
 
 def test_exists_tells_stored_from_missing_and_delete_says_whether_it_removed(
     durable: Any,
 ) -> None:
-    """exists tells stored from missing; delete returns whether the key existed (T4 and T5)."""
+    """exists tells stored from missing; delete returns whether the key existed."""
     durable.put("k", [1])
     assert durable.exists("k") and not durable.exists("j")
     assert durable.delete("k") is True
@@ -148,7 +148,7 @@ def test_switching_codec_keeps_old_records_readable(tmp_path: Path) -> None:
 
 def test_storage_classes_import_paths_and_sqlite_storage_defaults(tmp_path: Path) -> None:
     """The import paths ISSUE-CORE-424 names work; SQLiteStorage defaults to pickle, accepts
-    codec= and keeps values across connections (T6)."""
+    codec= and keeps values across connections."""
     from doeff.storage.memory import InMemoryStorage as MemoryFromItsPath
     from doeff.storage.sqlite import SQLiteStorage
 
@@ -159,12 +159,12 @@ def test_storage_classes_import_paths_and_sqlite_storage_defaults(tmp_path: Path
         assert store.get("k") == {1: (2,)}
     with SQLiteStorage(tmp_path / "b.db", codec=MsgpackCodec(), durability="full") as store:
         assert isinstance(store.codec, MsgpackCodec) and isinstance(store.kv, SQLiteKV)
-    with SQLiteStorage(tmp_path / "a.db") as store:  # T6: persists across connections
+    with SQLiteStorage(tmp_path / "a.db") as store:  # persists across connections
         assert store.get("k") == {1: (2,)}
 
 
 def test_in_memory_storage_keeps_the_very_object_unserialized() -> None:
-    """InMemoryStorage stores the very object, unserialized, even an unpicklable one (AC6)."""
+    """InMemoryStorage stores the very object, unserialized, even an unpicklable one."""
     store = InMemoryStorage()
     lock = threading.Lock()
     store.put("lock", lock)

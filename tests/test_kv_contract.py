@@ -41,18 +41,18 @@ def test_is_a_kvstore(kv: KVStore) -> None:
 
 
 def test_put_then_get_returns_the_value(kv: KVStore) -> None:
-    """A value put under a key is returned by get (T1)."""
+    """A value put under a key is returned by get."""
     kv.put("k", b"value")
     assert kv.get("k") == b"value"
 
 
 def test_get_of_a_key_never_stored_is_none(kv: KVStore) -> None:
-    """Get of a key never stored returns None (T2)."""
+    """Get of a key never stored returns None."""
     assert kv.get("missing") is None
 
 
 def test_second_put_replaces_the_value(kv: KVStore) -> None:
-    """A second put under the same key replaces the value (T3)."""
+    """A second put under the same key replaces the value."""
     kv.put("k", b"old")
     kv.put("k", b"new")
     assert kv.get("k") == b"new"
@@ -60,7 +60,7 @@ def test_second_put_replaces_the_value(kv: KVStore) -> None:
 
 
 def test_delete_removes_a_stored_key_and_says_whether_it_existed(kv: KVStore) -> None:
-    """Delete returns True for a stored key and removes it, False when missing (T4)."""
+    """Delete returns True for a stored key and removes it, False when missing."""
     kv.put("k", b"v")
     assert kv.delete("k") is True
     assert kv.get("k") is None
@@ -68,7 +68,7 @@ def test_delete_removes_a_stored_key_and_says_whether_it_existed(kv: KVStore) ->
 
 
 def test_exists_is_true_only_for_stored_keys(kv: KVStore) -> None:
-    """exists is True for a stored key and False otherwise (T5)."""
+    """exists is True for a stored key and False otherwise."""
     kv.put("k", b"")
     assert kv.exists("k") is True
     assert kv.exists("other") is False
@@ -178,7 +178,7 @@ def test_context_manager_closes(kv_backend: KVBackend, tmp_path: Path) -> None:
 def test_persistent_backend_keeps_data_across_close_and_reopen(
     persistent_backend: KVBackend, tmp_path: Path
 ) -> None:
-    """A persistent backend returns, after close and reopen, what was written before (T6)."""
+    """A persistent backend returns, after close and reopen, what was written before."""
     with persistent_backend.open(tmp_path) as store:
         store.put("k", b"v")
         store.put("\u00e9" * 3000, b"long")

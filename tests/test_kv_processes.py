@@ -40,7 +40,7 @@ def run_python(code: str, *args: str) -> str:
 
 @pytest.mark.parametrize("backend", OPENERS)
 def test_a_later_process_reads_what_an_earlier_process_put(backend: str, tmp_path: Path) -> None:
-    """What one process put is read back by a second process started afterwards (AC5)."""
+    """What one process put is read back by a second process started afterwards."""
     run_python(f"""
         import sys; {OPEN_CODE[backend]}
         kv.put("step:1", b"done"); kv.put("é" * 2000, b"long"); kv.close()
@@ -55,7 +55,7 @@ def test_a_later_process_reads_what_an_earlier_process_put(backend: str, tmp_pat
 def test_sqlite_storage_objects_pickled_by_one_process_are_read_by_another(
     tmp_path: Path,
 ) -> None:
-    """An object SQLiteStorage pickled in one process is read back by another (AC5)."""
+    """An object SQLiteStorage pickled in one process is read back by another."""
     code = """
         import sys
         from doeff.storage.sqlite import SQLiteStorage

@@ -1,4 +1,4 @@
-"""Snapshots and `on_step`: T8, T9, AC3, AC4 — k_stack matches K frame for frame."""
+"""Snapshots and `on_step`: k_stack matches K frame for frame."""
 
 from __future__ import annotations
 
@@ -330,7 +330,7 @@ def test_gather_progress_is_kept_per_snapshot() -> None:
     assert texts == {"gather (0/3 done)", "gather (1/3 done)", "gather (2/3 done)"}
 
 
-# -- T8: called at each step, last snapshot completed/failed ---------------------------------------
+# -- on_step: called at each step, last snapshot completed/failed ---------------------------------
 
 
 def test_on_step_is_called_once_per_step_then_with_the_final_snapshot() -> None:

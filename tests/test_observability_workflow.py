@@ -1,4 +1,4 @@
-"""Background workflows: T10 and AC7 — the monitor under concurrent readers; pause, cancel."""
+"""Background workflows: the monitor under concurrent readers; pause, cancel."""
 
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ def test_get_cache_entries_reads_the_storage() -> None:
     assert set(execution.monitor.snapshot().cache_keys) == {"a", "b"}
 
 
-# -- T10 / AC7: four readers hammering a 200,000-step run ---------------------------------------
+# -- four readers hammering a 200,000-step run ---------------------------------------
 
 
 @do

@@ -28,7 +28,7 @@ if os.environ.get("CI"):
     import psycopg  # in CI these tests must run: a missing extra is a failure, not a skip
 else:
     psycopg = pytest.importorskip(
-        "psycopg", reason="install the extra: pip install 'doeff[postgres]'"
+        "psycopg", reason="install the extra: pip install -e '.[postgres]'"
     )
 from doeff.storage.postgres import PostgresKV
 

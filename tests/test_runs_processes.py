@@ -269,5 +269,67 @@ def test_several_runs_share_one_store_and_are_watched_to_their_end(tmp_path: Pat
                 proc.wait(TIMEOUT)
 
 
+
+def test_watch_on_a_terminal_redraws_in_place_as_the_run_moves(tmp_path: Path) -> None:
+    """`doeff runs watch STORE RUN` on a terminal (a real pseudo-terminal) clears and redraws
+    the run's view in place as its step count grows, and exits when the run ends."""
+    import pty
+    import re
+
+    spec = f"sqlite:{tmp_path / 'tty.db'}"
+    store = str(tmp_path / "tty.db")
+    proc = start(spec, "long", "tty-run")
+    main, replica = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    watcher: subprocess.Popen[bytes] | None = None
+    try:
+        with open_storage(spec) as storage:
+            from doeff.runs import cancel_run, get_run
+
+            wait_for("the run to start", lambda: (r := get_run(storage, "tty-run")) is not None
+                     and r.status == "running")
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "doeff", "runs", "watch", store, "tty-run",
+                 "--interval", "0.1"], stdin=replica, stdout=replica, stderr=replica, env=env)
+            os.close(replica)
+            seen = b""
+
+            def steps_shown() -> list[int]:
+                return [int(n) for n in re.findall(rb"\nsteps\s+(\d+) ", seen)]
+
+            def read_more() -> bool:
+                nonlocal seen
+                import select
+
+                if select.select([main], [], [], 0.05)[0]:
+                    seen += os.read(main, 65536)
+                return len(set(steps_shown())) >= 3
+
+            wait_for("three redraws with different step counts", read_more)
+            cancel_run(storage, "tty-run")
+            assert watcher.wait(TIMEOUT) == 1  # the run ended failed (cancelled): exit 1
+        while True:  # drain what the watcher wrote last
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        frames = seen.split(b"\x1b[H\x1b[J")
+        assert len(frames) >= 4  # nothing before the first clear, then one frame per redraw
+        assert all(f.startswith(b"run      tty-run") for f in frames[1:])
+        counts = steps_shown()
+        assert counts == sorted(counts) and counts[-1] > counts[0]
+        assert b"status   failed" in frames[-1]
+    finally:
+        os.close(main)
+        for p in (proc, watcher):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(TIMEOUT)
+
+
 if __name__ == "__main__":
     sys.exit(worker(*sys.argv[1:]))

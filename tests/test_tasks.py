@@ -191,17 +191,35 @@ def test_catch_around_gather_sees_the_failure_after_the_siblings_ended() -> None
 # -- race ------------------------------------------------------------------------------------------
 
 
-def test_race_answers_the_first_success_and_cancels_the_rest() -> None:
-    """race answers the fastest success; the slower branches are cancelled, cleanups run."""
+def test_race_answers_the_first_to_finish_and_cancels_the_rest() -> None:
+    """race answers the fastest branch's value; the slower branches are cancelled, cleanups
+    run."""
     cleanups: list[str] = []
 
     @do
     def slow(tag: str, seconds: float) -> Generator[Any, Any, Any]:
         return (yield finally_(sleeper(tag, seconds), perform(cleanups.append, tag)))
 
-    result = run_sync(race(slow("slow", 0.6), fails_after(0.01, "loses"), slow("fast", 0.1)))
+    result = run_sync(race(slow("slow", 0.6), fails_after(0.4, "loses"), slow("fast", 0.05)))
     assert result.value == "fast"
     assert sorted(cleanups) == ["fast", "slow"]  # race answered once "slow" had ended too
+
+
+def test_race_whose_first_finisher_fails_raises_its_error_and_cancels_the_rest() -> None:
+    """A failure that finishes first decides the race: its error is raised (with its branch's
+    traceback), and a slower branch that would have succeeded is cancelled, cleanup run."""
+    cleanups: list[str] = []
+
+    @do
+    def slow(tag: str, seconds: float) -> Generator[Any, Any, Any]:
+        return (yield finally_(async_sleeper(tag, seconds), perform(cleanups.append, tag)))
+
+    started = time.perf_counter()
+    result = run_sync(race(slow("would win later", 3.0), fails_after(0.02, "first")))
+    assert str(result.error) == "first"
+    assert cleanups == ["would win later"]
+    assert time.perf_counter() - started < 2.5  # the slow branch was cancelled, not waited
+    assert "fails_after" in str(result.traceback)
 
 
 def test_race_cancels_a_blocked_await() -> None:
@@ -222,11 +240,22 @@ def test_race_cancels_a_blocked_await() -> None:
     assert time.perf_counter() - started < 5.0
 
 
-def test_race_where_every_branch_fails_raises_the_first_with_the_others_noted() -> None:
-    """If all fail, race raises the first failure; the others are notes on it."""
-    result = run_sync(race(fails_after(0.1, "second"), fails_after(0.01, "first")))
+def test_race_notes_a_loser_that_fails_on_its_own_while_being_cancelled() -> None:
+    """A losing branch whose cleanup raises while it is being cancelled: its error is a note on
+    the error race raises (cancellations themselves are not noted)."""
+
+    def broken() -> None:
+        raise RuntimeError("cleanup broke")
+
+    @do
+    def bad_cleanup() -> Generator[Any, Any, Any]:
+        return (yield finally_(async_sleeper("slow", 5.0), perform(broken)))
+
+    result = run_sync(race(bad_cleanup(), fails_after(0.01, "first"),
+                           async_sleeper("other", 5.0)))
     assert str(result.error) == "first"
-    assert any("second" in note for note in getattr(result.error, "__notes__", []))
+    notes = getattr(result.error, "__notes__", [])
+    assert len(notes) == 1 and "cleanup broke" in notes[0]
 
 
 def test_race_of_one_program_answers_its_value() -> None:

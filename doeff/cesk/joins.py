@@ -121,32 +121,33 @@ class GatherFrame(_Join):
 
 
 class RaceFrame(_Join):
-    """Wait for the first of the race's tasks to succeed; cancel the others; answer its value."""
+    """Wait for the first of the race's tasks to finish; cancel the others; answer its value or
+    raise its error."""
 
-    __slots__ = ("failures", "winner")
+    __slots__ = ("first",)
 
     def __init__(self, sched: Waker, parent: Task, children: list[Task]) -> None:
-        self.winner: Task | None = None
-        self.failures: list[Task] = []
+        self.first: Task | None = None
         super().__init__(sched, parent, children)
 
     def record(self, child: Task) -> None:
-        if child.error is None:
-            if self.winner is None:
-                self.winner = child
-                self.stop_others(f"{child.name}() (task {child.task_id}) won the race")
-        elif self.winner is None:
-            self.failures.append(child)
+        if self.first is None:
+            self.first = child
+            outcome = "won" if child.error is None else "failed first in"
+            self.stop_others(f"{child.name}() (task {child.task_id}) {outcome} the race")
+        elif child.error is not None and not isinstance(child.error, CancellationError):
+            # A loser that failed on its own (or in a cleanup) is not lost: noted on the error
+            # raised, or dropped with the winner's value as asyncio drops a loser's.
+            first = self.first.error
+            if first is not None:
+                note_also(first, child, "also failed in the same race")
 
     def answer(self) -> None:
-        if self.winner is not None:
-            self.sched.wake(self.parent, self.winner.value, None)
+        first = self.first
+        assert first is not None
+        if first.error is None:
+            self.sched.wake(self.parent, first.value, None)
             return
-        first, *others = self.failures
-        assert first.error is not None
-        for child in others:
-            if not isinstance(child.error, CancellationError) or self.stopping is None:
-                note_also(first.error, child, "also failed in the same race")
         self.failure = first
         self.raise_failure()
 

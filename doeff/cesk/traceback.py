@@ -18,6 +18,7 @@ from typing import Any
 
 # Frames whose code lives in the doeff package are machinery; users never need to see them.
 _DOEFF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_APPS_DIR = os.path.join(_DOEFF_DIR, "cli") + os.sep
 
 
 def short_repr(obj: Any, width: int = 60) -> str:
@@ -27,8 +28,10 @@ def short_repr(obj: Any, width: int = 60) -> str:
 
 
 def is_internal(filename: str) -> bool:
-    """True for code inside the doeff package itself."""
-    return filename.startswith(_DOEFF_DIR)
+    """True for code inside the doeff library itself (not its command-line applications)."""
+    # The shell's programs (the demo's workflow) are applications of doeff, written as a user
+    # writes them: their K stacks and tracebacks show their own lines like any user's.
+    return filename.startswith(_DOEFF_DIR) and not filename.startswith(_APPS_DIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ def suspended_marks(gen: GeneratorType[Any, Any, Any]) -> list[CodeMark]:
     return [
         (f.f_code, f.f_lineno)
         for f in frame_chain(gen)
-        if not f.f_code.co_filename.startswith(_DOEFF_DIR)
+        if not is_internal(f.f_code.co_filename)
     ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from doeff.cli.errors import CLIError, one_line
-from doeff.errors import IncompatibleStoreError, InvalidOptionError, StorageError
+from doeff.errors import IncompatibleStoreError, InvalidOptionError, StorageError, install_hint
 from doeff.storage.base import KVStore
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
@@ -135,7 +135,7 @@ def _psycopg(url: StoreURL) -> Any:
     except ImportError as exc:
         raise CLIError(
             f"{url.text}: postgresql:// stores need psycopg ({exc}); "
-            "install with pip install 'doeff[postgres]'"
+            f"install with {install_hint('postgres')}"
         ) from exc
     return psycopg
 

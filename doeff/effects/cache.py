@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from doeff.effects.base import Effect, effect, fast_constructor
@@ -152,7 +153,7 @@ def cacheput(key: str, value: Any) -> CachePut:
     return _cacheput(key, value)
 
 
-def cachestore(key: str, value: Any, *, ttl: float | None = None) -> CacheStore:
+def cachestore(key: str, value: Any, *, ttl: float | timedelta | None = None) -> CacheStore:
     """Put a value into durable cache whose record is a miss from `ttl` seconds (or a
     timedelta) after it was stored."""
     return CacheStore(key, value, None if ttl is None else check_seconds("ttl", ttl))
@@ -339,8 +340,8 @@ def _store(key: str, program: Program[Any] | Effect, ttl: float | None,
         raise err from exc
 
 
-def cached(key: str, compute: Callable[[], Any], *, ttl: float | None = None,
-           retry: Retry | None = None, timeout: float | None = None,
+def cached(key: str, compute: Callable[[], Any], *, ttl: float | timedelta | None = None,
+           retry: Retry | None = None, timeout: float | timedelta | None = None,
            claim: bool | Claim = False) -> Program[Any]:
     """A program that answers the value stored under `key`, computing and storing it on a miss.
 

@@ -99,10 +99,10 @@ def cancel(task: Any) -> Cancel:
 
 
 def race(*programs: Runnable) -> Race:
-    """Run `programs` concurrently; answer the value of the first to finish successfully.
+    """Run `programs` concurrently; the first to finish decides: `race` answers its value, or
+    raises its error (with its traceback) if it failed.
 
-    The others are cancelled (their cleanups run) before `race` answers. If every program fails,
-    `race` raises the first failure, with the others' errors attached as notes.
+    The others are cancelled (their cleanups run) before `race` answers or raises.
     """
     if not programs:
         raise InvalidEffectError("race() needs at least one program to run")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 from doeff.effects.base import Effect
@@ -76,7 +77,7 @@ def check_seconds(what: str, seconds: object) -> float:
     return float(value)
 
 
-def timeout(program: Program[Any] | Effect, seconds: float) -> Program[Any]:
+def timeout(program: Program[Any] | Effect, seconds: float | timedelta) -> Program[Any]:
     """A program that runs `program` and answers its value, or raises `StepTimeoutError` if it
     is still running after `seconds` (a number or a `timedelta`); see the module docstring for
     what happens to the program then."""

@@ -1,6 +1,7 @@
 """OpenTelemetry spans for a run given `tracer=`: one span for the run, one per step.
 
-Needs the `otel` extra (`pip install 'doeff[otel]'`); imported only by a run given a tracer.
+Needs the `otel` extra (`pip install -e '/path/to/doeff[otel]'`); imported only by a run given
+a tracer.
 
 A step's span starts when its look-up misses and ends when its value is stored ("computed"),
 so it covers the computation, and the steps that computation runs are its children; a hit is a
@@ -20,14 +21,14 @@ from typing import Any
 from doeff.cesk.machine import Machine
 from doeff.cesk.result import CESKResult
 from doeff.cesk.tasks import Task
-from doeff.errors import InvalidOptionError, MissingExtraError
+from doeff.errors import InvalidOptionError, MissingExtraError, install_hint
 
 try:
     from opentelemetry import trace
     from opentelemetry.trace import Span, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - the extra is installed by `make test`
     raise MissingExtraError(
-        f"tracer= needs OpenTelemetry ({exc}); install it with pip install 'doeff[otel]'"
+        f"tracer= needs OpenTelemetry ({exc}); install it with {install_hint('otel')}"
     ) from exc
 
 _KEEP_CLOSED = 256  # closed spans remembered per task, to parent tasks spawned under them

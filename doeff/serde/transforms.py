@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from doeff.errors import DecodeError, InvalidOptionError, MissingExtraError
+from doeff.errors import DecodeError, InvalidOptionError, MissingExtraError, install_hint
 
 
 @runtime_checkable
@@ -48,7 +48,7 @@ def _require(module: str, package: str, extra: str, feature: str) -> ModuleType:
     except ImportError as exc:
         raise MissingExtraError(
             f"{feature} needs the {package} package, which is not installed: "
-            f"pip install 'doeff[{extra}]'"
+            f"{install_hint(extra)}"
         ) from exc
 
 

@@ -7,7 +7,7 @@ is decoded). `import doeff.serde` therefore loads none of them.
 
 from __future__ import annotations
 
-from doeff.errors import DecodeError
+from doeff.errors import DecodeError, install_hint
 from doeff.serde.adapter import Adapter
 
 # Wire names of the built-in types, by the library that defines them. Users cannot register these.
@@ -54,6 +54,6 @@ def builtin_for_name(name: str) -> Adapter | None:
     except ImportError as exc:
         raise DecodeError(
             f"the record holds a {name}, and reading it needs {exc.name or library}, which is "
-            f"not installed here: pip install 'doeff[{EXTRAS[library]}]'"
+            f"not installed here: {install_hint(EXTRAS[library])}"
         ) from exc
     return module.adapter_named(name)

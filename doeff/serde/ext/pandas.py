@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from doeff.errors import DecodeError, EncodeError
+from doeff.errors import DecodeError, EncodeError, install_hint
 from doeff.serde.adapter import Adapter
 from doeff.serde.blob import Blob, blob_data
 from doeff.serde.temporal import zone_from_wire, zone_to_wire
@@ -86,7 +86,7 @@ def _pyarrow(error: type[Exception] = EncodeError) -> Any:
     except ImportError:
         raise error(
             "this pandas column has an extension dtype, which doeff stores through Arrow; "
-            "install pyarrow: pip install 'doeff[pandas]'"
+            f"install pyarrow: {install_hint('pandas')}"
         ) from None
     return pyarrow
 
