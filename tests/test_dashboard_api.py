@@ -30,7 +30,7 @@ from doeff import do, run_sync, run_workflow, step
 from doeff.cli.output import show_value
 from doeff.effects import perform
 from doeff.effects.cache import cached
-from doeff.errors import InvalidKeyError
+from doeff.errors import InvalidKeyError, install_hint
 from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec, PickleCodec
 from doeff.storage import LMDBKV, Durable, SQLiteKV
@@ -544,7 +544,7 @@ def test_a_missing_extra_is_one_line_naming_it(store: str) -> None:
                               timeout=60, check=False)
         assert done.returncode == 2 and done.stdout == ""
         assert len(done.stderr.splitlines()) == 1, done.stderr
-        assert "pip install 'doeff[dashboard]'" in done.stderr
+        assert install_hint("dashboard") in done.stderr and "doeff[dashboard]" in done.stderr
 
 
 def test_a_missing_store_or_a_busy_port_is_exit_2(store: str, tmp_path: Path) -> None:

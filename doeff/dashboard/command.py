@@ -23,10 +23,10 @@ from doeff.cli.output import warn
 from doeff.cli.scan import signing_keys
 from doeff.cli.store import FORMS, open_store, store_label
 from doeff.dashboard.guard import WILDCARDS, host_names, is_loopback
+from doeff.errors import install_hint
 
 TOKEN_ENV = "DOEFF_DASHBOARD_TOKEN"
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]+")
-EXTRA = "pip install 'doeff[dashboard]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a live web dashboard of STORE: its runs (status, K stacks, steps, "
         "errors; cancel, pause, resume) and its cache records (values of safe codecs, "
         "statistics). Stops on Ctrl-C or SIGTERM.",
-        epilog=f"STORE is {FORMS}. Needs {EXTRA}.",
+        epilog=f"STORE is {FORMS}. Needs the dashboard extra: {install_hint('dashboard')}.",
     )
     add_store(p)
     p.add_argument("--host", default="127.0.0.1",
@@ -73,7 +73,7 @@ def _frameworks() -> None:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise CLIError(f"the dashboard needs the dashboard extra ({exc}); install it with "
-                       f"{EXTRA}") from exc
+                       f"{install_hint('dashboard')}") from exc
 
 
 def _listen(host: str, port: int) -> socket.socket:
