@@ -393,8 +393,9 @@ def test_store_text_is_served_as_data_never_as_markup(client: httpx.Client) -> N
 
 def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Client,
                                                                store: str) -> None:
-    """/api/events starts with every run, then sends only what changed (a new run); the run's
-    own stream sends its record again when it changes (here: its step count)."""
+    """/api/events starts with every run, then sends only what changed (a new run, then its
+    removal); a run's own stream sends its record again when it changes (its step count),
+    and says when there is no such run."""
     with Durable(SQLiteKV(store), MsgpackCodec()) as storage:
         runs = runs_of(storage)
         record = client.get("/api/runs/ok").json()
@@ -409,16 +410,22 @@ def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Cli
             name, change = next(received)
             assert name == "runs" and not change["full"] and change["removed"] == []
             assert [r["run_id"] for r in change["runs"]] == ["fresh"]
-        with client.stream("GET", "/api/runs/fresh/events", timeout=5) as stream:
-            received = events(stream)
-            name, shown = next(received)
-            assert name == "run" and shown["step_count"] == record["step_count"]
-            runs.write({**record, "run_id": "fresh", "step_count": 12345})
-            name, shown = next(received)
-            assert name == "run" and shown["step_count"] == 12345
+            with client.stream("GET", "/api/runs/fresh/events", timeout=5) as one:
+                received_one = events(one)
+                name, shown = next(received_one)
+                assert name == "run" and shown["step_count"] == record["step_count"]
+                runs.write({**record, "run_id": "fresh", "step_count": 12345})
+                name, shown = next(received_one)
+                assert name == "run" and shown["step_count"] == 12345
+                name, change = next(received)  # the list saw the new step count too
+                assert [(r["run_id"], r["step_count"]) for r in change["runs"]] == [
+                    ("fresh", 12345)]
+                runs.delete("fresh")
+                assert next(received_one) == ("missing", {"run_id": "fresh"})
+            name, change = next(received)
+            assert change == {"full": False, "runs": [], "removed": ["fresh"]}
         with client.stream("GET", "/api/runs/ghost/events", timeout=5) as stream:
             assert next(events(stream)) == ("missing", {"run_id": "ghost"})
-        runs.delete("fresh")
 
 
 def test_sigterm_ends_the_server_at_once_even_with_a_stream_open(store: str) -> None:

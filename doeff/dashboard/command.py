@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 from types import FrameType
 from typing import Any
 
@@ -127,8 +128,9 @@ def serve(ns: argparse.Namespace) -> int:
 
     # uvicorn raises the signal it stopped for again once it has shut down; these handlers
     # take it, so Ctrl-C and SIGTERM end the command quietly with status 0.
-    quiet: dict[int, Any] = {s: signal.signal(s, _ignore)
-                             for s in (signal.SIGINT, signal.SIGTERM)}
+    main_thread = threading.current_thread() is threading.main_thread()
+    quiet: dict[int, Any] = {s: signal.signal(s, _ignore) for s in (
+        signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
         Server(config).run(sockets=[sock])
     finally:
