@@ -524,6 +524,26 @@ def test_an_lmdb_store_is_served_too(tmp_path: Path) -> None:
             == ["report:total"]
 
 
+def test_a_postgresql_store_is_served_too(tmp_path: Path) -> None:
+    """`postgresql://...?table=T` works as with the other commands: runs and records listed."""
+    import pg_server
+
+    from doeff.storage.postgres import PostgresKV
+
+    server = pg_server.require_server()
+    table = pg_server.table_for(tmp_path)
+    with Durable(PostgresKV(server.dsn, table=table), MsgpackCodec()) as storage:
+        assert run_sync(job(True), storage=storage, run_id="on-pg").is_err()
+    url = f"postgresql://doeff@127.0.0.1:{server.port}/postgres?table={table}"
+    with dashboard(url, "--read-only") as (address, _), httpx.Client(base_url=address) as c:
+        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()] == [
+            ("on-pg", "failed")]
+        assert c.get("/api/runs/on-pg").json()["error"]["type"] == "RuntimeError"
+        assert [r["key"] for r in c.get("/api/cache", params={"prefix": "report"}).json()] \
+            == ["report:total"]
+        assert c.get("/api/info").json()["store"] == url
+
+
 # -- the command ----------------------------------------------------------------------------
 
 
