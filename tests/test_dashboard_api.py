@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -426,6 +427,35 @@ def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Cli
             assert change == {"full": False, "runs": [], "removed": ["fresh"]}
         with client.stream("GET", "/api/runs/ghost/events", timeout=5) as stream:
             assert next(events(stream)) == ("missing", {"run_id": "ghost"})
+
+
+def test_a_failing_store_is_reported_on_the_stream_which_stays_up(tmp_path: Path) -> None:
+    """When reading the store fails (here its runs table vanishes under the server), the stream
+    sends `store-error` with the reason, keeps polling, and goes on once the store is back."""
+    path = tmp_path / "wf.db"
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        assert run_sync(job(False), storage=storage, run_id="ok").is_ok()
+    with dashboard(str(path)) as (url, _), httpx.stream("GET", url + "api/events",
+                                                        timeout=5) as stream:
+        received = events(stream)
+        assert next(received)[0] == "runs"
+        with sqlite3.connect(path) as db:
+            saved = db.execute("SELECT * FROM doeff_ns_runs").fetchall()
+            schema = db.execute("SELECT sql FROM sqlite_master WHERE name = 'doeff_ns_runs'"
+                                ).fetchone()[0]
+            db.execute("DROP TABLE doeff_ns_runs")
+        name, data = next(received)
+        assert name == "store-error" and "Error" in data["error"]
+        with sqlite3.connect(path) as db:
+            db.execute(schema)
+            marks = ", ".join("?" * len(saved[0]))
+            db.executemany(f"INSERT INTO doeff_ns_runs VALUES ({marks})", saved)
+        with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+            assert run_sync(job(False), storage=storage, run_id="after").is_ok()
+        while (found := next(received))[0] == "store-error":
+            pass
+        name, data = found
+        assert name == "runs" and [r["run_id"] for r in data["runs"]] == ["after"]
 
 
 def test_sigterm_ends_the_server_at_once_even_with_a_stream_open(store: str) -> None:

@@ -37,7 +37,7 @@ from doeff.dashboard.data import (
     store_stats,
 )
 from doeff.dashboard.guard import Guard
-from doeff.errors import RunError, RunNotFoundError
+from doeff.errors import DoeffError, RunError, RunNotFoundError
 from doeff.runs import cancel_run, pause_run, resume_run
 from doeff.runs.record import STATUSES
 from doeff.storage.base import KVStore
@@ -180,12 +180,16 @@ class Endpoints:
 
     async def _events(self, poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
         """Server-sent events: `poll()` in a worker thread every interval; each (event, data)
-        it returns is sent, None meaning nothing changed. Ends when the server shuts down."""
+        it returns is sent, None meaning nothing changed; a store that fails is reported as
+        `event: store-error` and polled again. Ends when the server shuts down."""
         yield "retry: 1000\n\n"
         quiet = 0.0
         settings = self.settings
         while not settings.closing.is_set():
-            found = await anyio.to_thread.run_sync(poll)
+            try:
+                found = await anyio.to_thread.run_sync(poll)
+            except DoeffError as exc:  # the store failed (a lost connection): say so, go on
+                found = "store-error", {"error": f"{type(exc).__name__}: {exc}"}
             if found is not None:
                 yield f"event: {found[0]}\ndata: {_dumps(found[1])}\n\n"
                 quiet = 0.0

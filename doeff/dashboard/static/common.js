@@ -62,8 +62,15 @@ export function listen(url, handlers) {
   const live = document.getElementById("live");
   source.onopen = () => { if (live) { live.textContent = "live"; live.className = "live on"; } };
   source.onerror = () => { if (live) { live.textContent = "reconnecting…"; live.className = "live off"; } };
+  // The server's own report of a failing store (the stream itself stays up).
+  source.addEventListener("store-error", (event) => {
+    if (live) { live.textContent = JSON.parse(event.data).error; live.className = "live off"; }
+  });
   for (const [name, handle] of Object.entries(handlers)) {
-    source.addEventListener(name, (event) => handle(JSON.parse(event.data)));
+    source.addEventListener(name, (event) => {
+      if (live) { live.textContent = "live"; live.className = "live on"; }
+      handle(JSON.parse(event.data));
+    });
   }
   return source;
 }
