@@ -32,6 +32,7 @@ function renderTasks(record) {
     return section;
   });
   document.getElementById("tasks").replaceChildren(...sections);
+  document.getElementById("no-tasks").hidden = sections.length > 0;
 }
 
 // The timeline: one bar per step on a time axis, in a lane per outcome; its width is the
@@ -74,6 +75,14 @@ function renderTimeline(record) {
   chart.setAttribute("viewBox", `0 0 ${width} ${axisY + 12}`);
   chart.setAttribute("height", String(axisY + 12));
   chart.replaceChildren(...parts);
+  const first = record.steps_omitted;
+  document.querySelector("#steps-table tbody").replaceChildren(...steps.map((step, i) => {
+    const row = el("tr", { class: `step-row ${step.outcome}` });
+    row.append(el("td", { class: "steps" }, first + i + 1), el("td", { class: "key" }, step.key),
+      el("td", {}, step.outcome), el("td", { class: "size" }, formatSeconds(step.seconds)),
+      el("td", { class: "size", title: step.bytes === null ? "" : `${step.bytes} bytes` }, formatBytes(step.bytes)));
+    return row;
+  }));
   const hits = steps.filter((s) => s.outcome === "hit").length;
   setText("steps-note", steps.length === 0 ? "No durable steps yet."
     : `${steps.length - hits} computed, ${hits} read back` +
@@ -118,6 +127,7 @@ function render(record) {
   const earlier = record.attempts.map((a) => `${a.attempt} ${a.status}`).join(", ");
   setText("run-attempt", record.attempt + (earlier ? ` (earlier: ${earlier})` : ""));
   setText("run-started", `${record.summary.started} (${record.summary.age} ago)`);
+  setText("run-process", `pid ${record.pid} on ${record.host}`);
   setText("run-steps", record.step_count);
   setText("run-durable", record.summary.durable_steps);
   setText("current-effect", record.current_effect ? record.current_effect.repr : "-");
