@@ -136,8 +136,9 @@ class Guard:
                                "nothing")
                 return
             session = _cookies(headers).get(self.session_cookie, "")
-            sent = headers.get(CSRF_HEADER, "")
-            if not session or not hmac.compare_digest(sent, self.csrf_for(session)):
+            # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 403).
+            sent = headers.get(CSRF_HEADER, "").encode("latin-1")
+            if not session or not hmac.compare_digest(sent, self.csrf_for(session).encode()):
                 await _respond(send, 403, "missing or wrong X-CSRF-Token: reload the page and "
                                "try again")
                 return
