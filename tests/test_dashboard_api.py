@@ -236,7 +236,7 @@ def test_cancel_pause_resume_need_the_session_csrf_token(client: httpx.Client,
     assert client.post(f"/api/runs/{live}/pause").status_code == 403
     for bad in ("0" * 64, "é" * 64):
         wrong = client.post(f"/api/runs/{live}/pause",
-                            headers={"X-CSRF-Token": bad.encode("latin-1")})
+                            headers={b"X-CSRF-Token": bad.encode("latin-1")})
         assert wrong.status_code == 403 and "CSRF" in wrong.json()["error"]
     with httpx.Client(base_url=str(client.base_url), timeout=10) as other:
         csrf(other)  # another browser: another session, whose cookie does not fit `token`
