@@ -11,13 +11,13 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "doeff needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev,postgres,bench,numpy,pandas,pydantic,dask,otel]'
+	@$(PY) -m pip install --quiet -e '.[dev,dashboard,postgres,bench,numpy,pandas,pydantic,dask,otel]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -m doeff demo
+	@$(PY) -m doeff demo --db $(VENV)/demo.db
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

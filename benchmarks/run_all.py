@@ -13,7 +13,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = [
     "interpreter", "codecs", "envelope", "storage", "storage_postgres", "workflow",
-    "observability", "runs_control", "concurrency", "steps",
+    "observability", "runs_control", "concurrency", "steps", "dashboard_latency",
 ]
 
 

@@ -40,7 +40,10 @@ _allow("observability", "machine")
 _allow("runs", "observability", "storage")
 _allow("runners", "runs", "observability", "storage", "steps")
 _allow("shell", "runners")
-_allow("facade", "shell")
+# The dashboard serves what the shell's readers read (stores, run records, values under the
+# trust policy); `doeff dashboard` reaches it through the command's entry point, above both.
+_allow("dashboard", "shell")
+_allow("facade", "shell", "dashboard")
 
 # Module-name prefixes per layer; the longest matching prefix decides.
 PREFIXES: dict[str, str] = {
@@ -58,7 +61,9 @@ PREFIXES: dict[str, str] = {
     "doeff.runs": "runs",
     "doeff.runners": "runners",
     "doeff.cli": "shell",
-    "doeff.__main__": "shell",
+    "doeff.dashboard": "dashboard",
+    # The `doeff` command dispatches to the shell's commands and to the dashboard.
+    "doeff.__main__": "facade",
     # Public paths that re-export names from more than one layer, above them all.
     "doeff": "facade",
     "doeff.cesk_observability": "facade",

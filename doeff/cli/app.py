@@ -19,7 +19,7 @@ exit status: 0 done, 1 the command could not do all it was asked (details on std
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`doeff` with its `cache`, `runs` and `demo` commands."""
+    """`doeff` with its `cache`, `runs`, `demo` and `dashboard` commands."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="doeff", description="Inspect, repair and migrate doeff durable stores.",
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.epilog, p.formatter_class = _EPILOG, fmt
     # Listed for --help only: main() hands `demo` to doeff.cli.demo before parsing.
     top.add_parser("demo", help="run a durable workflow, kill it, resume it", add_help=False)
+    # Likewise `dashboard`, handed to doeff.dashboard.command (it needs the dashboard extra).
+    top.add_parser("dashboard", help="serve a live web dashboard of a store's runs and cache",
+                   add_help=False)
     sub = cache_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     cache.add_commands(sub)
     steps.add_commands(sub)

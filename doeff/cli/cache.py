@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Iterable
+from types import ModuleType
 
 from doeff.cli.args import add_signing_key, add_store, add_unsafe_pickle
 from doeff.cli.check import SHOWN, advice, inspect
@@ -26,7 +28,14 @@ from doeff.cli.output import (
     warn,
 )
 from doeff.cli.readers import import_modules, reader_for
-from doeff.cli.scan import UNSAFE_TAGS, open_record, pickle_refusal, scan, signing_keys
+from doeff.cli.scan import (
+    UNSAFE_TAGS,
+    Record,
+    open_record,
+    pickle_refusal,
+    scan,
+    signing_keys,
+)
 from doeff.cli.steps import add_rm_options, has_selection, rm_selection
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError, SignatureError, UntrustedRecordError
@@ -59,6 +68,23 @@ def cmd_ls(ns: argparse.Namespace) -> int:
     return 0
 
 
+def decode_value(raw: bytes, key: str, ns: argparse.Namespace, keys: list[bytes] | None,
+                 modules: list[ModuleType]) -> object:
+    """The value of the record `raw` stored under `key`, as `get` shows it: decoded by the codec
+    its header names (exactly for the types `modules` bring, as views otherwise), pickle-family
+    only with `ns.unsafe_pickle`. CLIError (exit 1) saying why when it is refused or unreadable.
+    The dashboard shows values through this too."""
+    try:
+        tag = peek(raw).tag
+        if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
+            raise CLIError(pickle_refusal(f"{show_key(key)} is a {tag} record"), EXIT_FAILED)
+        return open_record(raw, key, ns, keys, reader=reader_for(tag, modules))
+    except DecodeError as exc:
+        what = "refused" if isinstance(exc, SignatureError | UntrustedRecordError) else \
+            "unreadable"
+        raise CLIError(f"{show_key(key)}: {what} record: {exc}", EXIT_FAILED) from exc
+
+
 def cmd_get(ns: argparse.Namespace) -> int:
     """Print one value, decoded by the codec its record names if the command may decode it:
     exactly for the types this process can load (--import brings the application's), as
@@ -70,17 +96,10 @@ def cmd_get(ns: argparse.Namespace) -> int:
         raw = kv.get(ns.key)
     if raw is None:
         raise CLIError(f"{name}: no key {show_key(ns.key)}", EXIT_FAILED)
-    try:
-        tag = peek(raw).tag
-        if tag in UNSAFE_TAGS and not ns.unsafe_pickle:
-            raise CLIError(pickle_refusal(f"{show_key(ns.key)} is a {tag} record"), EXIT_FAILED)
-        value = open_record(raw, ns.key, ns, keys, reader=reader_for(tag, modules))
-    except DecodeError as exc:
-        what = "refused" if isinstance(exc, SignatureError | UntrustedRecordError) else \
-            "unreadable"
-        raise CLIError(f"{show_key(ns.key)}: {what} record: {exc}", EXIT_FAILED) from exc
+    value = decode_value(raw, ns.key, ns, keys, modules)
     if ns.json:
-        print_json({"key": ns.key, "codec": tag, "size": len(raw), "value": jsonable(value)})
+        print_json({"key": ns.key, "codec": peek(raw).tag, "size": len(raw),
+                    "value": jsonable(value)})
     else:
         print(printable(show_value(value), keep="\n"))
     return 0
@@ -130,16 +149,23 @@ def cmd_clear(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stats(ns: argparse.Namespace) -> int:
-    """Record count and bytes, in all and per codec; problems as `check` finds them."""
-    name = store_label(ns.store)
+def codec_totals(records: Iterable[Record]) -> dict[str, list[int]]:
+    """[records, bytes] per codec tag (UNREADABLE for records without a valid header), from
+    headers only; `stats` and the dashboard's chart count with this."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    with open_store(ns.store, readonly=True) as kv:
-        found = inspect(kv)
-    for r in found.records:
+    for r in records:
         cell = counts[r.tag if r.tag is not None else UNREADABLE]
         cell[0] += 1
         cell[1] += r.size
+    return dict(counts)
+
+
+def cmd_stats(ns: argparse.Namespace) -> int:
+    """Record count and bytes, in all and per codec; problems as `check` finds them."""
+    name = store_label(ns.store)
+    with open_store(ns.store, readonly=True) as kv:
+        found = inspect(kv)
+    counts = codec_totals(found.records)
     total = sum(c for c, _ in counts.values())
     size = sum(b for _, b in counts.values())
     by_codec = sorted(counts.items())

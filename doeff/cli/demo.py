@@ -276,8 +276,10 @@ def _run_demo(path: str, kept: bool) -> int:
     _show_store(path)
     if kept:
         print(f"\nthe store is kept: {_doeff_command()} cache ls {path}")
+        print(f"see its runs and records in a browser: {_doeff_command()} dashboard {path}")
     else:
-        print("\nthe temporary store was removed (doeff demo --keep keeps it for a look)")
+        print("\nthe temporary store was removed (doeff demo --keep keeps it for a look, "
+              "e.g. with doeff dashboard STORE)")
     return 0 if second.result is not None and not rerun else 1
 
 

@@ -1,0 +1,246 @@
+"""The dashboard's ASGI app (Starlette): three pages, their JSON API and two event streams.
+
+Pages are the package's own HTML, CSS and JavaScript (no build step, nothing from the network);
+the server fills in only the session's CSRF token and, in read-only mode, leaves the controls
+out. The live views are server-sent events: one poll of the store per interval per stream,
+reading only what changed since the last (see `RunReader`), and an event only when what the page
+shows changed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from doeff.cli.output import show_key
+from doeff.dashboard.data import (
+    CACHE_LIMIT,
+    MAX_LIMIT,
+    Policy,
+    RunFeed,
+    RunListFeed,
+    RunReader,
+    cache_rows,
+    run_detail,
+    run_summary,
+    store_stats,
+)
+from doeff.dashboard.guard import Guard
+from doeff.errors import DoeffError, RunError, RunNotFoundError
+from doeff.runs import cancel_run, pause_run, resume_run
+from doeff.runs.record import STATUSES
+from doeff.storage.base import KVStore
+
+POLL = 0.2  # seconds between two looks at the store by a live stream
+KEEPALIVE = 5.0  # seconds of silence after which a stream sends a comment (finds gone clients)
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+CONTROLS = ("<!-- controls -->", "<!-- /controls -->")
+ACTIONS = {"cancel": cancel_run, "pause": pause_run, "resume": resume_run}
+
+
+@dataclass
+class Settings:
+    """What one dashboard serves, and how."""
+
+    kv: KVStore
+    store: str  # the STORE argument as shown (a password hidden)
+    read_only: bool = False
+    policy: Policy = field(default_factory=Policy)
+    poll: float = POLL
+    closing: threading.Event = field(default_factory=threading.Event)  # set when shutting down
+
+
+def _static_files() -> dict[str, bytes]:
+    folder = resources.files("doeff.dashboard") / "static"
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii: text from a store goes out as \u escapes, so no byte of it can end an
+    # event's data line or fail to encode (Starlette's own JSON writes raw UTF-8).
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
+class JSON(JSONResponse):
+    """A JSON answer written as ASCII (see `_dumps`)."""
+
+    def render(self, content: Any) -> bytes:
+        return _dumps(content).encode("ascii")
+
+
+def _error(status: int, message: str) -> JSON:
+    return JSON({"error": message}, status_code=status)
+
+
+class Endpoints:
+    """The pages, the JSON API and the event streams of one dashboard."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.static = _static_files()
+        self.reader = RunReader(settings.kv)
+
+    # -- pages and their files -------------------------------------------------------------
+
+    def page(self, name: str) -> Callable[[Request], Response]:
+        """The endpoint serving the page `name`, the controls left out when read-only."""
+        html = self.static[name].decode()
+        if self.settings.read_only and CONTROLS[0] in html:
+            start, end = html.index(CONTROLS[0]), html.index(CONTROLS[1]) + len(CONTROLS[1])
+            html = html[:start] + html[end:]
+
+        def endpoint(request: Request) -> Response:
+            guard: Guard = request.scope["state"]["guard"]
+            session, new = guard.session_of(dict(request.cookies))
+            # The token is hex: it needs no escaping in the attribute it fills.
+            response = Response(html.replace("{{csrf}}", guard.csrf_for(session)),
+                                media_type="text/html; charset=utf-8")
+            if new:
+                response.raw_headers.append(guard.session_cookie_header(session))
+            return response
+
+        return endpoint
+
+    def static_file(self, request: Request) -> Response:
+        """One of the package's CSS or JavaScript files (a fixed set: no path reaches disk)."""
+        name = request.path_params["name"]
+        kind = STATIC_TYPES.get(name[name.rfind("."):]) if "." in name else None
+        if kind is None or name not in self.static:
+            return _error(404, f"no file {name!r:.80}")
+        return Response(self.static[name], media_type=kind)
+
+    # -- the JSON API ----------------------------------------------------------------------
+
+    def info(self, request: Request) -> Response:
+        """What this dashboard serves, and how."""
+        return JSON({"store": self.settings.store, "read_only": self.settings.read_only,
+                     "unsafe_pickle": self.settings.policy.unsafe_pickle,
+                     "statuses": list(STATUSES)})
+
+    def runs(self, request: Request) -> Response:
+        """The runs' summaries, newest first; `?status=` keeps one status."""
+        status = request.query_params.get("status") or None
+        if status is not None and status not in STATUSES:
+            return _error(400, f"status={status!r:.40} is none of {', '.join(STATUSES)}")
+        now = time.time()
+        return JSON([run_summary(r, now) for r in self.reader.all(status)])
+
+    def run(self, request: Request) -> Response:
+        """One run's whole record."""
+        run_id = request.path_params["run_id"]
+        record = self.reader.one(run_id)
+        if record is None:
+            return _error(404, f"no run {show_key(run_id):.200} in this store")
+        return JSON(run_detail(record))
+
+    def act(self, request: Request) -> Response:
+        """Leave a cancel, pause or resume request for a live run (the guard has checked the
+        CSRF token)."""
+        run_id, action = request.path_params["run_id"], request.path_params["action"]
+        if action not in ACTIONS:
+            return _error(404, f"no action {action!r:.40}: cancel, pause or resume")
+        try:
+            ACTIONS[action](self.settings.kv, run_id)
+        except RunError as exc:  # unknown run, or one that has ended
+            return _error(404 if isinstance(exc, RunNotFoundError) else 409, str(exc))
+        record = self.reader.one(run_id)
+        body = run_detail(record) if record is not None else {}
+        return JSON({**body, "requested": action})
+
+    def cache(self, request: Request) -> Response:
+        """Cache records by `?prefix=` and `?step=`, at most `?limit=`."""
+        q = request.query_params
+        try:
+            limit = int(q.get("limit") or CACHE_LIMIT)
+        except ValueError:
+            return _error(400, f"limit={q.get('limit')!r:.40} is not a whole number")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
+        return JSON(cache_rows(self.settings.kv, self.settings.policy,
+                               prefix=q.get("prefix", ""), step=q.get("step") or None,
+                               limit=limit))
+
+    def stats(self, request: Request) -> Response:
+        """Records and bytes by codec."""
+        return JSON(store_stats(self.settings.kv))
+
+    # -- the event streams -----------------------------------------------------------------
+
+    async def _events(self, poll: Callable[[], tuple[str, Any] | None]) -> AsyncIterator[str]:
+        """Server-sent events: `poll()` in a worker thread every interval; each (event, data)
+        it returns is sent, None meaning nothing changed; a store that fails is reported as
+        `event: store-error` and polled again. Ends when the server shuts down."""
+        yield "retry: 1000\n\n"
+        quiet = 0.0
+        settings = self.settings
+        while not settings.closing.is_set():
+            try:
+                found = await anyio.to_thread.run_sync(poll)
+            except DoeffError as exc:  # the store failed (a lost connection): say so, go on
+                found = "store-error", {"error": f"{type(exc).__name__}: {exc}"}
+            if found is not None:
+                yield f"event: {found[0]}\ndata: {_dumps(found[1])}\n\n"
+                quiet = 0.0
+            elif quiet >= KEEPALIVE:
+                yield ": still here\n\n"
+                quiet = 0.0
+            await anyio.sleep(settings.poll)
+            quiet += settings.poll
+
+    def _stream(self, poll: Callable[[], tuple[str, Any] | None]) -> StreamingResponse:
+        return StreamingResponse(self._events(poll), media_type="text/event-stream",
+                                 headers={"x-accel-buffering": "no"})
+
+    def runs_events(self, request: Request) -> Response:
+        """Changes to the runs list (`event: runs`)."""
+        feed = RunListFeed(self.reader)
+
+        def poll() -> tuple[str, Any] | None:
+            change = feed.poll()
+            return None if change is None else ("runs", change)
+
+        return self._stream(poll)
+
+    def run_events(self, request: Request) -> Response:
+        """One run's record whenever it changes (`event: run`, or `event: missing`)."""
+        return self._stream(RunFeed(self.reader, request.path_params["run_id"]).poll)
+
+    def routes(self) -> list[Route]:
+        """Every route, the more specific first."""
+        return [
+            Route("/", self.page("runs.html")),
+            Route("/cache", self.page("cache.html")),
+            Route("/run/{run_id:path}", self.page("run.html")),
+            Route("/static/{name}", self.static_file),
+            Route("/api/info", self.info),
+            Route("/api/runs", self.runs),
+            Route("/api/events", self.runs_events),
+            Route("/api/runs/{run_id:path}/events", self.run_events),
+            Route("/api/runs/{run_id:path}/{action}", self.act, methods=["POST"]),
+            Route("/api/runs/{run_id:path}", self.run),
+            Route("/api/cache", self.cache),
+            Route("/api/stats", self.stats),
+        ]
+
+
+def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
+              token: str | None) -> Guard:
+    """The app for `settings`, behind its guard (see doeff.dashboard.guard)."""
+    app = Starlette(routes=Endpoints(settings).routes())
+    return Guard(app, port=port, host_names=host_names, token=token,
+                 read_only=settings.read_only)
+
+
+__all__ = ["POLL", "Endpoints", "Settings", "build_app"]

@@ -1,0 +1,208 @@
+"""What the dashboard shows, as plain JSON types: run summaries and records, cache records with
+their values as text, store statistics. No web framework here.
+
+Everything is read with the readers of `doeff runs` and `doeff cache`: run records through
+`doeff.runs` (msgpack, never the application's codec), cache records from their headers, values
+decoded under the same trust policy as `doeff cache get` (pickle-family only with
+--unsafe-pickle). Text read from a store is sent as data; the page inserts it as text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from doeff.cli.cache import UNREADABLE, codec_totals, decode_value
+from doeff.cli.errors import CLIError
+from doeff.cli.output import show_time, show_value
+from doeff.cli.runs import show_age
+from doeff.cli.scan import UNSAFE_TAGS, Record, pickle_refusal, scan
+from doeff.errors import DecodeError
+from doeff.runs import RunRecord
+from doeff.runs.api import runs_of
+from doeff.runs.record import LOST_AFTER
+from doeff.runs.store import RUN
+from doeff.steps.explain import step_prefix
+from doeff.storage.base import KVStore
+
+VALUE_CHARS = 4000  # a value's text is cut here (`doeff cache get` shows it all)
+CACHE_LIMIT = 200  # records listed when the request gives no limit
+MAX_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How values are read: whether pickle-family records may be loaded, and the signing keys."""
+
+    unsafe_pickle: bool = False
+    signing_keys: list[bytes] | None = None
+
+
+def run_summary(record: RunRecord, now: float) -> dict[str, Any]:
+    """One row of the runs table."""
+    effect = record.current_effect
+    return {
+        "run_id": record.run_id, "status": record.status, "lost_reason": record.lost_reason,
+        "program": record.program, "attempt": record.attempt,
+        "started_at": record.started_at, "started": show_time(record.started_at),
+        "age": show_age(max(0.0, now - record.started_at)),
+        "step_count": record.step_count,
+        "durable_steps": len(record.steps) + record.steps_omitted,
+        "effect": None if effect is None else effect.repr,
+    }
+
+
+class RunReader:
+    """The run records of a store, read again on every call but decoded only when their bytes
+    changed: the live views poll it several times a second. Thread-safe."""
+
+    def __init__(self, kv: KVStore, lost_after: float = LOST_AFTER) -> None:
+        self.runs = runs_of(kv)
+        self.lost_after = lost_after
+        self._decoded: dict[str, tuple[bytes, RunRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    def all(self, status: str | None = None) -> list[RunRecord]:
+        """Every readable run as seen now ("lost" computed), newest first; `status` filters."""
+        with self._lock:
+            fresh: dict[str, tuple[bytes, RunRecord | None]] = {}
+            for key, raw, _ in self.runs.kv.records(RUN):
+                run_id = key[len(RUN):]
+                known = self._decoded.get(run_id)
+                fresh[run_id] = known if known is not None and known[0] == raw else \
+                    (raw, self._read(run_id))
+            self._decoded = fresh
+        now = time.time()
+        records = [r.seen(now=now, lost_after=self.lost_after)
+                   for _, r in fresh.values() if r is not None]
+        records.sort(key=lambda r: (-r.started_at, r.run_id))
+        return [r for r in records if status is None or r.status == status]
+
+    def one(self, run_id: str) -> RunRecord | None:
+        """The record of `run_id` as seen now, or None if there is none (or it is unreadable)."""
+        record = self._read(run_id)
+        return None if record is None else record.seen(lost_after=self.lost_after)
+
+    def _read(self, run_id: str) -> RunRecord | None:
+        try:
+            return self.runs.read(run_id)
+        except DecodeError:  # an unreadable record is left out, as `doeff runs ls` does
+            return None
+
+
+def run_detail(record: RunRecord) -> dict[str, Any]:
+    """A whole record for the run page: the record's own JSON and the summary's fields."""
+    data = record.to_json()
+    data["summary"] = run_summary(record, time.time())
+    return data
+
+
+class RunListFeed:
+    """The changes to the runs list since the last `poll` (the first gives every run): what
+    /api/events sends."""
+
+    def __init__(self, reader: RunReader) -> None:
+        self.reader = reader
+        self.shown: dict[str, dict[str, Any]] | None = None
+
+    def poll(self) -> dict[str, Any] | None:
+        """`{"full", "runs": [changed summaries], "removed": [ids]}`, or None if nothing
+        changed."""
+        now = time.time()
+        current = {r.run_id: run_summary(r, now) for r in self.reader.all()}
+        shown, self.shown = self.shown, current
+        if shown is None:
+            return {"full": True, "runs": list(current.values()), "removed": []}
+        changed = [s for k, s in current.items() if shown.get(k) != s]
+        removed = [k for k in shown if k not in current]
+        if not changed and not removed:
+            return None
+        return {"full": False, "runs": changed, "removed": removed}
+
+
+class RunFeed:
+    """One run's record each time it changes: what /api/runs/ID/events sends."""
+
+    def __init__(self, reader: RunReader, run_id: str) -> None:
+        self.reader = reader
+        self.run_id = run_id
+        self.last: object = ...  # nothing sent yet
+
+    def poll(self) -> tuple[str, dict[str, Any]] | None:
+        """("run", the record) or ("missing", {run_id}) when it changed since the last poll;
+        None if it did not."""
+        record = self.reader.one(self.run_id)
+        data = None if record is None else record.to_json()
+        if data == self.last:
+            return None
+        self.last = data
+        if record is None:
+            return "missing", {"run_id": self.run_id}
+        return "run", run_detail(record)
+
+
+def _value_text(value: object) -> str:
+    text = show_value(value)
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
+
+
+def cache_row(kv_record: Record, policy: Policy, now: float) -> dict[str, Any]:
+    """One row of the cache table: header facts, and the value as text, or why it is not shown."""
+    r = kv_record
+    row: dict[str, Any] = {
+        "key": r.key, "codec": r.tag or UNREADABLE, "size": r.size,
+        "updated_at": r.updated_at, "updated": show_time(r.updated_at),
+        "age": None if r.updated_at is None else show_age(max(0.0, now - r.updated_at)),
+        "expires_at": r.expires_at,
+        "expiry": "-" if r.expires_at is None else
+        show_time(r.expires_at) + (" (expired)" if r.expires_at <= now else ""),
+        "signed_by": r.key_id, "value": None, "hidden": None, "error": r.error,
+    }
+    if r.error is not None:
+        return row
+    if r.tag in UNSAFE_TAGS and not policy.unsafe_pickle:
+        row["hidden"] = pickle_refusal(f"hidden: a {r.tag} record")
+        return row
+    ns = argparse.Namespace(unsafe_pickle=policy.unsafe_pickle)
+    try:
+        row["value"] = _value_text(decode_value(r.raw, r.key, ns, policy.signing_keys, []))
+    except CLIError as exc:
+        row["error"] = str(exc)
+    return row
+
+
+def cache_rows(kv: KVStore, policy: Policy, *, prefix: str = "", step: str | None = None,
+               limit: int = CACHE_LIMIT) -> list[dict[str, Any]]:
+    """The first `limit` records (in key order) whose key starts with `prefix` and, if `step`
+    is given, that belong to the step of that name."""
+    starts = step_prefix(step) if step else ""
+    # Scan the narrower of the two prefixes; the other one filters.
+    first, other = (starts, prefix) if len(starts) >= len(prefix) else (prefix, starts)
+    now = time.time()
+    rows = []
+    for record in scan(kv, first):
+        if not record.key.startswith(other):
+            continue
+        rows.append(cache_row(record, policy, now))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def store_stats(kv: KVStore) -> dict[str, Any]:
+    """Records and bytes, in all and per codec, from record headers (as `doeff cache stats`)."""
+    counts = codec_totals(scan(kv))
+    bad = counts.pop(UNREADABLE, [0, 0])
+    return {
+        "records": sum(c for c, _ in counts.values()) + bad[0],
+        "bytes": sum(b for _, b in counts.values()) + bad[1],
+        "codecs": {t: {"records": c, "bytes": b} for t, (c, b) in sorted(counts.items())},
+        "unreadable": {"records": bad[0], "bytes": bad[1]},
+    }
+
+
+__all__ = ["CACHE_LIMIT", "MAX_LIMIT", "Policy", "RunFeed", "RunListFeed", "RunReader",
+           "cache_row", "cache_rows", "run_detail", "run_summary", "store_stats"]
