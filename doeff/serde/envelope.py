@@ -73,6 +73,10 @@ _META_FIXED = _U64.size + _U16.size  # the expiry and the info's length
 MAX_INFO = 0xFFFF  # bytes of JSON a record's info may hold
 _pack_u32 = _U32.pack
 _unpack_u32 = _U32.unpack_from
+_compare_digest = hmac.compare_digest
+# The 4-byte length prefixes of keys up to 255 bytes, made once: a signed store's every read and
+# write signs its key behind one (`_bound`), and an index is cheaper than packing.
+_LENGTHS = tuple(_pack_u32(n) for n in range(256))
 _NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
 _KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
 # (tag, signing key id) -> (header prefix of a record with no steps, its CRC-32); built once.
@@ -138,7 +142,8 @@ def _key_bytes(key: object) -> bytes:
 
 def _bound(kb: bytes) -> bytes:
     """The key as the signature and the transforms take it: behind its length."""
-    return _pack_u32(len(kb)) + kb
+    n = len(kb)
+    return (_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb
 
 
 def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) -> bytes:
@@ -265,8 +270,10 @@ def _seal_signed(value: object, codec: Codec, head: bytes, head_crc: int, mac_of
     except Exception as exc:
         raise _encode_failed(codec, value, exc) from exc
     kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
-    mac = mac_of.pair(_bound(kb), payload)
-    crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, head_crc)))
+    # `_bound(kb)` written out: this is the per-record call of a signed store.
+    n = len(kb)
+    mac = mac_of.pair((_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb, payload)
+    crc = zlib.crc32(payload, zlib.crc32(mac + kb, head_crc))  # one call for the small parts
     return b"".join((head, mac, _pack_u32(crc), payload))
 
 
@@ -654,9 +661,9 @@ class Envelope:
                 return value
             if type(data) is bytes and data.startswith(self._head3):
                 return self._open_plain3(data, key)
-        elif (self.signer is not None and self._mac is not None and type(data) is bytes
-              and len(data) >= self._start and data.startswith(self._head)):
-            return self._open_signed(data, self.signer, self._mac, key)
+        elif (self._mac is not None and type(data) is bytes and len(data) >= self._start
+              and data.startswith(self._head)):
+            return self._open_signed(data, self.signer, self._mac, key)  # type: ignore[arg-type]
         return _open(data, _key_bytes(key), key, self.codec, self.trust, self.signer,
                      self._by_name)
 
@@ -684,13 +691,17 @@ class Envelope:
     def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
         """A record of the envelope's codec, signed by its current key, with no steps."""
         start = self._start
-        mac, payload = data[start - 4 - MAC_SIZE:start - 4], _payload(data, start, self.codec)
-        kb = _key(key)
-        crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, self._head_crc)))
+        mac = data[start - 4 - MAC_SIZE:start - 4]
+        # `_payload` and `_key` written out for the small record: a signed store's every read.
+        payload = (data[start:] if len(data) - start < _VIEW_FROM
+                   else _payload(data, start, self.codec))
+        kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+        crc = zlib.crc32(payload, zlib.crc32(mac + kb, self._head_crc))
         if crc != _unpack_u32(data, start - 4)[0]:
             raise _checksum_error(data, self.codec.tag, key)
-        bound = _bound(kb)
-        if not hmac.compare_digest(mac_of.pair(bound, payload), mac):
+        n = len(kb)
+        bound = (_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb
+        if not _compare_digest(mac_of.pair(bound, payload), mac):
             _verify(signer, signer.key_id, mac, self._head, bound, payload, key)  # says why
         try:
             return self.codec.decode(payload)
