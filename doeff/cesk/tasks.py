@@ -79,6 +79,7 @@ class Task:
         "program",
         "resume_with",
         "retrieved",
+        "shielded",
         "status",
         "task_id",
         "traceback",
@@ -109,6 +110,8 @@ class Task:
         self.effect: Any = None  # the effect it is blocked on
         self.cancel_error: BaseException | None = None  # a cancel asked for, not yet delivered
         self.cancelled = False  # a cancel was asked for at some point
+        # finally_ cleanups in progress: a cancel asked for meanwhile waits until they end.
+        self.shielded = 0
         self.retrieved = False  # its outcome was taken by `wait`
         self.joined = False  # a gather or race owns its outcome
         self.index = 0  # its place among the programs of that gather or race

@@ -1,0 +1,294 @@
+"""Tasks at the edges: Ctrl-C during a fan-out, an observer that raises while tasks run,
+cleanups under repeated cancels, bad limits and executors, names and memory of finished tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from doeff import do, run_async, run_sync
+from doeff.effects import await_, cancel, finally_, gather, perform, spawn, wait
+from doeff.errors import CancellationError
+
+PATIENCE = 20.0  # seconds: only a hang takes this long; nothing asserts on it
+
+# A fan-out of 16 tasks, each looping on short performs inside a finally_ cleanup, under
+# max_concurrency=4: the machine spends most of its time moving completions between threads and
+# tasks, where a KeyboardInterrupt at the wrong bytecode used to lose a wake-up (a hang) or skip
+# the cleanups. Exit code 3: interrupted, and every started task's cleanup ran exactly once.
+FAN_OUT = textwrap.dedent("""
+    import sys, time
+    from collections import Counter
+    from doeff import do, run_sync
+    from doeff.effects import finally_, gather, perform
+
+    N = 16
+    started, cleaned = Counter(), Counter()
+
+    @do
+    def cleanup(i):
+        yield perform(time.sleep, 0.001)   # a cleanup that itself waits on a call
+        cleaned[i] += 1
+
+    @do
+    def body(i):
+        while True:
+            yield perform(time.sleep, 0.0005)
+
+    @do
+    def work(i):
+        started[i] += 1  # the finally_ below is handled in this same step
+        yield finally_(body(i), cleanup(i))
+
+    print("ready", flush=True)
+    try:
+        run_sync(gather(*[work(i) for i in range(N)]), max_concurrency=4)
+    except KeyboardInterrupt:
+        ok = set(started) == set(cleaned) and set(cleaned.values()) == {1}
+        print("interrupted", dict(started), dict(cleaned), flush=True)
+        sys.exit(3 if ok else 4)
+    sys.exit(5)
+""")
+
+
+def _interrupt(script: Path, delay: float) -> tuple[int | None, str]:
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None, "hung after SIGINT: " + proc.communicate()[0][-2000:]
+    return proc.returncode, out[-2000:]
+
+
+def test_ctrl_c_during_a_fan_out_ends_the_run_after_every_cleanup(tmp_path: Path) -> None:
+    """SIGINT to a process in run_sync's fan-out: KeyboardInterrupt comes out of run_sync (no
+    hang), every started task's cleanup ran once, and the process exits (no executor thread
+    left behind). Several delays, to land in different places of the scheduler."""
+    script = tmp_path / "fan_out.py"
+    script.write_text(FAN_OUT)
+    for delay in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        code, out = _interrupt(script, delay)
+        assert code == 3, f"after {delay} s: exit code {code}\n{out}"
+
+
+def test_ctrl_c_during_an_inline_call_of_a_single_task_run_is_immediate(tmp_path: Path) -> None:
+    """With one task, perform runs inline: Ctrl-C interrupts a long call at once, as plain
+    Python would, and the program's cleanup runs."""
+    script = tmp_path / "single.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from doeff import do, run_sync
+        from doeff.effects import finally_, perform
+
+        @do
+        def cleanup():
+            print("cleanup", flush=True)
+
+        print("ready", flush=True)
+        try:
+            run_sync(finally_(perform(time.sleep, 60), cleanup()))
+        except KeyboardInterrupt:
+            sys.exit(3)
+    """))
+    started = time.monotonic()
+    code, out = _interrupt(script, 0.3)
+    assert code == 3, out
+    assert "cleanup" in out
+    assert time.monotonic() - started < PATIENCE  # not the 60 s call: it was interrupted
+
+
+def test_cancelling_run_async_in_a_fan_out_runs_every_cleanup() -> None:
+    """The task awaiting run_async is cancelled mid fan-out: CancelledError comes out, after
+    every started task's cleanup ran once."""
+    started: dict[int, int] = {}
+    cleaned: dict[int, int] = {}
+
+    @do
+    def cleanup(i: int) -> Any:
+        yield perform(time.sleep, 0.001)
+        cleaned[i] = cleaned.get(i, 0) + 1
+
+    @do
+    def body(i: int) -> Any:
+        while True:
+            yield perform(time.sleep, 0.001)
+
+    @do
+    def work(i: int) -> Any:
+        started[i] = started.get(i, 0) + 1  # the finally_ below is handled in this same step
+        yield finally_(body(i), cleanup(i))
+
+    async def main() -> None:
+        run = asyncio.ensure_future(run_async(gather(*[work(i) for i in range(8)]),
+                                              max_concurrency=3))
+        await asyncio.sleep(0.2)
+        run.cancel()
+        try:
+            await asyncio.wait_for(run, PATIENCE)
+        except asyncio.CancelledError:
+            return
+        raise AssertionError("run_async was not cancelled")
+
+    asyncio.run(main())
+    assert started and started.keys() == cleaned.keys()
+    assert set(cleaned.values()) == {1}
+
+
+# -- an on_step callback that raises while tasks run --------------------------------------------
+
+class ObserverFailed(Exception):
+    """What the test's on_step raises."""
+
+
+def _fan_out(n: int, steps: int, started: dict[int, int], cleaned: dict[int, int]) -> Any:
+    @do
+    def cleanup(i: int) -> Any:
+        yield perform(time.sleep, 0.0005)
+        cleaned[i] = cleaned.get(i, 0) + 1
+
+    @do
+    def body(i: int) -> Any:
+        for _ in range(steps):
+            yield perform(time.sleep, 0.0005)
+        return i
+
+    @do
+    def work(i: int) -> Any:
+        started[i] = started.get(i, 0) + 1  # the finally_ below is handled in this same step
+        return (yield finally_(body(i), cleanup(i)))
+
+    return gather(*[work(i) for i in range(n)])
+
+
+def _raising_at(step: int) -> Any:
+    seen = [0]
+
+    def on_step(_: Any) -> None:
+        seen[0] += 1
+        if seen[0] == step:
+            raise ObserverFailed(f"on_step failed at its call {step}")
+
+    return on_step
+
+
+def test_on_step_raising_in_a_single_task_run_is_the_runs_error() -> None:
+    """The reference: with one task, the on_step error is the result's error (returned, not
+    raised) and the program's cleanup ran."""
+    started: dict[int, int] = {}
+    cleaned: dict[int, int] = {}
+    result = run_sync(_fan_out(1, 5, started, cleaned), on_step=_raising_at(3))
+    assert isinstance(result.error, ObserverFailed)
+    assert cleaned == {0: 1}
+
+
+@given(n=st.integers(1, 6), at=st.integers(1, 60), max_concurrency=st.sampled_from([1, 2, 4]))
+def test_on_step_raising_during_a_fan_out_fails_the_run_like_a_single_task(
+        n: int, at: int, max_concurrency: int) -> None:
+    """Whichever step of a fan-out the observer fails at, the run returns that error (as with
+    one task), and the cleanup of every task that reached it ran exactly once."""
+    started: dict[int, int] = {}
+    cleaned: dict[int, int] = {}
+    result = run_sync(_fan_out(n, 4, started, cleaned), on_step=_raising_at(at),
+                      max_concurrency=max_concurrency)
+    if result.error is not None:
+        assert isinstance(result.error, ObserverFailed)
+    else:
+        assert result.value == list(range(n))  # it ended before the observer's call `at`
+    assert started.keys() == cleaned.keys()
+    assert set(cleaned.values()) <= {1}
+
+
+# -- a started cleanup runs to its end ----------------------------------------------------------
+
+def _slow_cleanup(log: list[str], name: str) -> Any:
+    @do
+    def cleanup() -> Any:
+        log.append(f"{name}: cleanup starts")
+        yield perform(time.sleep, 0.05)
+        log.append(f"{name}: cleanup half way")
+        yield perform(time.sleep, 0.05)
+        log.append(f"{name}: cleanup done")
+
+    return cleanup()
+
+
+def test_a_cleanup_started_by_a_cancel_survives_the_parent_ending() -> None:
+    """A task is cancelled; while its cleanup waits on a call, its parent ends (a second
+    cancel): the cleanup still runs to its end, and the task ends cancelled."""
+    log: list[str] = []
+
+    @do
+    def fast_child() -> Any:
+        yield finally_(await_(asyncio.sleep(10)), _slow_cleanup(log, "child"))
+
+    @do
+    def parent_awaiting() -> Any:
+        task = yield spawn(fast_child())
+        yield perform(time.sleep, 0.02)
+        yield cancel(task)                # the await is cancelled at once: the cleanup starts
+        yield perform(time.sleep, 0.01)   # the cleanup is in its first call...
+        return task                       # ...when the parent ends: a second cancel
+
+    task = run_sync(parent_awaiting()).value
+    assert log == ["child: cleanup starts", "child: cleanup half way", "child: cleanup done"]
+    assert task.status == "cancelled"
+
+
+def test_a_cleanup_after_success_survives_a_failing_sibling() -> None:
+    """A gather branch has finished its work and runs its cleanup when a sibling fails: the
+    cleanup runs to its end; the gather raises the sibling's error."""
+    log: list[str] = []
+
+    @do
+    def done_then_cleanup() -> Any:
+        return (yield finally_(perform(time.sleep, 0.001), _slow_cleanup(log, "a")))
+
+    @do
+    def fails() -> Any:
+        yield perform(time.sleep, 0.03)   # a's cleanup is in its first call by now
+        raise ValueError("b failed")
+
+    result = run_sync(gather(done_then_cleanup(), fails()))
+    assert isinstance(result.error, ValueError)
+    assert log == ["a: cleanup starts", "a: cleanup half way", "a: cleanup done"]
+
+
+def test_a_cancel_during_a_cleanup_lands_after_it() -> None:
+    """A cancel asked for while a cleanup runs after a success is not lost: it lands once the
+    cleanup has ended, at the task's next yield."""
+    log: list[str] = []
+
+    @do
+    def worker() -> Any:
+        yield finally_(perform(time.sleep, 0.001), _slow_cleanup(log, "w"))
+        log.append("after the cleanup")   # never: the cancel lands before this line
+        yield perform(time.sleep, 0.001)
+
+    @do
+    def main() -> Any:
+        task = yield spawn(worker())
+        yield perform(time.sleep, 0.03)
+        yield cancel(task)
+        try:
+            yield wait(task)
+        except CancellationError:
+            return "cancelled"
+        return "finished"
+
+    assert run_sync(main()).value == "cancelled"
+    assert log == ["w: cleanup starts", "w: cleanup half way", "w: cleanup done"]
