@@ -4,20 +4,30 @@ cleanups under repeated cancels, bad limits and executors, names and memory of f
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doeff import do, run_async, run_sync
-from doeff.effects import await_, cancel, finally_, gather, perform, spawn, wait
-from doeff.errors import CancellationError
+from doeff import do, run_async, run_sync, run_workflow
+from doeff.cesk.drivers import LONGEST_WAIT, SyncDriver
+from doeff.cesk.scheduler import Scheduler
+from doeff.effects import await_, cancel, finally_, gather, limit, perform, spawn, wait
+from doeff.errors import (
+    CallPickleError,
+    CancellationError,
+    ExecutorError,
+    InvalidEffectError,
+)
 
 PATIENCE = 20.0  # seconds: only a hang takes this long; nothing asserts on it
 
@@ -292,3 +302,132 @@ def test_a_cancel_during_a_cleanup_lands_after_it() -> None:
 
     assert run_sync(main()).value == "cancelled"
     assert log == ["w: cleanup starts", "w: cleanup half way", "w: cleanup done"]
+
+
+# -- bad input at the edges ------------------------------------------------------------------------
+
+@do
+def _nothing() -> Any:
+    return None
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"concurrency": True},
+    {"concurrency": False},
+    {"rate": (True, 1.0)},
+    {"rate": (1, True)},
+    {"rate": (1, 1e10)},
+    {"rate": (1, float("inf"))},
+    {"rate": (1, float("nan"))},
+])
+def test_limit_refuses_bools_and_windows_it_cannot_wait_for(kwargs: dict[str, Any]) -> None:
+    """Bools are not counts (True would count as 1), and a rate window must be a finite number
+    of seconds up to a year: each is refused when the effect is built, saying what is allowed."""
+    with pytest.raises(InvalidEffectError, match=r"limit\('api', \.\.\., (concurrency|rate)="):
+        limit("api", _nothing(), **kwargs)
+
+
+def test_a_rate_window_of_a_year_waits_without_overflow() -> None:
+    """The longest window allowed: a second start waits (the machine sleeps in bounded
+    naps, never with a timeout the clock cannot represent) until the run is cancelled."""
+    @do
+    def two() -> Any:
+        return (yield gather(*[limit("yearly", _nothing(), rate=(1, 365 * 24 * 3600.0))
+                               for _ in range(2)]))
+
+    execution = run_workflow(two())
+    time.sleep(0.2)
+    assert not execution.done
+    execution.cancel()
+    result = execution.wait(PATIENCE)
+    assert isinstance(result.error, CancellationError)
+
+
+def test_the_sync_driver_waits_at_most_its_longest_nap() -> None:
+    """A deadline too far for the platform's clock is cut to LONGEST_WAIT."""
+    driver = SyncDriver()
+    sched = Scheduler(_NoHost())
+    ran: list[str] = []
+    sched.inbox.put(lambda: ran.append("item"))
+    driver.wait(sched, 1e12)
+    assert ran == ["item"]
+    assert LONGEST_WAIT <= 24 * 3600
+
+
+class _NoHost:
+    def concurrency_changed(self, concurrent: bool) -> None:
+        pass
+
+    def notify(self) -> None:
+        pass
+
+    def want_tick(self) -> None:
+        pass
+
+
+def _local_function() -> Any:
+    return lambda: 1
+
+
+@pytest.fixture(scope="module")
+def process_pool() -> Any:
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        yield pool
+
+
+def test_an_unpicklable_function_for_a_process_pool_is_a_call_pickle_error(
+        process_pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """A lambda cannot go to another process: the error says so, names the function and says
+    what to do; the program sees it as the perform's error."""
+    result = run_sync(gather(perform(_local_function()), perform(len, [1])),
+                      executor=process_pool)
+    assert isinstance(result.error, CallPickleError)
+    message = str(result.error)
+    assert "cannot pickle the function" in message
+    assert "<lambda>" in message
+    assert "module level" in message
+
+
+def test_an_unpicklable_argument_for_a_process_pool_names_the_argument(
+        process_pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """A lock in the arguments: the error names which argument (position or keyword)."""
+    result = run_sync(gather(perform(len, [1]), perform(sorted, [3, 1], key=threading.Lock())),
+                      executor=process_pool)
+    assert isinstance(result.error, CallPickleError)
+    assert isinstance(result.error, TypeError)
+    assert "keyword argument key=" in str(result.error)
+
+    async def main() -> Any:
+        return await run_async(perform(len, [threading.Lock()]), executor=process_pool)
+
+    result = asyncio.run(main())
+    assert isinstance(result.error, CallPickleError)
+    assert "argument 0" in str(result.error)
+
+
+def test_a_functions_own_type_error_under_a_process_pool_stays_its_own(
+        process_pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """len(5) raises TypeError in the worker: that is the function's error, not a pickling
+    one, and it is not rewritten."""
+    result = run_sync(gather(perform(len, 5), perform(len, [1])), executor=process_pool)
+    assert type(result.error) is TypeError
+    assert "has no len()" in str(result.error)
+    assert run_sync(gather(perform(len, [1, 2]), perform(len, [1])),
+                    executor=process_pool).value == [2, 1]
+
+
+def test_a_shut_down_executor_is_an_executor_error() -> None:
+    """An executor shut down before the run refuses the calls: ExecutorError (a RuntimeError)
+    says so and what to do, under run_sync and run_async."""
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    pool.shutdown()
+    result = run_sync(gather(perform(len, [1]), perform(len, [1, 2])), executor=pool)
+    assert isinstance(result.error, ExecutorError)
+    assert isinstance(result.error, RuntimeError)
+    assert "shut down" in str(result.error)
+    assert "executor that is running" in str(result.error)
+
+    async def main() -> Any:
+        return await run_async(perform(len, [1]), executor=pool)
+
+    assert isinstance(asyncio.run(main()).error, ExecutorError)

@@ -54,5 +54,5 @@ class InterruptGuard:
         if not self._m.defer_interrupts:
             # The single task's loop runs (maybe a blocking call inline): raise there, as
             # Python would, so a long call is interrupted at once; the loop unwinds the task.
-            raise KeyboardInterrupt
+            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
         self._m.request_interrupt(KeyboardInterrupt())
