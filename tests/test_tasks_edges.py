@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from doeff import do, run_async, run_sync, run_workflow
 from doeff.cesk.drivers import LONGEST_WAIT, SyncDriver
 from doeff.cesk.scheduler import Scheduler
-from doeff.effects import await_, cancel, finally_, gather, limit, perform, spawn, wait
+from doeff.effects import await_, cancel, finally_, gather, limit, perform, safe, spawn, wait
 from doeff.errors import (
     CallPickleError,
     CancellationError,
@@ -431,3 +431,107 @@ def test_a_shut_down_executor_is_an_executor_error() -> None:
         return await run_async(perform(len, [1]), executor=pool)
 
     assert isinstance(asyncio.run(main()).error, ExecutorError)
+
+
+# -- what a finished task keeps --------------------------------------------------------------------
+
+@do
+def _fetch_page(seconds: float) -> Any:
+    yield await_(asyncio.sleep(seconds))  # an await: a cancel ends it at once
+    return "page"
+
+
+def test_a_tasks_name_stays_its_programs_after_it_starts() -> None:
+    """Before, while and after it runs, a spawned task is named after its program: in its
+    repr, and in the messages of errors about it."""
+    seen: dict[str, str] = {}
+
+    @do
+    def main() -> Any:
+        task = yield spawn(_fetch_page(5))
+        yield perform(time.sleep, 0.01)    # it has started: it waits in its call
+        seen["running"] = f"{task.name} {task!r}"
+        first = yield spawn(_fetch_page(0.001))
+        yield wait(first)
+        seen["finished"] = f"{first.name} {first!r}"
+        yield cancel(task)
+        try:
+            yield wait(task)
+        except CancellationError as err:
+            seen["error"] = str(err)
+
+    run_sync(main())
+    assert seen["running"].startswith("_fetch_page <Task 1 _fetch_page() ")
+    assert seen["finished"] == "_fetch_page <Task 2 _fetch_page() completed>"
+    assert "_fetch_page()" in seen["error"]
+
+
+def test_a_gather_names_its_cancelled_branches_after_their_programs() -> None:
+    """The cancellation a failing gather sends its siblings names them by program."""
+    errors: list[BaseException] = []
+
+    @do
+    def sibling() -> Any:
+        try:
+            yield _fetch_page(5)
+        except CancellationError as err:
+            errors.append(err)
+            raise
+
+    @do
+    def fails() -> Any:
+        yield perform(time.sleep, 0.01)
+        raise ValueError("no")
+
+    run_sync(gather(sibling(), fails()))
+    assert len(errors) == 1
+    assert str(errors[0]).split(" was ")[0].endswith(".sibling()")
+
+
+def test_failed_children_are_released_once_waited_for() -> None:
+    """20,000 spawned children that fail, each waited for: the parent keeps none of them
+    (traced memory grows by far less than one child's worth per child)."""
+    import gc
+    import tracemalloc
+
+    probes: list[int] = []
+
+    @do
+    def fails(i: int) -> Any:
+        raise ValueError(f"child {i} failed")
+
+    @do
+    def main() -> Any:
+        for i in range(20_000):
+            task = yield spawn(fails(i))
+            yield safe(wait(task))
+            if i in (999, 19_999):
+                gc.collect()
+                probes.append(tracemalloc.get_traced_memory()[0])
+
+    tracemalloc.start()
+    try:
+        result = run_sync(main())
+    finally:
+        tracemalloc.stop()
+    assert result.error is None
+    grown = probes[1] - probes[0]
+    assert grown < 19_000 * 100, f"{grown} bytes kept for 19,000 waited failed children"
+
+
+def test_a_failed_child_nobody_waited_for_still_fails_its_parent() -> None:
+    """The other side of releasing them: one never waited for is still reported."""
+    @do
+    def fails() -> Any:
+        raise ValueError("lost")
+
+    @do
+    def main() -> Any:
+        waited = yield spawn(fails())
+        yield spawn(fails())
+        yield safe(wait(waited))
+        yield perform(time.sleep, 0.01)
+        return "done"
+
+    result = run_sync(main())
+    assert isinstance(result.error, ValueError)

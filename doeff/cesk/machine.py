@@ -56,7 +56,7 @@ from doeff.cesk.interrupts import InterruptGuard
 from doeff.cesk.joins import GatherFrame, RaceFrame
 from doeff.cesk.result import CESKResult
 from doeff.cesk.scheduler import PREEMPT, QUANTUM, Pending, Scheduler
-from doeff.cesk.tasks import STARTED, Collector, Task
+from doeff.cesk.tasks import STARTED, Collector, Task, program_name
 from doeff.cesk.traceback import (
     CapturedTraceback,
     CodeMark,
@@ -271,7 +271,7 @@ class Machine:
         """Make `program` the main task's, ready to run (`proceed` runs it)."""
         root = self.root
         root.program = program
-        root.name = getattr(program, "name", None) or type(program).__name__
+        root.name = program_name(program)
         root.status = "ready"
         self.sched.ready.append(root)
 
@@ -433,6 +433,8 @@ class Machine:
         err = task.cancel_error
         program = task.program
         if program is not STARTED:
+            if task._name is None:  # read it while the program is there to read it from
+                task.name = program_name(program)
             task.program = STARTED
             if err is None:
                 return self.start(program)
@@ -965,7 +967,7 @@ def _wait(m: Machine, eff: Wait) -> Control:
     if not target.done:
         m.sched.wait_for(m.task, target, eff)
         return SUSPEND, None
-    target.retrieved = True
+    target.retrieve()
     if target.error is None:
         return target.value, None
     if target.traceback is not None:

@@ -244,6 +244,8 @@ class Scheduler:
         while done is not None:
             if done.failed_children:
                 _report_unretrieved(done)
+                for child in done.failed_children:
+                    child.parent = None
             error = done.error
             if error is None:
                 done.status = "completed"
@@ -263,14 +265,17 @@ class Scheduler:
             done.failed_children = None
             done.program = None
             parent, done.parent = done.parent, None
+            # (the children nobody waited for keep `parent` until a wait takes them: see
+            # Task.retrieve; those left when the parent ends were just reported)
             after = None
             if parent is not None:
                 assert parent.children is not None
                 del parent.children[done]
-                if error is not None and not done.joined:
+                if error is not None and not done.joined and not done.retrieved:
                     if parent.failed_children is None:
-                        parent.failed_children = []
-                    parent.failed_children.append(done)
+                        parent.failed_children = {}
+                    parent.failed_children[done] = None
+                    done.parent = parent  # so that a wait can take it out again
                 if parent.blocker is ENDING and not parent.children:
                     after = parent
             if callbacks:

@@ -48,6 +48,11 @@ class Canceller(Protocol):
         ...
 
 
+def program_name(program: Any) -> str:
+    """What a task running `program` is called: the program's name, else its type's."""
+    return getattr(program, "name", None) or type(program).__name__
+
+
 class Task:
     """A program running concurrently with others in one run; the handle `spawn` answers.
 
@@ -104,7 +109,9 @@ class Task:
         self.parent = parent
         # Made when first needed, like `captures`: a task is cheap to start.
         self.children: dict[Task, None] | None = None  # live children, in spawn order
-        self.failed_children: list[Task] | None = None  # spawned ones that failed, for its end
+        # Spawned ones that failed with nobody waiting yet, for its end (a wait takes one out:
+        # memory stays flat however many failing children are spawned and waited for).
+        self.failed_children: dict[Task, None] | None = None
         self.callbacks: list[Callable[[Task], None]] | None = None  # called once it has finished
         self.blocker: Blocker | None = None
         self.effect: Any = None  # the effect it is blocked on
@@ -122,15 +129,24 @@ class Task:
 
     @property
     def name(self) -> str:
-        """The name of the program the task runs (known once it was named or started)."""
+        """The name of the program the task runs (read from the program, at the latest when the
+        task starts running it)."""
         if self._name is None:
-            program = self.program
-            self._name = getattr(program, "name", None) or type(program).__name__
+            self._name = program_name(self.program)
         return self._name
 
     @name.setter
     def name(self, name: str) -> None:
         self._name = name
+
+    def retrieve(self) -> None:
+        """Its outcome was taken by `wait`: its parent no longer holds it for its end."""
+        self.retrieved = True
+        parent = self.parent  # kept after the end only by a failed child nobody waited for
+        if parent is not None:
+            self.parent = None
+            if parent.failed_children:
+                parent.failed_children.pop(self, None)
 
     def on_done(self, callback: Callable[[Task], None]) -> None:
         """Call `callback(task)` when the task finishes."""
