@@ -21,13 +21,28 @@ from hypothesis import strategies as st
 from doeff import do, run_async, run_sync, run_workflow
 from doeff.cesk.drivers import LONGEST_WAIT, SyncDriver
 from doeff.cesk.scheduler import Scheduler
-from doeff.effects import await_, cancel, finally_, gather, limit, perform, safe, spawn, wait
+from doeff.effects import (
+    await_,
+    cached,
+    cacheexists,
+    cancel,
+    finally_,
+    gather,
+    limit,
+    perform,
+    safe,
+    spawn,
+    wait,
+)
+from doeff.effects.cache import Claim
 from doeff.errors import (
     CallPickleError,
     CancellationError,
     ExecutorError,
     InvalidEffectError,
+    WaitTimeoutError,
 )
+from doeff.storage.presets import InMemoryStorage
 
 PATIENCE = 20.0  # seconds: only a hang takes this long; nothing asserts on it
 
@@ -535,3 +550,120 @@ def test_a_failed_child_nobody_waited_for_still_fails_its_parent() -> None:
 
     result = run_sync(main())
     assert isinstance(result.error, ValueError)
+
+
+# -- documented behaviour (docs/concepts.md, "Tasks and the scheduler") ----------------------------
+
+def test_the_same_key_missed_by_two_concurrent_tasks_is_computed_by_both() -> None:
+    """Without a claim, two tasks missing one key both compute it; with claim=, one computes
+    and the other reads its record."""
+    computed: list[int] = []
+
+    def slow(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.05)
+        return 2 * x
+
+    def both(claim: Any) -> Any:
+        return gather(*[cached("answer", lambda: perform(slow, 21), claim=claim)
+                        for _ in range(2)])
+
+    assert run_sync(both(False)).value == [42, 42]
+    assert len(computed) == 2
+    computed.clear()
+    assert run_sync(both(Claim(lease=5, poll=0.01))).value == [42, 42]
+    assert len(computed) == 1
+
+
+def test_awaits_alone_count_against_max_concurrency() -> None:
+    """Only awaits, under max_concurrency=2: never more than two in flight, under run_sync and
+    run_async."""
+    now = [0]
+    most = [0]
+
+    async def nap() -> None:
+        now[0] += 1
+        most[0] = max(most[0], now[0])
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            now[0] -= 1
+
+    def naps() -> Any:
+        return gather(*[await_(nap()) for _ in range(8)])
+
+    assert run_sync(naps(), max_concurrency=2).is_ok()
+    assert most == [2]
+    most[0] = 0
+    assert asyncio.run(run_async(naps(), max_concurrency=2)).is_ok()
+    assert most == [2]
+
+
+def test_an_unwaited_failed_child_fails_its_parent_at_the_parents_end() -> None:
+    """The child's failure does not interrupt its parent: the parent's later steps run, and
+    the parent fails with the child's error once its program has ended."""
+    steps: list[str] = []
+
+    @do
+    def fails() -> Any:
+        raise ValueError("child failed")
+
+    @do
+    def parent() -> Any:
+        yield spawn(fails())
+        yield perform(time.sleep, 0.02)  # the child has failed by now
+        steps.append("the parent went on")
+        return "parent's value"
+
+    result = run_sync(parent())
+    assert steps == ["the parent went on"]
+    assert isinstance(result.error, ValueError)
+    assert str(result.error) == "child failed"
+
+
+def test_a_cached_computation_is_stored_only_if_it_returned() -> None:
+    """A computation that raised, or was cancelled before returning, stores nothing (the next
+    run computes again); one that returned is stored, even when a cancel follows at once."""
+    storage = InMemoryStorage()
+
+    @do
+    def raises() -> Any:
+        yield perform(time.sleep, 0.001)
+        raise ValueError("no result")
+
+    @do
+    def sibling_fails() -> Any:
+        yield perform(time.sleep, 0.02)
+        raise ValueError("sibling failed")
+
+    @do
+    def slow() -> Any:
+        yield await_(asyncio.sleep(5))
+        return "slow"
+
+    @do
+    def quick() -> Any:
+        yield perform(time.sleep, 0.001)
+        return "quick"
+
+    run_sync(cached("raised", raises), storage=storage)
+    run_sync(gather(cached("cancelled", slow), cached("returned", quick), sibling_fails()),
+             storage=storage)
+    exists = run_sync(gather(*[cacheexists(k) for k in ("raised", "cancelled", "returned")]),
+                      storage=storage).value
+    assert exists == [False, False, True]
+
+
+def test_the_wait_timeout_message_promises_no_interrupted_perform() -> None:
+    """WaitTimeoutError says what cancel() does and does not do: a perform already running is
+    waited for, never interrupted."""
+    release = threading.Event()
+    execution = run_workflow(perform(release.wait, PATIENCE))
+    try:
+        with pytest.raises(WaitTimeoutError) as caught:
+            execution.wait(0.05)
+    finally:
+        release.set()
+    message = str(caught.value)
+    assert "cannot be interrupted" in message
+    assert execution.wait(PATIENCE).value is True
