@@ -137,6 +137,31 @@ def test_ctrl_c_during_an_inline_call_of_a_single_task_run_is_immediate(tmp_path
     assert time.monotonic() - started < PATIENCE  # not the 60 s call: it was interrupted
 
 
+def test_the_sigint_guard_is_there_only_while_a_concurrent_run_lasts() -> None:
+    """A run with one task keeps Python's handler; a fan-out takes SIGINT over while it runs
+    and gives it back when it ends, even when it fails."""
+    default = signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is default
+    seen: list[bool] = []
+
+    def look() -> bool:
+        seen.append(signal.getsignal(signal.SIGINT) is default)
+        return True
+
+    run_sync(perform(look))
+    run_sync(gather(perform(look), perform(look)))
+    assert seen == [True, False, False]
+    assert signal.getsignal(signal.SIGINT) is default
+
+    @do
+    def fails() -> Any:
+        yield perform(time.sleep, 0.001)
+        raise ValueError("no")
+
+    assert isinstance(run_sync(gather(fails(), fails())).error, ValueError)
+    assert signal.getsignal(signal.SIGINT) is default
+
+
 def test_cancelling_run_async_in_a_fan_out_runs_every_cleanup() -> None:
     """The task awaiting run_async is cancelled mid fan-out: CancelledError comes out, after
     every started task's cleanup ran once."""

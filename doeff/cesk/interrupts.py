@@ -8,6 +8,10 @@ lose a wake-up (the run then waits forever) or skip every task's cleanups. So wh
 run drives the machine on the main thread, SIGINT goes to `InterruptGuard`: it raises at once
 only where the loop catches it, and otherwise asks the machine to interrupt the run at its next
 step boundary (the way `asyncio.run` turns Ctrl-C into a cancel of its main task).
+
+The guard is installed when the run first becomes concurrent (setting a signal handler costs
+microseconds, too much for every small run), and removed when the run ends. A run that stays
+on one task keeps Python's own handler.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class Interruptible(Protocol):
 
 
 class InterruptGuard:
-    """SIGINT handler for the duration of one blocking run on the main thread."""
+    """SIGINT handler for the rest of one blocking run on the main thread."""
 
     __slots__ = ("_installed", "_m")
 
@@ -37,15 +41,16 @@ class InterruptGuard:
         self._m = m
         self._installed = False
 
-    def __enter__(self) -> InterruptGuard:
-        # Only the main thread receives signals, and a handler the user installed is theirs.
+    def install(self) -> None:
+        """Take over SIGINT, if this is the main thread and Python's default handler has it
+        (a handler the user installed is theirs)."""
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             signal.signal(signal.SIGINT, self._handle)
             self._installed = True
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def remove(self) -> None:
+        """Give SIGINT back to Python's default handler."""
         if self._installed:
             self._installed = False
             signal.signal(signal.SIGINT, signal.default_int_handler)

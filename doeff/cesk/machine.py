@@ -140,6 +140,7 @@ class Machine:
         "K",
         "_captures",
         "_fatal",
+        "_guard",
         "_hook_lock",
         "_hooks",
         "_hooks_off",
@@ -213,6 +214,8 @@ class Machine:
         # raised at once (see `doeff.cesk.interrupts`); elsewhere Ctrl-C waits for a boundary.
         self.defer_interrupts = True
         self._pending_interrupt: BaseException | None = None
+        # None: no blocking run drives the machine; False: one does, unguarded so far.
+        self._guard: InterruptGuard | bool | None = None
         self._saved_handlers: dict[type, Handler] = {}
 
     # -- starting programs -------------------------------------------------------------------
@@ -277,8 +280,21 @@ class Machine:
 
     def drive(self, driver: BlockingDriver) -> CESKResult[Any]:
         """Run tasks until the main one ends, sleeping in `driver` while nothing is ready."""
-        with InterruptGuard(self):
+        self._guard = False  # this thread blocks in the run: Ctrl-C may need guarding
+        try:
             return self._drive(driver)
+        finally:
+            guard, self._guard = self._guard, None
+            if isinstance(guard, InterruptGuard):
+                guard.remove()
+
+    def going_concurrent(self) -> None:
+        """Tasks are about to be added: from now on Ctrl-C must wait for a step boundary (see
+        `doeff.cesk.interrupts`)."""
+        self.defer_interrupts = True
+        if self._guard is False:  # a blocking run, not guarded yet
+            self._guard = InterruptGuard(self)
+            self._guard.install()
 
     def _drive(self, driver: BlockingDriver) -> CESKResult[Any]:
         while True:
@@ -913,7 +929,7 @@ def _cache_fill(m: Machine, eff: CacheFill) -> Control:
 
 
 def _children(m: Machine, programs: tuple[Any, ...]) -> list[Task]:
-    m.defer_interrupts = True  # the run becomes concurrent: Ctrl-C must not land mid-change
+    m.going_concurrent()
     sched, task, env, collectors = m.sched, m.task, m.env, m.collectors
     return [sched.new_task(p, task, env, collectors) for p in programs]
 
@@ -940,7 +956,7 @@ def _race(m: Machine, eff: Race) -> Control:
 
 
 def _spawn(m: Machine, eff: Spawn) -> Control:
-    m.defer_interrupts = True  # the run becomes concurrent: Ctrl-C must not land mid-change
+    m.going_concurrent()
     return m.sched.new_task(eff.program, m.task, m.env, m.collectors), None
 
 
