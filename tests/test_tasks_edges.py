@@ -30,6 +30,7 @@ from doeff.effects import (
     gather,
     limit,
     perform,
+    race,
     safe,
     spawn,
     wait,
@@ -316,6 +317,24 @@ def test_a_cleanup_after_success_survives_a_failing_sibling() -> None:
     result = run_sync(gather(done_then_cleanup(), fails()))
     assert isinstance(result.error, ValueError)
     assert log == ["a: cleanup starts", "a: cleanup half way", "a: cleanup done"]
+
+
+def test_a_cleanup_survives_the_race_being_won() -> None:
+    """A race's branch has done its work and runs its cleanup when another branch wins: the
+    cleanup runs to its end before race answers."""
+    log: list[str] = []
+
+    @do
+    def done_then_cleanup() -> Any:
+        return (yield finally_(perform(time.sleep, 0.001), _slow_cleanup(log, "loser")))
+
+    @do
+    def winner() -> Any:
+        yield perform(time.sleep, 0.03)   # the loser's cleanup is in its first call by now
+        return "won"
+
+    assert run_sync(race(done_then_cleanup(), winner())).value == "won"
+    assert log == ["loser: cleanup starts", "loser: cleanup half way", "loser: cleanup done"]
 
 
 def test_a_cancel_during_a_cleanup_lands_after_it() -> None:
