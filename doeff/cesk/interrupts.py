@@ -50,10 +50,12 @@ class InterruptGuard:
             self._installed = True
 
     def remove(self) -> None:
-        """Give SIGINT back to Python's default handler."""
+        """Give SIGINT back to Python's default handler (unless the program has installed one
+        of its own meanwhile)."""
         if self._installed:
             self._installed = False
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if signal.getsignal(signal.SIGINT) == self._handle:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
         if not self._m.defer_interrupts:
