@@ -449,8 +449,8 @@ class Machine:
         err = task.cancel_error
         program = task.program
         if program is not STARTED:
-            if task._name is None:  # read it while the program is there to read it from
-                task.name = program_name(program)
+            if task._name is None:  # its name is read from the program it starts with
+                task._name = program
             task.program = STARTED
             if err is None:
                 return self.start(program)

@@ -95,7 +95,9 @@ class Task:
                  env: dict[Any, Any], collectors: tuple[Collector, ...],
                  canceller: Canceller) -> None:
         self.task_id = task_id
-        self._name: str | None = None
+        # Its name; until first read, None or the program it started with (read from that:
+        # starting a task must stay cheap, and `program` is replaced once it starts).
+        self._name: Any = None
         self.K: list[Frame] = []
         self.env = env
         self.collectors = collectors
@@ -131,9 +133,10 @@ class Task:
     def name(self) -> str:
         """The name of the program the task runs (read from the program, at the latest when the
         task starts running it)."""
-        if self._name is None:
-            self._name = program_name(self.program)
-        return self._name
+        name = self._name
+        if name.__class__ is not str:
+            name = self._name = program_name(self.program if name is None else name)
+        return name
 
     @name.setter
     def name(self, name: str) -> None:
