@@ -320,7 +320,9 @@ class Machine:
             if task is not None:
                 self._run(task)
                 turns += 1
-                if turns == budget and sched.ready:
+                # `>=`: a turn past the budget (the queue was empty when it was used up, news
+                # came since) ends the call too, so it never runs more turns than it should.
+                if budget is not None and turns >= budget and sched.ready:
                     return YIELD
                 continue
             if root.done:
