@@ -9,6 +9,7 @@ file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -237,10 +238,15 @@ def test_a_pause_holds_the_run_in_an_await_while_the_loop_goes_on(storage: Any) 
         await asyncio.to_thread(pause_run, storage, "paused")
         held = await await_for("the pause", lambda: status("paused"))
         before = ticks
+
+        def beat_after(since: float) -> Any:
+            record = status("paused")
+            return record if record is not None and record.heartbeat_at > since else None
+
         later = held
         for _ in range(3):  # three heartbeats later it is still where it stopped
-            later = await await_for("a later heartbeat", lambda: (
-                (r := status("paused")) and r.heartbeat_at > later.heartbeat_at and r))
+            later = await await_for("a later heartbeat",
+                                    functools.partial(beat_after, later.heartbeat_at))
         during = ticks - before
         await asyncio.to_thread(resume_run, storage, "paused")
         result = await asyncio.wait_for(task, TIMEOUT)
