@@ -283,9 +283,12 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
     def steer() -> None:
         wait_for("the run", lambda: (r := get_run(storage, "busy")) and r.status == "running")
         pause_run(storage, "busy")
-        wait_for("the ticker", ticked.is_set)  # only a run that lets go of the loop lets it tick
-        seen.append(get_run(storage, "busy"))
-        cancel_run(storage, "busy")
+        try:
+            # Only a run that lets go of the loop lets the ticker run.
+            wait_for("the ticker", ticked.is_set)
+            seen.append(get_run(storage, "busy"))
+        finally:
+            cancel_run(storage, "busy")  # so that a failing test ends too
 
     async def main() -> Any:
         async def ticker() -> None:
@@ -307,6 +310,50 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
     assert 0 < result.state["n"] < 10**8
     record = get_run(storage, "busy")
     assert record is not None and record.status == "failed"
+
+
+def test_a_turn_that_ends_past_the_budget_ends_proceed() -> None:
+    """Machine.proceed(1) returns YIELD after a turn that leaves a task ready, also when that
+    turn was not its first (the first one blocked, news woke the task): so a pause that ends
+    a turn (the control's hook preempting) is always seen by run_async before another step."""
+    import concurrent.futures
+
+    from doeff import do
+    from doeff.cesk.machine import YIELD
+    from doeff.cesk.scheduler import PREEMPT
+    from doeff.effects import get, perform
+    from doeff.runners import build_machine
+
+    class Done:
+        """A driver whose calls have completed by the time they are started."""
+
+        def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            future.set_result(fn(*args, **kwargs))
+            return future
+
+        def await_(self, awaitable: Any) -> Any:
+            raise AssertionError("no awaits here")
+
+        def notify(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    @do
+    def program() -> Generator[Any, Any, int]:
+        yield perform(square, 3)  # turn 1 blocks here; its completion is news at once
+        for _ in range(100):
+            yield get("x")
+        return 0
+
+    m = build_machine(state={"x": 1}, async_mode=True)
+    m.driver = Done()
+    m.set_hook("control", lambda steps, effect: PREEMPT)  # every step ends the turn
+    m.begin(program())
+    assert m.proceed(1) is YIELD
+    assert m.steps <= 3
 
 
 def test_cancelling_the_asyncio_task_ends_the_record_failed(storage: Any) -> None:
