@@ -216,13 +216,18 @@ def test_a_pause_holds_the_run_in_an_await_while_the_loop_goes_on(storage: Any) 
     """pause_run stops the run (record "paused", its step count still) while another asyncio
     task on the same loop keeps ticking; resume_run lets it finish."""
     from doeff import run_async
-    from doeff.runs import get_run, pause_run, resume_run
+    from doeff.runs import cancel_run, get_run, pause_run, resume_run
 
     def status(want: str) -> Any:
         record = get_run(storage, "paused")
         return record if record is not None and record.status == want else None
 
     async def main() -> tuple[Any, Any, int, Any]:
+        # A run that held the loop itself while paused would starve this coroutine: then the
+        # watchdog's cancel ends it, and the test fails on what it saw instead of hanging.
+        watchdog = threading.Timer(TIMEOUT, lambda: cancel_run(storage, "paused"))
+        watchdog.daemon = True
+        watchdog.start()
         ticks = 0
 
         async def ticker() -> None:
@@ -250,6 +255,7 @@ def test_a_pause_holds_the_run_in_an_await_while_the_loop_goes_on(storage: Any) 
         during = ticks - before
         await asyncio.to_thread(resume_run, storage, "paused")
         result = await asyncio.wait_for(task, TIMEOUT)
+        watchdog.cancel()
         beat.cancel()
         return held, later, during, result
 
@@ -286,7 +292,11 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
         try:
             # Only a run that lets go of the loop lets the ticker run.
             wait_for("the ticker", ticked.is_set)
-            seen.append(get_run(storage, "busy"))
+            first = wait_for("the pause", lambda: (r := get_run(storage, "busy"))
+                             and r.status == "paused" and r)
+            seen.append(first)
+            seen.append(wait_for("a later heartbeat", lambda: (
+                (r := get_run(storage, "busy")) and r.heartbeat_at > first.heartbeat_at and r)))
         finally:
             cancel_run(storage, "busy")  # so that a failing test ends too
 
@@ -305,7 +315,8 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
             steering.join()
 
     result = asyncio.run(main())
-    assert seen and seen[0].status == "paused"
+    assert [r.status for r in seen] == ["paused", "paused"]
+    assert seen[0].step_count == seen[1].step_count  # held where it stopped
     assert isinstance(result.error, CancellationError)
     assert 0 < result.state["n"] < 10**8
     record = get_run(storage, "busy")
