@@ -277,9 +277,13 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
     from doeff.errors import CancellationError
     from doeff.runs import cancel_run, get_run, pause_run
 
+    # Counts until stopped: only the pause and the cancel end it, or, if they fail to, the
+    # watchdog (so a broken pause or cancel fails the test instead of hanging it).
+    stop = threading.Event()
+
     @do
-    def busy(n: int) -> Generator[Any, Any, int]:
-        for _ in range(n):
+    def busy() -> Generator[Any, Any, int]:
+        while not stop.is_set():
             yield put("n", (yield get("n")) + 1)
         return int((yield get("n")))
 
@@ -306,19 +310,20 @@ def test_a_pause_frees_the_loop_even_from_a_run_that_never_awaits(storage: Any) 
 
         steering = threading.Thread(target=steer)
         steering.start()
+        watchdog = threading.Timer(3 * TIMEOUT, stop.set)
+        watchdog.start()
         try:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(ticker()))
-            # 10**8 steps would take minutes: only the pause and the cancel end it soon.
-            return await run_async(busy(10**8), state={"n": 0}, storage=storage,
-                                   run_id="busy")
+            return await run_async(busy(), state={"n": 0}, storage=storage, run_id="busy")
         finally:
+            watchdog.cancel()
             steering.join()
 
     result = asyncio.run(main())
     assert [r.status for r in seen] == ["paused", "paused"]
     assert seen[0].step_count == seen[1].step_count  # held where it stopped
     assert isinstance(result.error, CancellationError)
-    assert 0 < result.state["n"] < 10**8
+    assert result.state["n"] > 0 and not stop.is_set()
     record = get_run(storage, "busy")
     assert record is not None and record.status == "failed"
 
