@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
@@ -53,7 +54,8 @@ def _await_fresh(fn: Callable[..., Any], args: tuple[Any, ...],
 class _Binder:
     """Binds a call's arguments to the step's signature, defaults applied, sorted by name."""
 
-    __slots__ = ("in_order", "names", "order", "params", "signature", "simple", "sorted_names")
+    __slots__ = ("in_order", "names", "order", "params", "signature", "simple", "sorted_names",
+                 "take")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.signature = inspect.signature(fn)
@@ -65,6 +67,8 @@ class _Binder:
         self.order = sorted(range(len(params)), key=self.names.__getitem__)
         self.sorted_names = [self.names[i] for i in self.order]
         self.in_order = self.order == list(range(len(params)))  # declared in name order
+        # The arguments in name order, in one C call (in order already when there is one).
+        self.take = operator.itemgetter(*self.order) if not self.in_order else None
         bare = [p.replace(annotation=p.empty, default=p.empty) for p in params]
         plain = self.signature.replace(parameters=bare, return_annotation=inspect.Signature.empty)
         self.params = str(plain)[1:-1]  # "url, limit, *, fmt", for the key=lambda it suggests
@@ -72,7 +76,7 @@ class _Binder:
     def bind(self, where: str, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> tuple[list[str], Sequence[Any]]:
         if self.simple and not kwargs and len(args) == len(self.names):
-            return self.sorted_names, args if self.in_order else [args[i] for i in self.order]
+            return self.sorted_names, args if self.take is None else self.take(args)
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -196,18 +200,24 @@ class Step(KleisliProgram[..., Any]):
 
     # -- keys -------------------------------------------------------------------------------
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
+    def _encoded(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[str, list[str], Sequence[Any], list[bytes]]:
+        """The key of a call, and what it is made of: the argument names, sorted, their values
+        (or `key` and what the step's `key=` callable returns) and their canonical parts."""
         if self.key_fn is None:
             names, values = self._binder.bind(self.name, args, kwargs)
         else:
             names, values = ["key"], [self.key_fn(*args, **kwargs)]
         parts = encode_arguments(names, values, self.name, self._binder.params)
-        key = self._prefix + digest(b"".join(parts))
+        return self._prefix + digest(b"".join(parts)), names, values, parts
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
+        key, names, values, parts = self._encoded(args, kwargs)
         return StepCall(self, key, names, parts, values, args, kwargs)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The key a call with these arguments is stored under."""
-        return self._call(args, kwargs).key
+        return self._encoded(args, kwargs)[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
         call = self._call(args, kwargs)
