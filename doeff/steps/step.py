@@ -25,6 +25,7 @@ import inspect
 import json
 import operator
 import re
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
@@ -139,16 +140,18 @@ class StepCall:
         return Recorded(self.key, self.info())
 
 
-class _StepProgram(Program[Any]):
-    """The program a step call returns, named after the step in snapshots and tracebacks."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        """`step NAME`."""
-        call: StepCall = self.args[1]
-        return f"step {call.step.name}"
+def _named(fn: Callable[..., Any], qualname: str) -> Callable[..., Any]:
+    """A copy of the function `fn` under another `__qualname__`: a step's calls are plain
+    `Program`s of `fill` named `step NAME` in snapshots and tracebacks (a `Program` subclass
+    would take the machine's slower path for unknown yields)."""
+    assert isinstance(fn, types.FunctionType)
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    copy.__qualname__ = qualname
+    return copy
 
 
 class Step(KleisliProgram[..., Any]):
@@ -197,6 +200,7 @@ class Step(KleisliProgram[..., Any]):
                              "version": self.version}
         self._info_tail = json.dumps(self._info_fields, sort_keys=True,
                                      separators=(",", ":"))[1:]
+        self._fill = _named(fill, f"step {self.name}")
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -221,7 +225,7 @@ class Step(KleisliProgram[..., Any]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
         call = self._call(args, kwargs)
-        return _StepProgram(fill, (call.key, call, self.options, call))
+        return Program(self._fill, (call.key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 
