@@ -455,3 +455,15 @@ def test_the_encoder_shortcuts_end_where_their_tables_do() -> None:
         for value in (list(range(size)), tuple(range(size)), {str(i): i for i in range(size)},
                       frozenset(range(size))):
             assert canonical(value) == _spec(value)
+
+
+def test_digests_are_sha256_whichever_implementation_computes_them() -> None:
+    """The digest is SHA-256 of the format line and the data, as hashlib's OpenSSL one gives
+    it, for short and long inputs alike."""
+    import hashlib
+
+    from doeff.steps.keys import KEY_FORMAT
+
+    for data in (b"", b"x", b"i7;" * 20, bytes(range(256)) * 300):
+        assert digest(data) == hashlib.sha256(KEY_FORMAT + data).hexdigest()[:32]
+        assert digest(data, 64) == hashlib.sha256(KEY_FORMAT + data).hexdigest()

@@ -28,6 +28,7 @@ import datetime
 import decimal
 import enum
 import hashlib
+import importlib
 import pathlib
 import struct
 import sys
@@ -305,9 +306,26 @@ def canonical(value: Any) -> bytes:
                            f"{exc.why}") from None
 
 
+def _sha256() -> Callable[[bytes], Any]:
+    """SHA-256 as CPython's own module computes it, where there is one: for inputs as short as
+    a key's it costs about a third less than OpenSSL's (which copies its context to finish);
+    the digest is the same."""
+    for name in ("_sha2", "_sha256"):  # the module's name from Python 3.12 on, and before
+        try:
+            found: Callable[[bytes], Any] = importlib.import_module(name).sha256
+        except (ImportError, AttributeError):
+            continue
+        return found
+    return hashlib.sha256
+
+
+_sha = _sha256()
+
+
 def digest(data: bytes, size: int = DIGEST_HEX) -> str:
     """The first `size` hex digits of SHA-256 over the key format and `data`."""
-    return hashlib.sha256(KEY_FORMAT + data).hexdigest()[:size]
+    text: str = _sha(KEY_FORMAT + data).hexdigest()
+    return text[:size]
 
 
 def encode_arguments(names: list[str], values: Any, where: str,
