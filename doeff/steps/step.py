@@ -38,7 +38,7 @@ from doeff.serde.envelope import EncodedInfo
 from doeff.steps.code import fingerprint
 from doeff.steps.explain import Recorded
 from doeff.steps.isolate import run_isolated
-from doeff.steps.keys import ARG_DIGEST_HEX, digest, encode_arguments
+from doeff.steps.keys import ARG_DIGEST_HEX, DIGEST_HEX, digest, encode_arguments
 
 _NAME = re.compile(r"[^\s:@#]+")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -88,6 +88,19 @@ class _Binder:
         return [k for k, _ in items], [v for _, v in items]
 
 
+def _quoted(name: str) -> str:
+    """An argument name as a JSON string (ASCII), made once per name."""
+    quoted = _QUOTED.get(name)
+    if quoted is None:
+        quoted = f'"{name}"' if name.isidentifier() and name.isascii() else json.dumps(name)
+        if len(_QUOTED) < 10_000:  # **kwargs may bring any names: the table stays small
+            _QUOTED[name] = quoted
+    return quoted
+
+
+_QUOTED: dict[str, str] = {}
+
+
 class StepCall:
     """One call of a step: its key, and what the machinery needs on a miss (the computation,
     the record's summary, a description for messages)."""
@@ -126,12 +139,18 @@ class StepCall:
         """The summary a record of this call carries in its header (no argument values), with
         its JSON text made here from the step's prepared parts."""
         step = self.step
+        parts = self.parts
         digests = {}
         pieces = []
-        for name, part in zip(self.names, self.parts, strict=True):
-            digests[name] = value = digest(part, ARG_DIGEST_HEX)
-            quoted = f'"{name}"' if name.isidentifier() and name.isascii() else json.dumps(name)
-            pieces.append(f'{quoted}:"{value}"')
+        if len(parts) == 1:
+            # One part: its digest is the key's own (the same SHA-256 over the same bytes).
+            name = self.names[0]
+            digests[name] = value = self.key[-DIGEST_HEX:-DIGEST_HEX + ARG_DIGEST_HEX]
+            pieces.append(f'{_quoted(name)}:"{value}"')
+        else:
+            for name, part in zip(self.names, parts, strict=True):
+                digests[name] = value = digest(part, ARG_DIGEST_HEX)
+                pieces.append(f'{_quoted(name)}:"{value}"')
         text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
         return EncodedInfo({"args": digests, **step._info_fields}, text.encode("ascii"))
 
