@@ -76,8 +76,8 @@ class _Binder:
 
     def bind(self, where: str, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> tuple[list[str], Sequence[Any]]:
-        if self.simple and not kwargs and len(args) == len(self.names):
-            return self.sorted_names, args if self.take is None else self.take(args)
+        """The names, sorted, and their values, by the signature (`Step._encoded` takes the
+        common call, every argument given in place to a `simple` signature, without it)."""
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -211,7 +211,10 @@ class Step(KleisliProgram[..., Any]):
         self.isolate = isolate
         self.options = FillOptions.of(ttl, retry, None if isolate else timeout, claim)
         self.timeout = FillOptions.of(timeout=timeout).timeout
-        self._binder = _Binder(target)
+        self._binder = binder = _Binder(target)
+        # How many positional arguments a call whose key needs no binding passes (-1: none):
+        # every argument in place, for a signature of named parameters, with no key=.
+        self._arity = len(binder.names) if key is None and binder.simple else -1
         code_part = f"#{self.code_fingerprint}" if self.code_fingerprint else ""
         self._prefix = f"step:{self.name}@v{self.version}{code_part}:"
         # The fixed part of every record's info, and its JSON after the "args" member.
@@ -227,11 +230,17 @@ class Step(KleisliProgram[..., Any]):
                  ) -> tuple[str, list[str], Sequence[Any], list[bytes]]:
         """The key of a call, and what it is made of: the argument names, sorted, their values
         (or `key` and what the step's `key=` callable returns) and their canonical parts."""
-        if self.key_fn is None:
-            names, values = self._binder.bind(self.name, args, kwargs)
+        binder = self._binder
+        names: list[str]
+        values: Sequence[Any]
+        if len(args) == self._arity and not kwargs:
+            names = binder.sorted_names
+            values = args if binder.take is None else binder.take(args)
+        elif self.key_fn is None:
+            names, values = binder.bind(self.name, args, kwargs)
         else:
             names, values = ["key"], [self.key_fn(*args, **kwargs)]
-        parts = encode_arguments(names, values, self.name, self._binder.params)
+        parts = encode_arguments(names, values, self.name, binder.params)
         return self._prefix + digest(b"".join(parts)), names, values, parts
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
@@ -243,8 +252,9 @@ class Step(KleisliProgram[..., Any]):
         return self._encoded(args, kwargs)[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
-        call = self._call(args, kwargs)
-        return Program(self._fill, (call.key, call, self.options, call))
+        key, names, values, parts = self._encoded(args, kwargs)
+        call = StepCall(self, key, names, parts, values, args, kwargs)
+        return Program(self._fill, (key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 
