@@ -154,13 +154,11 @@ def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) 
 class EncodedInfo(dict[str, Any]):
     """A record's info whose JSON text its maker wrote already (`json`: ASCII bytes, keys
     sorted, no spaces), so sealing skips encoding it again: a step makes one per stored
-    result, from parts it prepared once."""
+    result, from parts it prepared once. Built as a dict is (no __init__ of its own, which
+    would cost a Python call per stored step); its maker sets `json` next."""
 
     __slots__ = ("json",)
-
-    def __init__(self, fields: Mapping[str, Any], json: bytes) -> None:
-        super().__init__(fields)
-        self.json = json
+    json: bytes
 
 
 def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:

@@ -140,19 +140,22 @@ class StepCall:
         its JSON text made here from the step's prepared parts."""
         step = self.step
         parts = self.parts
-        digests = {}
-        pieces = []
         if len(parts) == 1:
             # One part: its digest is the key's own (the same SHA-256 over the same bytes).
             name = self.names[0]
-            digests[name] = value = self.key[-DIGEST_HEX:-DIGEST_HEX + ARG_DIGEST_HEX]
-            pieces.append(f'{_quoted(name)}:"{value}"')
+            value = self.key[-DIGEST_HEX:-DIGEST_HEX + ARG_DIGEST_HEX]
+            digests = {name: value}
+            text = f'{{"args":{{{_quoted(name)}:"{value}"}},{step._info_tail}'
         else:
+            digests = {}
+            pieces = []
             for name, part in zip(self.names, parts, strict=True):
                 digests[name] = value = digest(part, ARG_DIGEST_HEX)
                 pieces.append(f'{_quoted(name)}:"{value}"')
-        text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
-        return EncodedInfo({"args": digests, **step._info_fields}, text.encode("ascii"))
+            text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
+        made = EncodedInfo(args=digests, **step._info_fields)
+        made.json = text.encode("ascii")
+        return made
 
     def recorded(self) -> Recorded:
         """This call as a record of it would be described (for explaining a miss)."""
