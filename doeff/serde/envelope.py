@@ -72,6 +72,8 @@ _U16 = struct.Struct("<H")
 _META_FIXED = _U64.size + _U16.size  # the expiry and the info's length
 MAX_INFO = 0xFFFF  # bytes of JSON a record's info may hold
 _pack_u32 = _U32.pack
+_pack_u16 = _U16.pack
+_NEVER = _U64.pack(0)  # the expiry field of a record that never expires
 _unpack_u32 = _U32.unpack_from
 _NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
 _KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
@@ -163,6 +165,8 @@ class EncodedInfo(dict[str, Any]):
 
 def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:
     """The version 3 fields: the expiry in milliseconds (0 = never), then the info as JSON."""
+    if expires_at is None and type(info) is EncodedInfo and len(info.json) <= MAX_INFO:
+        return _NEVER + _pack_u16(len(info.json)) + info.json  # a step's record
     if expires_at is None:
         millis = 0
     else:

@@ -29,9 +29,9 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, fast_constructor
 from doeff.effects.cache import FillOptions, fill
-from doeff.effects.io import await_, perform
+from doeff.effects.io import Perform, await_, perform
 from doeff.errors import InvalidOptionError, StepKeyError
 from doeff.program import KleisliProgram, Program
 from doeff.serde.envelope import EncodedInfo
@@ -44,6 +44,7 @@ _NAME = re.compile(r"[^\s:@#]+")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ISOLATE = (None, "process")
 _SHOWN = 60  # characters of an argument's repr shown in messages
+_perform = fast_constructor(Perform)
 
 
 def _await_fresh(fn: Callable[..., Any], args: tuple[Any, ...],
@@ -266,7 +267,7 @@ class Step(KleisliProgram[..., Any]):
         if self.isolate == "process":
             return perform(run_isolated, self.name, self.timeout, fn, args, kwargs)
         if self.kind == "call":
-            return perform(fn, *args, **kwargs)
+            return _perform(fn, args, kwargs)  # perform(fn, *args, **kwargs), unpacked once
         if self.kind == "async":
             return Program(_await_fresh, (fn, args, kwargs))
         return Program(fn, args, kwargs)
