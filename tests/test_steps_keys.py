@@ -467,3 +467,27 @@ def test_digests_are_sha256_whichever_implementation_computes_them() -> None:
     for data in (b"", b"x", b"i7;" * 20, bytes(range(256)) * 300):
         assert digest(data) == hashlib.sha256(KEY_FORMAT + data).hexdigest()[:32]
         assert digest(data, 64) == hashlib.sha256(KEY_FORMAT + data).hexdigest()
+
+
+@given(st.integers() | st.text(max_size=5), st.integers(),
+       st.sampled_from(["pos", "kw", "default"]), st.booleans())
+def test_a_call_is_stored_under_the_key_key_gives(first: Any, second: int, shape: str,
+                                                  by_key: bool) -> None:
+    """For all arguments and call shapes (in place, by keyword, a default left out, a `key=`
+    step): the program a step call returns looks its result up under `step.key(...)` of the
+    same arguments, with the same call description `_call` makes."""
+
+    def fn(z: Any, a: int = 3) -> None:  # declared out of name order: keys sort them
+        return None
+
+    made = step(name="shapes", key=(lambda z, a=3: [z, a]) if by_key else None)(fn)
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    args, kwargs = {"pos": ((first, second), {}), "kw": ((), {"a": second, "z": first}),
+                    "default": ((first,), {})}[shape]
+    program = made(*args, **kwargs)
+    key, call = program.args[0], program.args[1]
+    assert key == made.key(*args, **kwargs) == call.key
+    expected = made._call(args, kwargs)
+    assert (call.names, call.parts, list(call.values)) == \
+        (expected.names, expected.parts, list(expected.values))
