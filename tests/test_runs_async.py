@@ -261,7 +261,7 @@ def test_a_pause_holds_the_run_in_an_await_while_the_loop_goes_on(storage: Any) 
 
     held, later, during, result = asyncio.run(main())
     assert later.step_count == held.step_count and len(later.steps) == len(held.steps)
-    assert later.current_effect is not None
+    assert "steady" in [f.function for f in later.tasks[0].k_stack]  # where it stopped
     assert during > 10  # the loop ran the ticker all along (a blocked loop would not tick)
     assert result.value == sum(range(150))
     record = get_run(storage, "paused")
@@ -370,6 +370,56 @@ def test_a_turn_that_ends_past_the_budget_ends_proceed() -> None:
     m.begin(program())
     assert m.proceed(1) is YIELD
     assert m.steps <= 3
+
+
+def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() -> None:
+    """When the control holds the machine at an idle boundary (every task waits), proceed
+    returns WAIT at once, even if a call completed just then: the woken task takes no step
+    while the run is held."""
+    import concurrent.futures
+
+    from doeff import do
+    from doeff.cesk.machine import WAIT
+    from doeff.cesk.scheduler import PREEMPT
+    from doeff.effects import get, perform
+    from doeff.runners import build_machine
+
+    pending: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    class Later:
+        """A driver whose one call completes when the test says so."""
+
+        def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return pending
+
+        def await_(self, awaitable: Any) -> Any:
+            raise AssertionError("no awaits here")
+
+        def notify(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def hold_when_idle(steps: int, effect: Any) -> Any:
+        if effect is None and not pending.done():
+            pending.set_result(9)  # news arrives as the machine holds
+            return PREEMPT
+        return None
+
+    @do
+    def program() -> Generator[Any, Any, int]:
+        value = yield perform(square, 3)
+        return int(value + (yield get("x")))
+
+    m = build_machine(state={"x": 1}, async_mode=True)
+    m.driver = Later()
+    m.set_hook("control", hold_when_idle)
+    m.begin(program())
+    assert m.proceed(1) is WAIT
+    assert m.root.status == "blocked" and pending.done()
+    m.set_hook("control", None)
+    assert m.proceed(1).value == 10  # released: the news is taken in and the run goes on
 
 
 def test_cancelling_the_asyncio_task_ends_the_record_failed(storage: Any) -> None:
