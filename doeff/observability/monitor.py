@@ -12,7 +12,9 @@ hook, and the hook answers, then removes itself. Two states cannot answer that w
   effects, user handlers). Those handlers are wrapped to publish "parked on effect E"; K cannot
   change until the handler returns, and the handler cannot return while a reader holds the lock,
   so a reader builds the snapshot itself.
-- *paused* or *ended*: the snapshot taken when the machine stopped stays true.
+- *paused* or *ended*: the snapshot taken when the machine stopped stays true. A pause blocks
+  the machine thread at a step boundary; a machine on an event loop (run_async) must not block
+  its thread, so there the pause ends the turn and the runner awaits the resume (`held`).
 If user code computes for a long time between two yields there is no step boundary to answer at:
 `snapshot()` waits `timeout` seconds, then returns the latest snapshot already taken (consistent,
 older: compare `step_count`), and later calls return that at once until the machine answers.
