@@ -443,6 +443,29 @@ def test_cancelling_the_asyncio_task_ends_the_record_failed(storage: Any) -> Non
     assert record.ended_at is not None
 
 
+def test_cancelling_the_asyncio_task_of_a_paused_run_ends_it(storage: Any) -> None:
+    """A paused run awaits its resume; cancelling its asyncio task then ends it as ever
+    (CancelledError in the awaiter, the record "failed"), not left paused."""
+    from doeff import run_async
+    from doeff.runs import get_run, pause_run
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_async(workflows()["sleeper"](1), storage=storage,
+                                               run_id="paused-then-cancelled"))
+        await await_for("the run to await", lambda: asleep(storage, "paused-then-cancelled"))
+        await asyncio.to_thread(pause_run, storage, "paused-then-cancelled")
+        await await_for("the pause", lambda: (r := get_run(storage, "paused-then-cancelled"))
+                        and r.status == "paused")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(main())
+    record = get_run(storage, "paused-then-cancelled")
+    assert record is not None and record.status == "failed"
+    assert record.error is not None and record.error.type == "CancelledError"
+
+
 def test_a_tracer_gets_a_span_for_the_run_and_each_step(storage: Any) -> None:
     """With tracer= (with or without run_id=), run_async emits the run's span and a span per
     step under it, with the step's outcome; a second run reads the steps back as hits."""
