@@ -426,7 +426,8 @@ def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Cli
                 runs.delete("fresh")
                 assert next(received_one) == ("missing", {"run_id": "fresh"})
             name, change = next(received)
-            assert change == {"full": False, "runs": [], "removed": ["fresh"]}
+            assert change == {"full": False, "runs": [], "removed": ["fresh"],
+                              "unreadable": []}
         with client.stream("GET", "/api/runs/ghost/events", timeout=5) as stream:
             assert next(events(stream)) == ("missing", {"run_id": "ghost"})
 
@@ -680,3 +681,137 @@ def test_any_key_and_value_come_back_as_the_data_they_are(blank: tuple[str, str]
             storage.delete(key)
     assert [(r["key"], r["value"], r["codec"]) for r in rows] == \
         [(key, show_value(value), "msgpack")]
+
+
+# -- damaged and crafted run records ---------------------------------------------------------
+
+
+def _strict_json(text: str) -> Any:
+    """`text` parsed as JSON proper: NaN and Infinity, which browsers refuse, are an error."""
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in a JSON answer: a browser cannot parse it")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _crafted(**fields: Any) -> dict[str, Any]:
+    now = time.time()
+    return {"run_id": "?", "status": "completed", "attempt": 1, "program": "p",
+            "started_at": now, "updated_at": now, "ended_at": now, "heartbeat_at": now,
+            "host": "elsewhere", "pid": 1, "step_count": 1, "current_effect": None,
+            "tasks": [], "steps": [], "steps_omitted": 0, "error": None, "attempts": [],
+            **fields}
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A dashboard of a store whose runs namespace holds what no recorder writes: bytes that
+    are no record (`garbage`), times no calendar holds (`nan`, `inf`: refused as records;
+    `far`: a finite year past 9999), a live run of this host with a pid past any OS's
+    (`huge-pid`), the ids `.` and `..`, and a cache record whose time is infinite."""
+    path = tmp_path_factory.mktemp("damaged") / "wf.db"
+    from doeff.runs.record import HOST
+
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        storage.put("when", 1)
+        runs = runs_of(storage)
+        runs.kv.put("run:garbage", b"\x00\xffnot a record")
+        runs.write(_crafted(run_id="nan", started_at=float("nan")))
+        runs.write(_crafted(run_id="inf", heartbeat_at=float("inf")))
+        runs.write(_crafted(run_id="far", started_at=1e300))
+        runs.write(_crafted(run_id="huge-pid", status="running", ended_at=None, host=HOST,
+                            pid=2 ** 62))
+        for dots in (".", ".."):
+            runs.write(_crafted(run_id=dots, program=f"dots {dots}"))
+    with sqlite3.connect(path) as db:  # as a damaged or hand-edited file may hold it
+        db.execute("UPDATE doeff_kv SET updated_at = 9e999 WHERE key = 'when'")
+    with dashboard(str(path)) as (url, _):
+        yield url
+
+
+def test_damaged_run_records_break_neither_the_list_nor_its_stream(damaged: str) -> None:
+    """Records that cannot be read, and readable ones with odd numbers, leave /api/runs and
+    the list's stream working and strict JSON: the readable runs listed (a time past year 9999
+    shown as a number, a pid no process has as lost), the others named with why."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        listed = c.get("/api/runs")
+        assert listed.status_code == 200, listed.text
+        runs = {r["run_id"]: r for r in _strict_json(listed.text)}
+        assert sorted(runs) == [".", "..", "far", "huge-pid"]
+        assert "not a date" in runs["far"]["started"]
+        assert runs["huge-pid"]["status"] == "lost"
+        with c.stream("GET", "/api/events") as stream:
+            lines = stream.iter_lines()
+            while next(lines) != "event: runs":
+                pass
+            first = _strict_json(next(lines)[len("data: "):])
+    assert first["full"] and sorted(r["run_id"] for r in first["runs"]) == sorted(runs)
+    why = {b["run_id"]: b["error"] for b in first["unreadable"]}
+    assert sorted(why) == ["garbage", "inf", "nan"]
+    assert "not a doeff record" in why["garbage"]
+    assert "not a finite number" in why["nan"] and "not a finite number" in why["inf"]
+
+
+def test_an_unreadable_run_says_why_on_its_page_stream_and_actions(damaged: str) -> None:
+    """A run whose record cannot be read is a 422 saying why (not a 404 "no run"), its
+    stream sends `event: unreadable`, and a cancel of it is a 422, not a server error."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        one = c.get("/api/runs/garbage")
+        assert one.status_code == 422 and "cannot be read" in one.json()["error"]
+        with c.stream("GET", "/api/runs/garbage/events") as stream:
+            found = next(events(stream))
+        assert found[0] == "unreadable" and "cannot be read" in found[1]["error"]
+        cancel = c.post("/api/runs/garbage/cancel", headers={"X-CSRF-Token": csrf(c)})
+        assert cancel.status_code == 422 and "cannot be read" in cancel.json()["error"]
+        assert c.get("/api/runs/ghost").status_code == 404
+
+
+def test_the_run_ids_dot_and_dot_dot_are_reached_by_query(damaged: str) -> None:
+    """Browsers resolve `.` and `..` away as path segments, even percent-encoded: an empty
+    id in the path and `?id=` name such a run, for its record, its stream and its actions."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        for dots in (".", ".."):
+            record = c.get("/api/runs/", params={"id": dots})
+            assert record.status_code == 200 and record.json()["program"] == f"dots {dots}"
+            with c.stream("GET", "/api/runs//events", params={"id": dots}) as stream:
+                name, data = next(events(stream))
+            assert name == "run" and data["run_id"] == dots
+            ended = c.post("/api/runs//cancel", params={"id": dots},
+                           headers={"X-CSRF-Token": csrf(c)})
+            assert ended.status_code == 409 and "completed" in ended.json()["error"]
+
+
+def test_a_cache_record_with_an_infinite_time_is_listed_as_json(damaged: str) -> None:
+    """An infinite `updated_at` (a damaged file) leaves /api/cache strict JSON, time as null."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        answer = c.get("/api/cache")
+    assert answer.status_code == 200, answer.text
+    (row,) = _strict_json(answer.text)
+    assert row["key"] == "when" and row["updated_at"] is None and row["value"] == "1"
+
+
+def test_a_stream_whose_poll_fails_in_any_way_says_so_and_goes_on(tmp_path: Path) -> None:
+    """Whatever a poll raises (a store's error, or reading what it holds failing some other
+    way), the stream sends `event: store-error` naming it and polls again: it never dies."""
+    from doeff.dashboard.app import Endpoints, Settings
+
+    answers: list[Any] = [RuntimeError("reading went wrong"), ("run", {"n": 1})]
+
+    def poll() -> tuple[str, Any] | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    async def first_three() -> list[str]:
+        stream = Endpoints(Settings(kv=SQLiteKV(tmp_path / "s.db"), store="s.db", poll=0.01)) \
+            ._events(poll)
+        sent = [await stream.__anext__() for _ in range(3)]
+        await stream.aclose()  # type: ignore[attr-defined]
+        return sent
+
+    import anyio
+
+    sent = anyio.run(first_three)
+    assert sent[1] == 'event: store-error\ndata: {"error":"RuntimeError: reading went wrong"}\n\n'
+    assert sent[2] == 'event: run\ndata: {"n":1}\n\n'

@@ -62,35 +62,43 @@ class RunReader:
     def __init__(self, kv: KVStore, lost_after: float = LOST_AFTER) -> None:
         self.runs = runs_of(kv)
         self.lost_after = lost_after
-        self._decoded: dict[str, tuple[bytes, RunRecord | None]] = {}
+        self._decoded: dict[str, tuple[bytes, RunRecord | DecodeError | None]] = {}
         self._lock = threading.Lock()
+        # Why each record that `all` left out cannot be read, by run id (as of its last call).
+        self.unreadable: dict[str, str] = {}
 
     def all(self, status: str | None = None) -> list[RunRecord]:
-        """Every readable run as seen now ("lost" computed), newest first; `status` filters."""
+        """Every readable run as seen now ("lost" computed), newest first; `status` filters.
+        The others are named in `unreadable`, as `doeff runs ls` warns of them."""
         with self._lock:
-            fresh: dict[str, tuple[bytes, RunRecord | None]] = {}
+            fresh: dict[str, tuple[bytes, RunRecord | DecodeError | None]] = {}
             for key, raw, _ in self.runs.kv.records(RUN):
                 run_id = key[len(RUN):]
                 known = self._decoded.get(run_id)
                 fresh[run_id] = known if known is not None and known[0] == raw else \
                     (raw, self._read(run_id))
             self._decoded = fresh
+            self.unreadable = {k: str(r) for k, (_, r) in fresh.items()
+                               if isinstance(r, DecodeError)}
         now = time.time()
         records = [r.seen(now=now, lost_after=self.lost_after)
-                   for _, r in fresh.values() if r is not None]
+                   for _, r in fresh.values() if isinstance(r, RunRecord)]
         records.sort(key=lambda r: (-r.started_at, r.run_id))
         return [r for r in records if status is None or r.status == status]
 
     def one(self, run_id: str) -> RunRecord | None:
-        """The record of `run_id` as seen now, or None if there is none (or it is unreadable)."""
+        """The record of `run_id` as seen now, or None if there is none; DecodeError saying why
+        if it cannot be read."""
         record = self._read(run_id)
+        if isinstance(record, DecodeError):
+            raise record
         return None if record is None else record.seen(lost_after=self.lost_after)
 
-    def _read(self, run_id: str) -> RunRecord | None:
+    def _read(self, run_id: str) -> RunRecord | DecodeError | None:
         try:
             return self.runs.read(run_id)
-        except DecodeError:  # an unreadable record is left out, as `doeff runs ls` does
-            return None
+        except DecodeError as exc:
+            return exc
 
 
 def run_detail(record: RunRecord) -> dict[str, Any]:
@@ -107,20 +115,24 @@ class RunListFeed:
     def __init__(self, reader: RunReader) -> None:
         self.reader = reader
         self.shown: dict[str, dict[str, Any]] | None = None
+        self.bad_shown: list[dict[str, str]] = []
 
     def poll(self) -> dict[str, Any] | None:
-        """`{"full", "runs": [changed summaries], "removed": [ids]}`, or None if nothing
-        changed."""
+        """`{"full", "runs": [changed summaries], "removed": [ids], "unreadable": [{run_id,
+        error}]}` (the last always whole), or None if nothing changed."""
         now = time.time()
         current = {r.run_id: run_summary(r, now) for r in self.reader.all()}
+        unreadable = [{"run_id": k, "error": v} for k, v in sorted(self.reader.unreadable.items())]
         shown, self.shown = self.shown, current
+        bad_before, self.bad_shown = self.bad_shown, unreadable
         if shown is None:
-            return {"full": True, "runs": list(current.values()), "removed": []}
+            return {"full": True, "runs": list(current.values()), "removed": [],
+                    "unreadable": unreadable}
         changed = [s for k, s in current.items() if shown.get(k) != s]
         removed = [k for k in shown if k not in current]
-        if not changed and not removed:
+        if not changed and not removed and unreadable == bad_before:
             return None
-        return {"full": False, "runs": changed, "removed": removed}
+        return {"full": False, "runs": changed, "removed": removed, "unreadable": unreadable}
 
 
 class RunFeed:
@@ -132,9 +144,16 @@ class RunFeed:
         self.last: object = ...  # nothing sent yet
 
     def poll(self) -> tuple[str, dict[str, Any]] | None:
-        """("run", the record) or ("missing", {run_id}) when it changed since the last poll;
-        None if it did not."""
-        record = self.reader.one(self.run_id)
+        """("run", the record), ("missing", {run_id}) or ("unreadable", {run_id, error}) when
+        it changed since the last poll; None if it did not."""
+        try:
+            record = self.reader.one(self.run_id)
+        except DecodeError as exc:
+            data: object = ("unreadable", str(exc))
+            if data == self.last:
+                return None
+            self.last = data
+            return "unreadable", {"run_id": self.run_id, "error": str(exc)}
         data = None if record is None else record.to_json()
         if data == self.last:
             return None
