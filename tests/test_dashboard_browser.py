@@ -293,10 +293,11 @@ def test_odd_run_records_show_as_what_they_are(driver: Any, dashboard: Dashboard
 
     for dots in (".", ".."):
         driver.get(dashboard.page("/"))
-        link = wait_for(driver, lambda d: d.find_element(
-            "css selector", f'tr.run[data-run-id="{dots}"] td.run-id a'), f"the link of {dots}")
+        css, program = f'tr.run[data-run-id="{dots}"] td.run-id a', f"dots {dots}"
+        link = wait_for(driver, lambda d, css=css: d.find_element("css selector", css),
+                        f"the link of {dots}")
         driver.get(link.get_attribute("href"))
-        wait_for(driver, lambda d: text_of(d, "#run-program") == f"dots {dots}",
+        wait_for(driver, lambda d, program=program: text_of(d, "#run-program") == program,
                  f"the page of run {dots!r}")
         assert text_of(driver, "#run-id") == dots
 
