@@ -293,12 +293,10 @@ def test_odd_run_records_show_as_what_they_are(driver: Any, dashboard: Dashboard
 
     for dots in (".", ".."):
         driver.get(dashboard.page("/"))
-        css, program = f'tr.run[data-run-id="{dots}"] td.run-id a', f"dots {dots}"
-        link = wait_for(driver, lambda d, css=css: d.find_element("css selector", css),
+        link = wait_for(driver, _element(f'tr.run[data-run-id="{dots}"] td.run-id a'),
                         f"the link of {dots}")
         driver.get(link.get_attribute("href"))
-        wait_for(driver, lambda d, program=program: text_of(d, "#run-program") == program,
-                 f"the page of run {dots!r}")
+        wait_for(driver, _shows("#run-program", f"dots {dots}"), f"the page of run {dots!r}")
         assert text_of(driver, "#run-id") == dots
 
     driver.get(dashboard.page("/"))
@@ -320,6 +318,14 @@ def test_odd_run_records_show_as_what_they_are(driver: Any, dashboard: Dashboard
 
     driver.get(dashboard.page("/run/%E0%A4%A"))
     wait_for(driver, status_is("missing"), "#run-status missing for a malformed address")
+
+
+def _element(css: str) -> Any:
+    return lambda d: d.find_element("css selector", css)
+
+
+def _shows(css: str, text: str) -> Any:
+    return lambda d: text_of(d, css) == text
 
 
 def click(driver: Any, css: str) -> None:
