@@ -815,3 +815,33 @@ def test_a_stream_whose_poll_fails_in_any_way_says_so_and_goes_on(tmp_path: Path
     sent = anyio.run(first_three)
     assert sent[1] == 'event: store-error\ndata: {"error":"RuntimeError: reading went wrong"}\n\n'
     assert sent[2] == 'event: run\ndata: {"n":1}\n\n'
+
+
+def test_open_runs_pages_share_one_read_of_the_list(tmp_path: Path) -> None:
+    """The runs pages' streams polling within `share_for` of each other read the store's run
+    list once between them (each page read it alone before: the server's work grew with every
+    open tab); a change is still seen once that window has passed."""
+    from doeff.dashboard.data import RunListFeed, RunReader
+
+    path = tmp_path / "s.db"
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        runs_of(storage).write(_crafted(run_id="one"))
+        reader = RunReader(storage.kv)
+        reads = 0
+        read_all = reader.all
+
+        def counted(status: str | None = None) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_all(status)
+
+        reader.all = counted  # type: ignore[method-assign]
+        pages = [RunListFeed(reader, share_for=60.0) for _ in range(5)]
+        assert all(p.poll() is not None for p in pages) and reads == 1
+        alone = RunListFeed(reader)  # share_for=0: reads for itself
+        assert alone.poll() is not None and reads == 2
+        runs_of(storage).write(_crafted(run_id="two"))
+        change = alone.poll()
+        assert change is not None and [r["run_id"] for r in change["runs"]] == ["two"]
+        assert pages[0].poll() is not None  # the list `alone` read is younger than 60 s
+        assert reads == 3

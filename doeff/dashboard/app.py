@@ -232,7 +232,8 @@ class Endpoints:
 
     def runs_events(self, request: Request) -> Response:
         """Changes to the runs list (`event: runs`)."""
-        feed = RunListFeed(self.reader)
+        # Pages polling within half an interval of each other share one read of the list.
+        feed = RunListFeed(self.reader, share_for=self.settings.poll / 2)
 
         def poll() -> tuple[str, Any] | None:
             change = feed.poll()

@@ -66,6 +66,10 @@ class RunReader:
         self._lock = threading.Lock()
         # Why each record that `all` left out cannot be read, by run id (as of its last call).
         self.unreadable: dict[str, str] = {}
+        # The last list's summaries, with the (monotonic) time they were made: what every open
+        # runs page is sent, made once for all of them (see `summaries`).
+        self._summaries: tuple[float, dict[str, dict[str, Any]], dict[str, str]] | None = None
+        self._summaries_lock = threading.Lock()
 
     def all(self, status: str | None = None) -> list[RunRecord]:
         """Every readable run as seen now ("lost" computed), newest first; `status` filters.
@@ -85,6 +89,20 @@ class RunReader:
                    for _, r in fresh.values() if isinstance(r, RunRecord)]
         records.sort(key=lambda r: (-r.started_at, r.run_id))
         return [r for r in records if status is None or r.status == status]
+
+    def summaries(self, max_age: float = 0.0) -> tuple[dict[str, dict[str, Any]],
+                                                        dict[str, str]]:
+        """Every readable run's summary by run id, newest first, and `unreadable`: made again
+        only if those at hand are older than `max_age` seconds. Each open runs page polls
+        this; without sharing, every one of them would read and summarise the whole list."""
+        with self._summaries_lock:
+            made = self._summaries
+            if made is not None and time.monotonic() - made[0] <= max_age:
+                return made[1], made[2]
+            now = time.time()
+            current = {r.run_id: run_summary(r, now) for r in self.all()}
+            self._summaries = (time.monotonic(), current, dict(self.unreadable))
+            return current, self._summaries[2]
 
     def one(self, run_id: str) -> RunRecord | None:
         """The record of `run_id` as seen now, or None if there is none; DecodeError saying why
@@ -112,17 +130,17 @@ class RunListFeed:
     """The changes to the runs list since the last `poll` (the first gives every run): what
     /api/events sends."""
 
-    def __init__(self, reader: RunReader) -> None:
+    def __init__(self, reader: RunReader, share_for: float = 0.0) -> None:
         self.reader = reader
+        self.share_for = share_for  # seconds a list read for another page may be reused
         self.shown: dict[str, dict[str, Any]] | None = None
         self.bad_shown: list[dict[str, str]] = []
 
     def poll(self) -> dict[str, Any] | None:
         """`{"full", "runs": [changed summaries], "removed": [ids], "unreadable": [{run_id,
         error}]}` (the last always whole), or None if nothing changed."""
-        now = time.time()
-        current = {r.run_id: run_summary(r, now) for r in self.reader.all()}
-        unreadable = [{"run_id": k, "error": v} for k, v in sorted(self.reader.unreadable.items())]
+        current, bad = self.reader.summaries(self.share_for)
+        unreadable = [{"run_id": k, "error": v} for k, v in sorted(bad.items())]
         shown, self.shown = self.shown, current
         bad_before, self.bad_shown = self.bad_shown, unreadable
         if shown is None:
