@@ -309,6 +309,9 @@ def test_a_token_is_needed_on_every_request_by_bearer_or_by_cookie(store: str) -
             odd = c.get("/run/a%3Fb%23c", params={"token": "s3cret-T"})
             assert odd.status_code == 303 and odd.headers["location"] == "/run/a%3Fb%23c"
             assert c.get("/cache").status_code == 200
+            # A path starting `//` must not come back as an address on another host.
+            away = c.get(root.rstrip("/") + "//evil.example/x?token=s3cret-T")
+            assert away.status_code == 303 and away.headers["location"] == "/evil.example/x"
 
 
 def test_a_host_header_other_than_the_bound_host_is_refused(client: httpx.Client,
