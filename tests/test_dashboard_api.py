@@ -848,3 +848,34 @@ def test_open_runs_pages_share_one_read_of_the_list(tmp_path: Path) -> None:
         assert change is not None and [r["run_id"] for r in change["runs"]] == ["two"]
         assert pages[0].poll() is not None  # the list `alone` read is younger than 60 s
         assert reads == 3
+
+
+def test_a_run_page_decodes_its_record_only_when_its_bytes_change(tmp_path: Path) -> None:
+    """A run's stream polls its record five times a second, and a wide fan-out's is a
+    megabyte: it is decoded again only when its bytes change, while "lost" (a matter of time,
+    not bytes) is still seen on the record as it was."""
+    from doeff.dashboard.data import RunFeed, RunReader
+
+    with Durable(SQLiteKV(tmp_path / "s.db"), MsgpackCodec()) as storage:
+        runs = runs_of(storage)
+        runs.write(_crafted(run_id="r", status="running", ended_at=None))
+        reader = RunReader(storage.kv, lost_after=0.5)
+        decodes = 0
+        decode = reader.runs.decode
+
+        def counted(run_id: str, raw: bytes) -> Any:
+            nonlocal decodes
+            decodes += 1
+            return decode(run_id, raw)
+
+        reader.runs.decode = counted  # type: ignore[method-assign]
+        feed = RunFeed(reader, "r")
+        first = feed.poll()
+        assert first is not None and first[1]["status"] == "running"
+        assert [feed.poll() for _ in range(5)] == [None] * 5 and decodes == 1
+        runs.write(_crafted(run_id="r", status="running", ended_at=None, step_count=7))
+        changed = feed.poll()
+        assert changed is not None and changed[1]["step_count"] == 7 and decodes == 2
+        wait_for(lambda: (found := feed.poll()) is not None and found[1]["status"] == "lost",
+                 "the run showing as lost without a heartbeat")
+        assert decodes == 2
