@@ -33,21 +33,30 @@ SMALL = {"id": 7, "name": "step result", "score": 0.93, "tags": ["a", "b", "c"]}
 
 
 def per_call(fn: Callable[[], object], budget: float) -> float:
-    """Best-of-5 seconds per call of `fn`, each round about `budget` seconds long."""
+    """Best seconds per call of `fn`, in rounds as `pair` makes them."""
     return pair(fn, fn, budget)[0]
+
+
+ROUND = 0.001  # seconds: shorter than a scheduler time slice, so many rounds run uninterrupted
+MIN_ROUNDS = 25  # even for calls longer than `budget`: their best of few would measure the load
 
 
 def pair(ours: Callable[[], object], base: Callable[[], object],
          budget: float) -> tuple[float, float]:
-    """Best seconds per call of `ours` and of `base`, measured in alternating rounds (about
-    `budget` seconds each, 9 rounds apiece), so both see the same machine load."""
+    """Best seconds per call of `ours` and of `base`, measured in alternating rounds, so both
+    see the same machine load. Rounds are short (about `ROUND`, at least one call) and many
+    (`budget` seconds apiece in all, and at least `MIN_ROUNDS`): on a shared machine a long
+    round almost always includes time the process spent descheduled, so a best-of-few over
+    long rounds measures the neighbours; the best of many short rounds measures the code."""
     timers = [timeit.Timer(ours), timeit.Timer(base)]
-    numbers = []
+    numbers, rounds = [], 1
     for timer in timers:
         number, took = timer.autorange()
-        numbers.append(max(1, int(number * budget / 9 / max(took, 1e-9))))
+        each = took / number
+        numbers.append(max(1, int(ROUND / each)))
+        rounds = max(rounds, int(budget / max(numbers[-1] * each, ROUND)))
     best = [float("inf"), float("inf")]
-    for _ in range(9):
+    for _ in range(max(MIN_ROUNDS, rounds)):
         for i, timer in enumerate(timers):
             best[i] = min(best[i], timer.timeit(numbers[i]) / numbers[i])
     return best[0], best[1]

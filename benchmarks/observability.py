@@ -41,6 +41,7 @@ def beside_a_task(n: int) -> Generator[Any, Any, Any]:
 
 
 Loop = Callable[[int], Any]
+PAIRS = 4  # runs of (h) and (i), in turns, per repeat
 
 
 def plain(n: int, loop: Loop = getput) -> None:
@@ -108,11 +109,16 @@ def recorded_cases(n: int, repeat: int) -> None:
                 times["a"] = min(times["a"], best_of(lambda: plain(n), 1))
                 times["g"] = min(times["g"], best_of(
                     lambda r=r: recorded(n, storage, f"getput-{r}"), 1))
-                times["h"] = min(times["h"], durable_workflow(os.path.join(tmp, f"h{r}"), None))
-                times["i"] = min(times["i"], durable_workflow(os.path.join(tmp, f"i{r}"),
-                                                              f"wf-{r}"))
+                # One run of the workflow lasts ~50 ms, so a busy moment of a shared machine
+                # swings a single pair by 20%: take several pairs, in turns, per repeat.
+                for p in range(PAIRS):
+                    times["h"] = min(times["h"], durable_workflow(
+                        os.path.join(tmp, f"h{r}-{p}"), None))
+                    times["i"] = min(times["i"], durable_workflow(
+                        os.path.join(tmp, f"i{r}-{p}"), f"wf-{r}-{p}"))
         steps = 2 * n + 1
-        print(f"\nrecorded runs (run_id=, record in SQLite), best of {repeat}")
+        print(f"\nrecorded runs (run_id=, record in SQLite), best of {repeat} ((h), (i): of "
+              f"{repeat * PAIRS})")
         print(f"{'case':44} {'per step':>10} {'ratio':>7}")
         rows = [("a", "(a) get/put loop, run_sync", steps, "a"),
                 ("g", "(g) get/put loop, recorded", steps, "a"),

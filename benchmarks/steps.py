@@ -11,7 +11,7 @@
 5. The same workload on diskcache's `memoize` and `joblib.Memory`, for reference, when they are
    installed.
 
-    python benchmarks/steps.py [--quick]
+    python benchmarks/steps.py [--quick] [--repeat N]
 """
 
 from __future__ import annotations
@@ -182,8 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     """Print every measurement, its baseline, the ratio and the verdict."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs of each case, the best kept (more: steadier on a busy machine)")
     args = parser.parse_args(argv)
-    repeat = 2 if args.quick else 5
+    repeat = 2 if args.quick else args.repeat
     n = STEPS
     tmp = tempfile.mkdtemp(prefix="doeff-bench-steps-")
     counter = iter(range(1_000_000))

@@ -22,6 +22,10 @@
     │       └── StepClaimError       a claimed step's lease cannot be taken or waited for
     ├── InvalidOptionError           an option doeff does not accept (also a ValueError)
     ├── WaitTimeoutError             a wait for a run ended before the run (also a TimeoutError)
+    ├── ExecutorError                the run's executor cannot take a perform call (it was shut
+    │   │                            down); also a RuntimeError
+    │   └── CallPickleError          a process pool cannot pickle a perform's function or
+    │                                arguments (also a TypeError)
     ├── MissingExtraError            an optional package is not installed (also an ImportError)
     ├── SerdeError                   object <-> bytes
     │   ├── EncodeError              a value outside the codec's domain
@@ -165,6 +169,16 @@ class WaitTimeoutError(DoeffError, TimeoutError):
     """Waiting for a run gave up after its timeout; the run itself goes on."""
 
 
+class ExecutorError(DoeffError, RuntimeError):
+    """The executor of a run (`executor=`) could not take a `perform` call: it was shut down,
+    or it refused the call."""
+
+
+class CallPickleError(ExecutorError, TypeError):
+    """A `perform` call meant for a process pool whose function or arguments cannot be pickled
+    (a lambda, a local function, a lock, an open file...)."""
+
+
 class SerdeError(DoeffError):
     """Converting between objects and bytes failed."""
 
@@ -299,6 +313,7 @@ def brief(exc: BaseException, limit: int = 300) -> str:
 
 
 __all__ = [
+    "CallPickleError",
     "CancellationError",
     "CorruptStoreError",
     "DeadlockError",
@@ -306,6 +321,7 @@ __all__ = [
     "DoeffError",
     "EncodeError",
     "EnvKeyError",
+    "ExecutorError",
     "ForeignLoopError",
     "IncompatibleStoreError",
     "InvalidEffectError",

@@ -25,7 +25,10 @@ from doeff.serde import MsgpackCodec
 from doeff.storage import LMDBKV, Durable, SQLiteKV
 
 STEPS = 50
-LEASE = 1.0  # seconds: a dead holder's lease runs out this long after its last renewal
+# seconds: a dead holder's lease runs out this long after its last renewal. Long enough that the
+# taker process (started after the kill) is surely running before it runs out, even on a loaded
+# machine where starting Python and importing doeff takes a second or more.
+LEASE = 3.0
 
 
 def open_store(spec: str) -> Durable:

@@ -146,3 +146,37 @@ def test_a_steps_prepared_info_json_is_its_mapping(kwargs: dict[str, int]) -> No
     assert info.json == json.dumps(dict(info), sort_keys=True, separators=(",", ":"),
                                    ensure_ascii=True).encode()
     assert peek(seal(0, JSONCodec(), info=info)).info == dict(info)
+
+
+def _one(a: Any) -> None:
+    return None
+
+
+def _two(a: Any, b: Any) -> None:
+    return None
+
+
+def _three(a: Any, b: Any, c: Any) -> None:
+    return None
+
+
+@given(st.lists(st.integers() | st.text(max_size=5), min_size=1, max_size=3),
+       st.booleans())
+def test_a_steps_info_digests_each_argument_by_itself(values: list[Any], by_key: bool) -> None:
+    """For all argument lists (one argument or several, or a `key=` callable's value): the info
+    of a step's record holds, per argument name, the first 12 hex digits of the digest of that
+    argument's canonical part alone."""
+    from doeff import step
+    from doeff.steps.keys import digest, encode_arguments
+
+    fn = (_one, _two, _three)[len(values) - 1]
+    if by_key:
+        made = step(name="by.key", key=lambda *args: list(args))(fn)
+        names, bound = ["key"], [list(values)]
+    else:
+        made = step(name="by.args")(fn)
+        names, bound = ["a", "b", "c"][:len(values)], values
+    call = made._call(tuple(values), {})
+    parts = encode_arguments(names, bound, "test")
+    assert call.info()["args"] == {name: digest(part, 12)
+                                   for name, part in zip(names, parts, strict=True)}

@@ -260,3 +260,70 @@ def test_an_arrow_stream_with_offsets_past_its_data_is_refused() -> None:
              "index": pd.RangeIndex(0, 2), "name": None, "arrow": stream}
     with pytest.raises(DecodeError):
         MsgpackCodec().decode(_crafted("pandas.Series", state))
+
+
+_BYTES = st.sampled_from([b"a", b"Z", b" ", b"\x00", b"\x7f", b"\xc3\xa9", b"\xc3", b"\xa9",
+                          b"\xff", b"\x80", b"\xe2\x82\xac"])
+
+
+@given(large=st.booleans(), data=st.data())
+def test_arrow_string_checks_accept_exactly_what_full_validation_accepts(
+        large: bool, data: st.DataObject) -> None:
+    """The bulk check of ASCII string columns (`_validate`) refuses exactly the string arrays
+    Arrow's full validation refuses: offsets falling, negative or past the data, invalid UTF-8,
+    for any length, slice offset, nulls and mix of ASCII and other bytes."""
+    from doeff.serde.ext.pandas import _validate
+
+    n = data.draw(st.integers(0, 6), label="length")
+    start = data.draw(st.integers(0, 2), label="slice offset")
+    bounds = st.lists(st.integers(-2, 24), min_size=n + start + 1, max_size=n + start + 1)
+    offsets = data.draw(st.one_of(bounds.map(sorted), bounds), label="offsets")
+    chars = b"".join(data.draw(st.lists(_BYTES, max_size=12), label="chars"))
+    valid = data.draw(st.none() | st.integers(0, 255), label="validity")
+    width = np.int64 if large else np.int32
+    buffers = [None if valid is None else pa.py_buffer(bytes([valid, 255])),
+               pa.py_buffer(np.array(offsets, width).tobytes()), pa.py_buffer(chars)]
+    try:
+        array = pa.Array.from_buffers(pa.large_string() if large else pa.string(), n, buffers,
+                                      offset=start)
+        array.validate()
+    except (pa.ArrowInvalid, ValueError):
+        return  # structurally unsound: both checks refuse it at the structural step
+    table = pa.Table.from_arrays([array], names=["0"])
+    try:
+        array.validate(full=True)
+        expected = True
+    except pa.ArrowInvalid:
+        expected = False
+    try:
+        _validate(table, pa)
+        accepted = True
+    except pa.ArrowInvalid:
+        accepted = False
+    assert accepted == expected
+
+
+@pytest.mark.parametrize("change", ["falling offsets", "invalid utf-8", "non-ascii"])
+def test_crafted_arrow_string_columns_are_refused_or_read_exactly(change: str) -> None:
+    """A record whose long string column has falling offsets or invalid UTF-8 (same sizes as the
+    real one, changed in the record's bytes) is a DecodeError; valid non-ASCII text (the full
+    check's path) is read exactly."""
+    values = [f"customer {i:04d}" for i in range(2000)]
+    codec = MsgpackCodec()
+    record = codec.encode(pd.Series(values, dtype="str"))
+    if change == "falling offsets":
+        offsets = pa.array(values, pa.large_string()).buffers()[1].to_pybytes()
+        assert record.count(offsets[8:24]) == 1
+        falling = np.array([13, 12], np.int64).tobytes()  # offsets 1 and 2 swapped downwards
+        record = record.replace(offsets[8:24], falling)
+    else:
+        new = "\udcff".encode("utf-8", "surrogatepass")[:2] if change == "invalid utf-8" else \
+            "é".encode()
+        assert record.count(b"customer 1999") == 1 and len(new) == 2
+        record = record.replace(b"customer 1999", b"customer 19" + new)
+    if change == "non-ascii":
+        back: Any = codec.decode(record)
+        assert back.iloc[-1] == "customer 19é" and back.iloc[:-1].tolist() == values[:-1]
+    else:
+        with pytest.raises(DecodeError):
+            codec.decode(record)

@@ -145,6 +145,24 @@ def test_a_signature_cannot_be_shifted_between_key_and_payload() -> None:
         env.unseal(forged, shifted_key)
 
 
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 300, 70_000])
+def test_the_signed_fast_path_and_the_general_path_agree(size: int) -> None:
+    """An Envelope's signed record (its own fast path) and `seal`'s (the general path) are the
+    same bytes, for keys on both sides of the 256-byte boundary of the prepared key lengths, and
+    each reads the other's; under a key one byte shorter or longer, both are refused."""
+    key = "k" * size
+    env = Envelope(MsgpackCodec(), signing_key=KEY)
+    fast = env.seal(VALUE, key)
+    assert fast == seal(VALUE, MsgpackCodec(), key=key, signing_key=KEY)
+    assert env.unseal(fast, key) == VALUE
+    assert Envelope(MsgpackCodec(), signing_key=KEY, trust=[]).unseal(fast, key) == VALUE
+    for other in {key[:-1], key + "k"} - {key}:
+        with pytest.raises(DecodeError):
+            env.unseal(fast, other)
+        with pytest.raises(SignatureError):
+            env.unseal(recrc(fast, other), other)
+
+
 def test_key_rotation(tmp_path: Path) -> None:
     """With [new, old] a store reads records of both keys and signs with the new one; once the
     old key is dropped its records are refused naming its id."""

@@ -9,6 +9,7 @@ import decimal
 import enum
 import math
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -374,3 +375,119 @@ def test_keys_are_the_same_under_other_python_versions() -> None:
                               cwd=root, timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
         assert done.returncode == 0, f"{exe}: {done.stderr}"
         assert done.stdout.strip() == "2055f77c4ac1b5cde37b6986fe6d0fba", exe
+
+
+def _spec(value: Any) -> bytes:
+    """The encoding as the module docstring writes it, one rule per type and nothing kept
+    between calls: what the encoder's shortcuts (kept strs, small ints, counts) must equal."""
+    cls = type(value)
+    if value is None:
+        return b"n"
+    if cls is bool:
+        return b"t" if value else b"f"
+    if cls is int:
+        return b"i%x;" % value
+    if cls is float:
+        return b"d" + struct.pack(">d", value)
+    if cls is str:
+        raw: bytes = value.encode("utf-8", "surrogatepass")
+        return b"s%d:" % len(raw) + raw
+    if cls is bytes:
+        return b"b%d:" % len(value) + bytes(value)
+    if cls is tuple or cls is list:
+        tag = b"(" if cls is tuple else b"["
+        return tag + b"%d:" % len(value) + b"".join(_spec(v) for v in value)
+    if cls is dict:
+        pairs = sorted(_spec(k) + _spec(v) for k, v in value.items())
+        return b"{%d:" % len(pairs) + b"".join(pairs)
+    if cls is set or cls is frozenset:
+        tag = b"<" if cls is set else b">"
+        return tag + b"%d:" % len(value) + b"".join(sorted(_spec(v) for v in value))
+    raise AssertionError(f"no rule for {cls}")
+
+
+wide_ints = st.integers(min_value=-40, max_value=1100) | st.integers()
+spec_leaves = (st.none() | st.booleans() | wide_ints | st.floats() | st.binary(max_size=8)
+               | st.text(max_size=70) | st.sampled_from(["a", "region", "x" * 64, "x" * 65]))
+spec_values = st.recursive(
+    spec_leaves,
+    lambda inner: st.lists(inner, max_size=70).map(tuple) | st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8) | wide_ints, inner, max_size=4)
+    | st.frozensets(spec_leaves, max_size=3),
+    max_leaves=80,
+)
+
+
+@given(spec_values)
+def test_the_encoder_writes_what_the_format_says(value: Any) -> None:
+    """For all values: the encoding (an argument's too) is the one the format describes, with
+    the encoder's tables of kept strs and small ints or without them."""
+    from doeff.steps import keys
+
+    assert canonical(value) == _spec(value)
+    assert keys.encode_arguments(["v"], [value], "test") == [_spec("v") + _spec(value)]
+
+
+def test_kept_strs_are_bounded_and_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table of kept str encodings stops growing at its bound; strs met after that, and
+    long ones, are encoded afresh, to the same bytes."""
+    from doeff.steps import keys
+
+    monkeypatch.setattr(keys, "_strs", {})
+    monkeypatch.setattr(keys, "_KEPT_STRS", 3)
+    names = [f"k{i}" for i in range(10)] + ["y" * 100]
+    value = {name: name for name in names}
+    assert canonical(value) == _spec(value)
+    assert canonical(value) == _spec(value)  # read back from the table this time
+    assert len(keys._strs) == 3
+    assert "y" * 100 not in keys._strs
+
+
+def test_the_encoder_shortcuts_end_where_their_tables_do() -> None:
+    """Ints and item counts on either side of the tables' bounds encode as the format says."""
+    from doeff.steps import keys
+
+    for n in [*range(-20, 20), *range(1020, 1030), 2 ** 70, -(2 ** 70)]:
+        for value in (n, [n], {"k": n}, {n: n}):
+            assert canonical(value) == _spec(value)
+            assert keys.encode_arguments(["v"], [value], "test") == [_spec("v") + _spec(value)]
+    for size in range(60, 70):
+        for value in (list(range(size)), tuple(range(size)), {str(i): i for i in range(size)},
+                      frozenset(range(size))):
+            assert canonical(value) == _spec(value)
+
+
+def test_digests_are_sha256_whichever_implementation_computes_them() -> None:
+    """The digest is SHA-256 of the format line and the data, as hashlib's OpenSSL one gives
+    it, for short and long inputs alike."""
+    import hashlib
+
+    from doeff.steps.keys import KEY_FORMAT
+
+    for data in (b"", b"x", b"i7;" * 20, bytes(range(256)) * 300):
+        assert digest(data) == hashlib.sha256(KEY_FORMAT + data).hexdigest()[:32]
+        assert digest(data, 64) == hashlib.sha256(KEY_FORMAT + data).hexdigest()
+
+
+@given(st.integers() | st.text(max_size=5), st.integers(),
+       st.sampled_from(["pos", "kw", "default"]), st.booleans())
+def test_a_call_is_stored_under_the_key_key_gives(first: Any, second: int, shape: str,
+                                                  by_key: bool) -> None:
+    """For all arguments and call shapes (in place, by keyword, a default left out, a `key=`
+    step): the program a step call returns looks its result up under `step.key(...)` of the
+    same arguments, with the same call description `_call` makes."""
+
+    def fn(z: Any, a: int = 3) -> None:  # declared out of name order: keys sort them
+        return None
+
+    made = step(name="shapes", key=(lambda z, a=3: [z, a]) if by_key else None)(fn)
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    args, kwargs = {"pos": ((first, second), {}), "kw": ((), {"a": second, "z": first}),
+                    "default": ((first,), {})}[shape]
+    program = made(*args, **kwargs)
+    key, call = program.args[0], program.args[1]
+    assert key == made.key(*args, **kwargs) == call.key
+    expected = made._call(args, kwargs)
+    assert (call.names, call.parts, list(call.values)) == \
+        (expected.names, expected.parts, list(expected.values))

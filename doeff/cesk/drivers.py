@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
+import pickle
 import queue
 import threading
 from collections.abc import Awaitable, Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from doeff.cesk.scheduler import Scheduler
 from doeff.effects.io import Await
-from doeff.errors import ForeignLoopError
+from doeff.errors import CallPickleError, ExecutorError, ForeignLoopError
 
 
 class BlockingAwaiter:
@@ -164,6 +165,9 @@ class LoopCall:
 # Threads of a run's own pool when max_concurrency does not say: performs are mostly waits on
 # I/O (an API, a database), so more than asyncio's default (CPUs + 4) pays.
 DEFAULT_WORKERS = 32
+# Seconds the machine sleeps at most for a limit's rate window: a longer timeout overflows the
+# platform's clock arithmetic, and waking to find nothing to do costs nothing.
+LONGEST_WAIT = 3600.0
 
 
 class _Executors:
@@ -184,11 +188,86 @@ class _Executors:
                 thread_name_prefix="doeff-perform")
         return self._own
 
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        """Start `fn(*args, **kwargs)` on the executor; its refusals as doeff errors."""
+        executor = self.executor()
+        try:
+            future = executor.submit(fn, *args, **kwargs)
+        except RuntimeError as err:
+            why = ("it was shut down" if "shutdown" in str(err)
+                   else f"it raised {type(err).__name__}: {err}")
+            raise ExecutorError(
+                f"perform({_name(fn)}, ...): the run's executor ({type(executor).__name__}) "
+                f"refused the call: {why}. Pass run_sync(..., executor=) an executor that is "
+                f"running, and shut it down only after the run has returned"
+            ) from err
+        if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+            return _PickleChecked(future, (fn, args, kwargs))
+        return future
+
     def close(self) -> None:
         """Shut our own pool down (its calls have all returned: tasks wait for theirs)."""
         own, self._own = self._own, None
         if own is not None:
             own.shutdown(wait=True)
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+class _PickleChecked(concurrent.futures.Future[Any]):
+    """A process pool's future whose pickling failures say which part of the call could not be
+    sent. A process pool pickles a call on a thread of its own and reports a failure as the
+    call's error, like an error the function raised; only on that path is the call pickled
+    again, part by part, to tell the two apart."""
+
+    def __init__(self, inner: concurrent.futures.Future[Any],
+                 call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._call: Any = call
+        inner.add_done_callback(self._copy)
+
+    def cancel(self) -> bool:
+        # Like the pool's own future: a call already running cannot be cancelled.
+        return self._inner.cancel()
+
+    def _copy(self, inner: concurrent.futures.Future[Any]) -> None:
+        call, self._call = self._call, None
+        if inner.cancelled():
+            super().cancel()
+            return
+        exc = inner.exception()
+        if exc is None:
+            self.set_result(inner.result())
+        else:
+            self.set_exception(_unpicklable(exc, *call) or exc)
+
+
+def _unpicklable(exc: BaseException, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> CallPickleError | None:
+    """The error saying which part of a call a process pool could not pickle, if that is why
+    the call failed (None: the function raised `exc` itself)."""
+    if not isinstance(exc, TypeError | AttributeError | pickle.PicklingError):
+        return None
+    parts = [("the function", fn), *((f"argument {i}", a) for i, a in enumerate(args)),
+             *((f"keyword argument {k}=", v) for k, v in kwargs.items())]
+    for what, part in parts:
+        try:
+            ForkingPickler.dumps(part)
+        except Exception as err:  # any failure to pickle is the answer
+            error = CallPickleError(
+                f"perform({_name(fn)}, ...): the process pool (executor=) cannot pickle "
+                f"{what} ({type(part).__name__}: {type(err).__name__}: {err}); a process pool "
+                f"sends the function and its arguments to another process, so use a function "
+                f"defined at module level and picklable arguments, or a thread pool (the "
+                f"default, executor=None)"
+            )
+            error.__cause__ = exc
+            return error
+    return None
 
 
 class SyncDriver(_Executors):
@@ -201,7 +280,7 @@ class SyncDriver(_Executors):
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
-        return self.executor().submit(fn, *args, **kwargs)
+        return self.submit(fn, args, kwargs)
 
     def await_(self, awaitable: Any) -> LoopCall:
         return self.awaiter.submit(awaitable)
@@ -210,6 +289,8 @@ class SyncDriver(_Executors):
         pass  # `wait` sleeps on the inbox itself
 
     def wait(self, sched: Scheduler, timeout: float | None) -> None:
+        if timeout is not None:
+            timeout = min(timeout, LONGEST_WAIT)
         try:
             item = sched.inbox.get(timeout=timeout)
         except queue.Empty:
@@ -234,8 +315,8 @@ class AsyncDriver(_Executors):
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        job = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
-        return self.loop.run_in_executor(self.executor(), job)
+        # What loop.run_in_executor does, with the executor's refusals as doeff errors.
+        return asyncio.wrap_future(self.submit(fn, args, kwargs), loop=self.loop)
 
     def await_(self, awaitable: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.ensure_future(awaitable, loop=self.loop)
@@ -253,7 +334,8 @@ class AsyncDriver(_Executors):
         event.clear()
         if not sched.inbox.empty():
             return
-        handle = self.loop.call_later(timeout, event.set) if timeout is not None else None
+        handle = (self.loop.call_later(min(timeout, LONGEST_WAIT), event.set)
+                  if timeout is not None else None)
         try:
             await event.wait()
         finally:

@@ -50,6 +50,15 @@ class Registers(Protocol):
         """Whether catch/safe may stop `exc`."""
         ...
 
+    def cleanup_begins(self) -> None:
+        """A `finally_` cleanup starts in the running task: later cancels wait for its end."""
+        ...
+
+    def cleanup_ends(self, value: Any, exc: BaseException | None) -> Control:
+        """The cleanup ended with the outcome (value, exc) to carry on with: the outcome, or a
+        cancel that waited for the cleanup."""
+        ...
+
 
 def _callable_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or short_repr(fn, 40)
@@ -121,6 +130,7 @@ class FinallyFrame(Frame):
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
         m.K.append(ResumeFrame(value, exc))
+        m.cleanup_begins()
         return m.start(self.cleanup)
 
     def describe(self) -> str:
@@ -137,14 +147,12 @@ class ResumeFrame(Frame):
         self.error = error
 
     def leave(self, m: Registers, value: Any, exc: BaseException | None) -> Control:
-        if m.fatal is not None:
-            return None, m.fatal  # nothing replaces the error that ends the run
         if exc is not None:
             # As in Python: the cleanup's error replaces the original, which becomes its context.
             if exc.__context__ is None and self.error is not None and exc is not self.error:
                 exc.__context__ = self.error
-            return None, exc
-        return self.value, self.error
+            return m.cleanup_ends(None, exc)
+        return m.cleanup_ends(self.value, self.error)
 
     def describe(self) -> str:
         kept = "error" if self.error is not None else "value"

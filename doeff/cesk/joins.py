@@ -181,7 +181,7 @@ class WaitFor:
 
 def answer(sched: Waker, waiter: Task, target: Task) -> None:
     """Wake `waiter` with the finished `target`'s value or error."""
-    target.retrieved = True
+    target.retrieve()
     if target.error is None:
         sched.wake(waiter, target.value, None)
     else:

@@ -52,10 +52,11 @@ from doeff.cesk.frames import (
     ReturnFrame,
     SafeFrame,
 )
+from doeff.cesk.interrupts import InterruptGuard
 from doeff.cesk.joins import GatherFrame, RaceFrame
 from doeff.cesk.result import CESKResult
 from doeff.cesk.scheduler import PREEMPT, QUANTUM, Pending, Scheduler
-from doeff.cesk.tasks import STARTED, Collector, Task
+from doeff.cesk.tasks import STARTED, Collector, Task, program_name
 from doeff.cesk.traceback import (
     CapturedTraceback,
     CodeMark,
@@ -100,7 +101,7 @@ YIELD: Any = object()
 DONE: Any = object()
 SWITCH: Any = object()
 # The step hooks, called in this order after each step (see `Machine.set_hook`).
-HOOK_SLOTS = ("observer", "control", "tick")
+HOOK_SLOTS = ("observer", "control", "tick", "interrupt")
 
 
 class Driver(Protocol):
@@ -139,14 +140,18 @@ class Machine:
         "K",
         "_captures",
         "_fatal",
+        "_guard",
         "_hook_lock",
         "_hooks",
         "_hooks_off",
+        "_hooks_version",
+        "_pending_interrupt",
         "_saved_handlers",
         "async_mode",
         "blocking",
         "capture_hook",
         "collectors",
+        "defer_interrupts",
         "driver",
         "env",
         "handlers",
@@ -201,7 +206,16 @@ class Machine:
         self.capture_hook: CaptureHook | None = None
         self._hooks: dict[str, StepHook] = {}
         self._hooks_off = False
-        self._hook_lock = threading.Lock()
+        self._hooks_version = 0
+        # Reentrant: Ctrl-C's handler installs a hook on the machine thread, maybe while that
+        # thread is inside `set_hook` (see `request_interrupt`).
+        self._hook_lock = threading.RLock()
+        # False only while the loop of a run with a single task runs, where an interrupt may be
+        # raised at once (see `doeff.cesk.interrupts`); elsewhere Ctrl-C waits for a boundary.
+        self.defer_interrupts = True
+        self._pending_interrupt: BaseException | None = None
+        # None: no blocking run drives the machine; False: one does, unguarded so far.
+        self._guard: InterruptGuard | bool | None = None
         self._saved_handlers: dict[type, Handler] = {}
 
     # -- starting programs -------------------------------------------------------------------
@@ -260,12 +274,29 @@ class Machine:
         """Make `program` the main task's, ready to run (`proceed` runs it)."""
         root = self.root
         root.program = program
-        root.name = getattr(program, "name", None) or type(program).__name__
+        root.name = program_name(program)
         root.status = "ready"
         self.sched.ready.append(root)
 
     def drive(self, driver: BlockingDriver) -> CESKResult[Any]:
         """Run tasks until the main one ends, sleeping in `driver` while nothing is ready."""
+        self._guard = False  # this thread blocks in the run: Ctrl-C may need guarding
+        try:
+            return self._drive(driver)
+        finally:
+            guard, self._guard = self._guard, None
+            if isinstance(guard, InterruptGuard):
+                guard.remove()
+
+    def going_concurrent(self) -> None:
+        """Tasks are about to be added: from now on Ctrl-C must wait for a step boundary (see
+        `doeff.cesk.interrupts`)."""
+        self.defer_interrupts = True
+        if self._guard is False:  # a blocking run, not guarded yet
+            self._guard = InterruptGuard(self)
+            self._guard.install()
+
+    def _drive(self, driver: BlockingDriver) -> CESKResult[Any]:
         while True:
             outcome = self.proceed()
             if outcome is not WAIT:
@@ -304,10 +335,45 @@ class Machine:
         """An error that ends the run, raised outside the loop (e.g. Ctrl-C while waiting):
         every task unwinds with it, running its cleanups."""
         self._capture(err, None)
+        self._fail_run(err)
+
+    def _fail_run(self, err: BaseException) -> BaseException:
+        """Make `err` the error that ends the run (unless one already does) and cancel every
+        task with it, the running one too (it takes its cancel where it is, see `_loop`)."""
         if self._fatal is None:
             self._fatal = err
         self._drop_hooks()
-        self.sched.interrupt(self._fatal, self.task if self.task.status == "running" else None)
+        self.sched.interrupt(self._fatal)
+        return self._fatal
+
+    def request_interrupt(self, err: BaseException) -> None:
+        """End the run with `err` as soon as the machine reaches a step boundary: the running
+        task's next step, or the inbox if none runs. Called by the SIGINT handler, on the
+        machine's thread at any bytecode, so it only queues (`SimpleQueue.put` is reentrant) and
+        installs a hook (under a reentrant lock). A second request while the run is already
+        ending raises at once: the user insists."""
+        if self._pending_interrupt is not None or self._fatal is not None:
+            raise err
+        self._pending_interrupt = err
+        sched = self.sched
+        sched.inbox.put(self._deliver_interrupt)
+        sched.attention = True
+        self.set_hook("interrupt", self._interrupt_hook)
+
+    def _interrupt_hook(self, steps: int, effect: Any) -> BaseException | None:
+        """Raise the requested interrupt in the running task: the loop unwinds every task."""
+        err = self._pending_interrupt
+        if err is None:
+            return None
+        self._pending_interrupt = None
+        raise err
+
+    def _deliver_interrupt(self) -> None:
+        """The requested interrupt, taken from the inbox while no task runs."""
+        err = self._pending_interrupt
+        if err is not None:
+            self._pending_interrupt = None
+            self.interrupt(err)
 
     def poke(self) -> None:
         """Wake a machine that waits for calls (any thread), so it reaches an idle boundary."""
@@ -340,14 +406,19 @@ class Machine:
             self.set_hook("tick", None)
             if sched.attention:
                 self.want_tick()
-        value, exc = self._resume_control(task)
-        if value is SUSPEND:  # its program is an effect, and it blocked at once
-            self._blocked_step(None)
-            return
+        # One task alone: Ctrl-C may raise anywhere in here, the except below takes it.
+        self.defer_interrupts = len(sched.tasks) > 1
         try:
-            outcome = self._loop(value, exc)
+            value, exc = self._resume_control(task)
+            if value is SUSPEND:  # its program is an effect, and it blocked at once
+                self._blocked_step(None)
+                outcome = SUSPEND
+            else:
+                outcome = self._loop(value, exc)
         except BaseException as err:
+            self.defer_interrupts = True
             outcome = self._unwinding(err)
+        self.defer_interrupts = True
         if outcome is SUSPEND:
             return  # whatever blocked it recorded what it waits on
         kind, value, exc = outcome
@@ -378,6 +449,8 @@ class Machine:
         err = task.cancel_error
         program = task.program
         if program is not STARTED:
+            if task._name is None:  # its name is read from the program it starts with
+                task._name = program
             task.program = STARTED
             if err is None:
                 return self.start(program)
@@ -396,7 +469,7 @@ class Machine:
             self._capture_inherited(exc, inherited)
         elif exc is not None:
             self._capture(exc, None)
-        if err is not None:
+        if err is not None and not task.shielded:
             task.cancel_error = None
             return None, self._land(err, value, exc)
         return value, exc
@@ -417,26 +490,46 @@ class Machine:
         return err
 
     def _unwinding(self, err: BaseException) -> Any:
-        """The loop raised itself: the hook (an observer's callback) raised, or an interrupt
-        landed between steps. The run ends with that error, after the cleanups on K of every
-        task have run; the running task's unwind here (the loop's outcome)."""
+        """The loop raised itself: the hook raised in a step where the task blocked, or an
+        interrupt landed between steps. The run ends with that error, after the cleanups on K
+        of every task have run; the running task's unwind here (the loop's outcome)."""
         while True:
             self._drop_hooks()
             self._capture(err, None)
             if self._fatal is not None:  # failed again while unwinding: give up on K
                 self._abandon()
                 return DONE, None, self._fatal
-            self._fatal = err
             task = self.task
-            self.sched.interrupt(err, task)
-            if task.status == "blocked":  # it blocked in the step that raised
-                task.cancel_error = None
-                self.sched.cancel(task, err)
-                return SUSPEND
+            # Every task is cancelled, this one too: the joins that cancel their children as
+            # they are cancelled then leave it alone (it has a cancel already).
+            self._fail_run(err)
+            if task.status != "running":  # it blocked in the step that raised: the cancel woke
+                return SUSPEND            # it, or will once its call returns
+            task.cancel_error = None  # delivered here
             try:
                 return self._loop(None, err)
             except BaseException as again:
                 err = again
+
+    def cleanup_begins(self) -> None:
+        """A `finally_` cleanup starts in the running task: cancels wait until it has ended."""
+        self.task.shielded += 1
+
+    def cleanup_ends(self, value: Any, exc: BaseException | None) -> Control:
+        """The running task's cleanup ended, to carry on with (value, exc): unless a cancel
+        waited for it, which lands now (one already on its way out as cancelled stays so)."""
+        task = self.task
+        task.shielded -= 1
+        if task.shielded:
+            return value, exc
+        err, task.cancel_error = task.cancel_error, None
+        if self._fatal is not None:
+            return None, self._fatal  # nothing replaces the error that ends the run
+        if err is None:
+            return value, exc
+        if isinstance(exc, CancellationError):
+            return value, exc
+        return None, self._land(err, value, exc)
 
     def _idle(self) -> None:
         """No task can run: a boundary where the monitor's requests are answered."""
@@ -495,19 +588,28 @@ class Machine:
 
     def set_hook(self, slot: str, hook: StepHook | None) -> None:
         """Install (or remove, with None) the step hook of `slot`: "observer" (on_step),
-        "control" (a monitor's requests) or "tick" (the scheduler). Any thread may call it."""
+        "control" (a monitor's requests), "tick" (the scheduler) or "interrupt" (Ctrl-C). Any
+        thread may call it."""
         with self._hook_lock:
             if hook is None:
                 self._hooks.pop(slot, None)
             elif not self._hooks_off:
                 self._hooks[slot] = hook
-            hooks = [h for name in HOOK_SLOTS if (h := self._hooks.get(name)) is not None]
-            self.hook = None if not hooks else hooks[0] if len(hooks) == 1 else _chain(hooks)
+            self._hooks_version += 1
+            while True:
+                # The SIGINT handler may run a nested set_hook on this thread between any two
+                # lines: publish again until no change slipped in.
+                seen = self._hooks_version
+                hooks = [h for name in HOOK_SLOTS if (h := self._hooks.get(name)) is not None]
+                self.hook = None if not hooks else hooks[0] if len(hooks) == 1 else _chain(hooks)
+                if seen == self._hooks_version:
+                    return
 
     def _drop_hooks(self) -> None:
         with self._hook_lock:
             self._hooks_off = True
             self._hooks.clear()
+            self._hooks_version += 1
             self.hook = None
 
     @property
@@ -601,11 +703,21 @@ class Machine:
             self.steps = steps  # published for observers; a slot write costs within noise
             hook = self.hook
             if hook is not None:
-                injected = hook(steps, effect)
+                try:
+                    injected = hook(steps, effect)
+                except BaseException as err:  # an observer failed, or Ctrl-C was asked for
+                    self._capture(err, None)
+                    injected = self._fail_run(err)
+                    task = self.task
+                    if task.shielded:
+                        continue  # it takes the cancel once its cleanup has ended
+                    task.cancel_error = None
+                    exc = self._land(injected, value, exc)
+                    continue
                 if injected is not None:
                     if injected is PREEMPT:
                         return SWITCH, value, exc
-                    if self.task is self.root:
+                    if self.task is self.root and not self.root.shielded:
                         exc = self._land(injected, value, exc)
                     else:
                         self._injected(injected)
@@ -817,6 +929,7 @@ def _cache_fill(m: Machine, eff: CacheFill) -> Control:
 
 
 def _children(m: Machine, programs: tuple[Any, ...]) -> list[Task]:
+    m.going_concurrent()
     sched, task, env, collectors = m.sched, m.task, m.env, m.collectors
     return [sched.new_task(p, task, env, collectors) for p in programs]
 
@@ -843,6 +956,7 @@ def _race(m: Machine, eff: Race) -> Control:
 
 
 def _spawn(m: Machine, eff: Spawn) -> Control:
+    m.going_concurrent()
     return m.sched.new_task(eff.program, m.task, m.env, m.collectors), None
 
 
@@ -869,7 +983,7 @@ def _wait(m: Machine, eff: Wait) -> Control:
     if not target.done:
         m.sched.wait_for(m.task, target, eff)
         return SUSPEND, None
-    target.retrieved = True
+    target.retrieve()
     if target.error is None:
         return target.value, None
     if target.traceback is not None:

@@ -169,8 +169,8 @@ class Scheduler:
         task.blocker = blocker
         task.effect = effect
         self.version += 1
-        if task.cancel_error is not None:  # cancelled while it was running: no wait at all
-            blocker.cancel_blocked(task)
+        if task.cancel_error is not None and not task.shielded:
+            blocker.cancel_blocked(task)  # cancelled while it was running: no wait at all
 
     def wake(self, task: Task, value: Any, exc: BaseException | None,
              inherited: CapturedTraceback | None = None) -> None:
@@ -193,13 +193,14 @@ class Scheduler:
         self.wake(task, None, None)
 
     def cancel(self, task: Task, err: BaseException | None = None) -> bool:
-        """Cancel `task` at its current yield; False if it has finished or is being cancelled."""
+        """Cancel `task` at its current yield; False if it has finished or is being cancelled.
+        A task running a `finally_` cleanup takes the cancel once the cleanup has ended."""
         if task.done or task.cancel_error is not None or task.blocker is ENDING:
             return False
         task.cancelled = True
         task.cancel_error = err or CancellationError(
             f"task {task.task_id} ({task.name}()) was cancelled")
-        if task.status == "blocked":
+        if task.status == "blocked" and not task.shielded:
             assert task.blocker is not None
             task.blocker.cancel_blocked(task)
         return True
@@ -210,10 +211,11 @@ class Scheduler:
         self.attention = True
         self.host.notify()
 
-    def interrupt(self, err: BaseException, running: Task | None) -> None:
-        """An error that ends the run (an interrupt, a failing observer): into every task."""
+    def interrupt(self, err: BaseException) -> None:
+        """An error that ends the run (an interrupt, a failing observer): into every task (the
+        running one included: it takes its cancel at once, see `Machine._unwinding`)."""
         for task in list(self.tasks.values()):
-            if task is running or task.done or task.blocker is ENDING:
+            if task.done or task.blocker is ENDING:
                 continue
             task.cancel_error = None
             self.cancel(task, err)
@@ -242,6 +244,8 @@ class Scheduler:
         while done is not None:
             if done.failed_children:
                 _report_unretrieved(done)
+                for child in done.failed_children:
+                    child.parent = None
             error = done.error
             if error is None:
                 done.status = "completed"
@@ -261,14 +265,17 @@ class Scheduler:
             done.failed_children = None
             done.program = None
             parent, done.parent = done.parent, None
+            # (the children nobody waited for keep `parent` until a wait takes them: see
+            # Task.retrieve; those left when the parent ends were just reported)
             after = None
             if parent is not None:
                 assert parent.children is not None
                 del parent.children[done]
-                if error is not None and not done.joined:
+                if error is not None and not done.joined and not done.retrieved:
                     if parent.failed_children is None:
-                        parent.failed_children = []
-                    parent.failed_children.append(done)
+                        parent.failed_children = {}
+                    parent.failed_children[done] = None
+                    done.parent = parent  # so that a wait can take it out again
                 if parent.blocker is ENDING and not parent.children:
                     after = parent
             if callbacks:

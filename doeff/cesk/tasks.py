@@ -48,6 +48,11 @@ class Canceller(Protocol):
         ...
 
 
+def program_name(program: Any) -> str:
+    """What a task running `program` is called: the program's name, else its type's."""
+    return getattr(program, "name", None) or type(program).__name__
+
+
 class Task:
     """A program running concurrently with others in one run; the handle `spawn` answers.
 
@@ -79,6 +84,7 @@ class Task:
         "program",
         "resume_with",
         "retrieved",
+        "shielded",
         "status",
         "task_id",
         "traceback",
@@ -89,7 +95,9 @@ class Task:
                  env: dict[Any, Any], collectors: tuple[Collector, ...],
                  canceller: Canceller) -> None:
         self.task_id = task_id
-        self._name: str | None = None
+        # Its name; until first read, None or the program it started with (read from that:
+        # starting a task must stay cheap, and `program` is replaced once it starts).
+        self._name: Any = None
         self.K: list[Frame] = []
         self.env = env
         self.collectors = collectors
@@ -103,12 +111,16 @@ class Task:
         self.parent = parent
         # Made when first needed, like `captures`: a task is cheap to start.
         self.children: dict[Task, None] | None = None  # live children, in spawn order
-        self.failed_children: list[Task] | None = None  # spawned ones that failed, for its end
+        # Spawned ones that failed with nobody waiting yet, for its end (a wait takes one out:
+        # memory stays flat however many failing children are spawned and waited for).
+        self.failed_children: dict[Task, None] | None = None
         self.callbacks: list[Callable[[Task], None]] | None = None  # called once it has finished
         self.blocker: Blocker | None = None
         self.effect: Any = None  # the effect it is blocked on
         self.cancel_error: BaseException | None = None  # a cancel asked for, not yet delivered
         self.cancelled = False  # a cancel was asked for at some point
+        # finally_ cleanups in progress: a cancel asked for meanwhile waits until they end.
+        self.shielded = 0
         self.retrieved = False  # its outcome was taken by `wait`
         self.joined = False  # a gather or race owns its outcome
         self.index = 0  # its place among the programs of that gather or race
@@ -119,15 +131,25 @@ class Task:
 
     @property
     def name(self) -> str:
-        """The name of the program the task runs (known once it was named or started)."""
-        if self._name is None:
-            program = self.program
-            self._name = getattr(program, "name", None) or type(program).__name__
-        return self._name
+        """The name of the program the task runs (read from the program, at the latest when the
+        task starts running it)."""
+        name = self._name
+        if name.__class__ is not str:
+            name = self._name = program_name(self.program if name is None else name)
+        return name
 
     @name.setter
     def name(self, name: str) -> None:
         self._name = name
+
+    def retrieve(self) -> None:
+        """Its outcome was taken by `wait`: its parent no longer holds it for its end."""
+        self.retrieved = True
+        parent = self.parent  # kept after the end only by a failed child nobody waited for
+        if parent is not None:
+            self.parent = None
+            if parent.failed_children:
+                parent.failed_children.pop(self, None)
 
     def on_done(self, callback: Callable[[Task], None]) -> None:
         """Call `callback(task)` when the task finishes."""

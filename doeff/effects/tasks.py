@@ -120,18 +120,31 @@ def limit(name: str, program: Runnable, *, concurrency: int | None = None,
     """
     if not isinstance(name, str):
         raise InvalidEffectError(f"limit(name, ...): name must be a str, got {name!r:.60}")
-    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+    if concurrency is not None and (not _is_count(concurrency) or concurrency < 1):
         raise InvalidEffectError(
-            f"limit({name!r}, ..., concurrency={concurrency!r}): concurrency must be an int "
-            f">= 1, or None for no bound"
+            f"limit({name!r}, ..., concurrency={concurrency!r:.60}): concurrency must be an "
+            f"int >= 1 (not a bool), or None for no bound"
         )
     if rate is not None:
-        ok = (isinstance(rate, tuple) and len(rate) == 2 and isinstance(rate[0], int)
-              and rate[0] >= 1 and isinstance(rate[1], int | float) and rate[1] > 0)
+        ok = (isinstance(rate, tuple) and len(rate) == 2 and _is_count(rate[0])
+              and rate[0] >= 1 and isinstance(rate[1], int | float)
+              and not isinstance(rate[1], bool) and 0 < rate[1] <= LONGEST_RATE_WINDOW)
         if not ok:
             raise InvalidEffectError(
-                f"limit({name!r}, ..., rate={rate!r}): rate must be (starts, per_seconds), "
-                f"e.g. (50, 60.0): at most 50 starts in any 60 s"
+                f"limit({name!r}, ..., rate={rate!r:.60}): rate must be (starts, per_seconds): "
+                f"an int >= 1 (not a bool) and a number of seconds > 0 and at most "
+                f"{LONGEST_RATE_WINDOW:.0f} (a year), e.g. (50, 60.0): at most 50 starts in "
+                f"any 60 s"
             )
         rate = (rate[0], float(rate[1]))
     return _limit(name, program, concurrency, rate)
+
+
+# The longest window a rate may count starts in: a year (a longer one is surely a mistake, and
+# its waits overflow the platform's clock arithmetic).
+LONGEST_RATE_WINDOW = 365 * 24 * 3600.0
+
+
+def _is_count(value: Any) -> bool:
+    """An int that is not a bool (True would silently count as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)

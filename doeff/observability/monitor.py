@@ -410,8 +410,10 @@ class WorkflowExecution(Generic[T]):
         after `timeout` s)."""
         if not self._control.done.wait(timeout):
             raise WaitTimeoutError(
-                f"the workflow did not finish within {timeout} s; it is still running (wait "
-                f"again, or cancel() it)"
+                f"the workflow did not finish within {timeout} s; it is still running. Wait "
+                f"again, or cancel() it: the cancel lands at its tasks' next yield (an await_ "
+                f"in flight is cancelled at once; a perform already running cannot be "
+                f"interrupted, so the cancel waits for it to return)"
             )
         result = self._control.result
         assert result is not None

@@ -94,6 +94,8 @@ class RunSpans:
 
     # -- steps ---------------------------------------------------------------------------------
 
+    wants_starts = True  # a step's span starts at its miss
+
     def step_started(self, key: str, task: Task, at: float) -> None:
         """A look-up missed: the step's span starts, under the span its task runs in."""
         span = self._start(key, self._parent(task), time.time_ns())

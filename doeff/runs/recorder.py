@@ -109,6 +109,8 @@ class Recorder:
 
     # -- steps (machine thread) ------------------------------------------------------------
 
+    wants_starts = False  # nothing to record until a step ends
+
     def step_started(self, key: str, task: Task, at: float) -> None:
         """A step's look-up missed (nothing to record until it ends)."""
 

@@ -21,6 +21,10 @@ from doeff.protocols import DurableStorage
 class StepListener(Protocol):
     """Told about the steps of one run, on the machine's thread."""
 
+    # False for a listener whose step_started does nothing: the tap then does not call it (nor
+    # read the clock for it) on every miss.
+    wants_starts: bool
+
     def step_started(self, key: str, task: Task, at: float) -> None:
         """A look-up of `key` found nothing: the step's computation starts."""
         ...
@@ -38,7 +42,10 @@ class StepTap:
     def __init__(self, m: Machine, storage: DurableStorage | None,
                  listeners: list[StepListener]) -> None:
         self.m = m
-        self.listeners = listeners
+        # Bound methods taken once: the wrappers run on every look-up and store.
+        self.starts = [listener.step_started for listener in listeners
+                       if listener.wants_starts]
+        self.ends = [listener.step_ended for listener in listeners]
         sized = getattr(storage, "last_record_size", None)
         self.size: Callable[[], int | None] = sized if callable(sized) else _unknown
         self.misses: dict[str, float] = {}  # key -> when its look-up missed
@@ -47,50 +54,54 @@ class StepTap:
         """Wrap the handlers now in the machine's table (before the run starts)."""
         handlers = self.m.handlers
         if CacheGet in handlers:
-            handlers[CacheGet] = self._get(handlers[CacheGet], lambda v: v is not None)
+            handlers[CacheGet] = self._get(handlers[CacheGet], lookup=False)
         if CacheLookup in handlers:  # answers (found, value): a stored None is found too
-            handlers[CacheLookup] = self._get(handlers[CacheLookup], lambda v: bool(v[0]))
+            handlers[CacheLookup] = self._get(handlers[CacheLookup], lookup=True)
         for kind in (CachePut, CacheStore):
             if kind in handlers:
                 handlers[kind] = self._put(handlers[kind])
 
-    def _get(self, inner: Handler, found: Callable[[Any], bool]) -> Handler:
-        m, listeners, misses, clock = self.m, self.listeners, self.misses, time.perf_counter
+    def _get(self, inner: Handler, lookup: bool) -> Handler:
+        m, starts, ends, misses = self.m, self.starts, self.ends, self.misses
+        clock, size, now = time.perf_counter, self.size, time.time
 
         def cacheget(eff: CacheGet | CacheLookup) -> Any:
             started = clock()
             value = inner(eff)
-            if not found(value):
-                if eff.key not in misses:
-                    misses[eff.key] = started
-                    for listener in listeners:
-                        listener.step_started(eff.key, m.task, time.time())
-            else:
-                misses.pop(eff.key, None)
-                seconds, nbytes = clock() - started, self.size()
-                for listener in listeners:
-                    listener.step_ended(eff.key, "hit", seconds, nbytes, None, m.task)
+            if value[0] if lookup else value is not None:
+                if misses:
+                    misses.pop(eff.key, None)
+                seconds, nbytes = clock() - started, size()
+                for ended in ends:
+                    ended(eff.key, "hit", seconds, nbytes, None, m.task)
+            elif eff.key not in misses:
+                misses[eff.key] = started
+                if starts:
+                    at = now()
+                    for start in starts:
+                        start(eff.key, m.task, at)
             return value
 
         cacheget.__wrapped__ = inner  # type: ignore[attr-defined]
         return cacheget
 
     def _put(self, inner: Handler) -> Handler:
-        m, listeners, misses, clock = self.m, self.listeners, self.misses, time.perf_counter
+        m, ends, misses = self.m, self.ends, self.misses
+        clock, size = time.perf_counter, self.size
 
         def cacheput(eff: CachePut | CacheStore) -> Any:
-            started = misses.pop(eff.key, None)
+            started = misses.pop(eff.key, None) if misses else None
             at = clock()
             try:
                 answer = inner(eff)
             except BaseException as err:
                 seconds = clock() - (at if started is None else started)
-                for listener in listeners:
-                    listener.step_ended(eff.key, "computed", seconds, None, err, m.task)
+                for ended in ends:
+                    ended(eff.key, "computed", seconds, None, err, m.task)
                 raise
-            seconds, nbytes = clock() - (at if started is None else started), self.size()
-            for listener in listeners:
-                listener.step_ended(eff.key, "computed", seconds, nbytes, None, m.task)
+            seconds, nbytes = clock() - (at if started is None else started), size()
+            for ended in ends:
+                ended(eff.key, "computed", seconds, nbytes, None, m.task)
             return answer
 
         cacheput.__wrapped__ = inner  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +72,19 @@ _U16 = struct.Struct("<H")
 _META_FIXED = _U64.size + _U16.size  # the expiry and the info's length
 MAX_INFO = 0xFFFF  # bytes of JSON a record's info may hold
 _pack_u32 = _U32.pack
+_pack_u16 = _U16.pack
+_NEVER = _U64.pack(0)  # the expiry field of a record that never expires
 _unpack_u32 = _U32.unpack_from
+_compare_digest = hmac.compare_digest
+# The 4-byte length prefixes of keys up to 255 bytes, made once: a signed store's every read and
+# write signs its key behind one (`_bound`), and an index is cheaper than packing.
+_LENGTHS = tuple(_pack_u32(n) for n in range(256))
 _NAME_BYTES = re.compile(NAME.pattern.encode("ascii"))
 _KEY_ID_BYTES = re.compile(rb"[0-9a-f]{%d}" % KEY_ID_SIZE)
 # (tag, signing key id) -> (header prefix of a record with no steps, its CRC-32); built once.
 _prefixes: dict[tuple[str, str], tuple[bytes, int]] = {}
 _MISS = object()  # "not a record the fast path can read": go the long way
+EXPIRED = object()  # what `Envelope.unseal_live` answers for a record past its expiry
 # A payload this large is handed to a codec that reads buffers as a view of the record, not as
 # a copy: decoding a large array then copies its bytes once, into the array. Smaller payloads
 # are sliced (cheaper than a view), and codecs that do not say they read buffers get bytes.
@@ -138,7 +145,8 @@ def _key_bytes(key: object) -> bytes:
 
 def _bound(kb: bytes) -> bytes:
     """The key as the signature and the transforms take it: behind its length."""
-    return _pack_u32(len(kb)) + kb
+    n = len(kb)
+    return (_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb
 
 
 def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) -> bytes:
@@ -153,17 +161,17 @@ def _head(tag: str, steps: list[bytes], key_id: str, meta: bytes | None = None) 
 class EncodedInfo(dict[str, Any]):
     """A record's info whose JSON text its maker wrote already (`json`: ASCII bytes, keys
     sorted, no spaces), so sealing skips encoding it again: a step makes one per stored
-    result, from parts it prepared once."""
+    result, from parts it prepared once. Built as a dict is (no __init__ of its own, which
+    would cost a Python call per stored step); its maker sets `json` next."""
 
     __slots__ = ("json",)
-
-    def __init__(self, fields: Mapping[str, Any], json: bytes) -> None:
-        super().__init__(fields)
-        self.json = json
+    json: bytes
 
 
 def _meta(expires_at: float | None, info: Mapping[str, Any] | None) -> bytes:
     """The version 3 fields: the expiry in milliseconds (0 = never), then the info as JSON."""
+    if expires_at is None and type(info) is EncodedInfo and len(info.json) <= MAX_INFO:
+        return _NEVER + _pack_u16(len(info.json)) + info.json  # a step's record
     if expires_at is None:
         millis = 0
     else:
@@ -265,8 +273,10 @@ def _seal_signed(value: object, codec: Codec, head: bytes, head_crc: int, mac_of
     except Exception as exc:
         raise _encode_failed(codec, value, exc) from exc
     kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
-    mac = mac_of.pair(_bound(kb), payload)
-    crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, head_crc)))
+    # `_bound(kb)` written out: this is the per-record call of a signed store.
+    n = len(kb)
+    mac = mac_of.pair((_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb, payload)
+    crc = zlib.crc32(payload, zlib.crc32(mac + kb, head_crc))  # one call for the small parts
     return b"".join((head, mac, _pack_u32(crc), payload))
 
 
@@ -605,8 +615,8 @@ class Envelope:
         env.unseal(env.seal({"rows": 3}, "step:1"), "step:1")   # {'rows': 3}
     """
 
-    __slots__ = ("_by_name", "_head", "_head3", "_head_crc", "_mac", "_plain", "_start",
-                 "codec", "signer", "transforms", "trust")
+    __slots__ = ("_by_name", "_head", "_head3", "_head3_crc", "_head_crc", "_mac", "_plain",
+                 "_start", "codec", "signer", "transforms", "trust")
 
     def __init__(self, codec: Codec, *, trust: Trust | Iterable[Codec | str] | None = None,
                  signing_key: SigningKey | None = None,
@@ -626,6 +636,7 @@ class Envelope:
         self._start = len(self._head) + (0 if self.signer is None else MAC_SIZE) + 4
         # A version 3 record of the plain kind starts with this, its fields follow.
         self._head3 = _head(codec.tag, [], "", b"")
+        self._head3_crc = zlib.crc32(self._head3)
 
     def seal(self, value: object, key: str | None = None, codec: Codec | None = None, *,
              expires_at: float | None = None, info: Mapping[str, Any] | None = None) -> bytes:
@@ -634,8 +645,9 @@ class Envelope:
         if expires_at is not None or info is not None:
             meta = _meta(expires_at, info)
             if self._plain and (codec is None or codec is self.codec):
-                head = self._head3 + meta  # the common step record: no parsing of options
-                return _seal_plain(value, self.codec, head, zlib.crc32(head), key)
+                # The common step record: no parsing of options, the fixed head's CRC reused.
+                return _seal_plain(value, self.codec, self._head3 + meta,
+                                   zlib.crc32(meta, self._head3_crc), key)
             return _seal(value, codec or self.codec, _key(key), self.signer, self.transforms,
                          meta)
         if codec is None or codec is self.codec:
@@ -654,11 +666,31 @@ class Envelope:
                 return value
             if type(data) is bytes and data.startswith(self._head3):
                 return self._open_plain3(data, key)
-        elif (self.signer is not None and self._mac is not None and type(data) is bytes
-              and len(data) >= self._start and data.startswith(self._head)):
-            return self._open_signed(data, self.signer, self._mac, key)
+        elif (self._mac is not None and type(data) is bytes and len(data) >= self._start
+              and data.startswith(self._head)):
+            return self._open_signed(data, self.signer, self._mac, key)  # type: ignore[arg-type]
         return _open(data, _key_bytes(key), key, self.codec, self.trust, self.signer,
                      self._by_name)
+
+    def unseal_live(self, data: bytes, key: str | None, now: Callable[[], float]) -> object:
+        """`unseal`, or `EXPIRED` for a record whose header says it expired by `now()` (called
+        only for a record that expires): the expiry is read where the common records keep it,
+        without walking the header twice."""
+        if self._plain and type(data) is bytes and len(data) > 2:
+            # The version byte says which of the two common records this is, if either.
+            if data[2] != META_VERSION:
+                value = _open_plain(data, self.codec, self._head, self._head_crc, key)
+                if value is not _MISS:
+                    return value  # a version 2 record: it never expires
+            elif len(data) >= len(self._head3) + _META_FIXED + 4 and data.startswith(self._head3):
+                millis: int = _unpack_u64(data, len(self._head3))[0]
+                if millis and millis / 1000 <= now():
+                    return EXPIRED
+                return self._open_plain3(data, key)
+        until = expires_at(data)
+        if until is not None and until <= now():
+            return EXPIRED
+        return self.unseal(data, key)
 
     def _open_plain3(self, data: bytes, key: str | None) -> object:
         """A version 3 record of the envelope's codec, unsigned, with no steps: the header's
@@ -671,7 +703,8 @@ class Envelope:
         if len(data) < start:
             return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
         payload = _payload(data, start, self.codec)
-        crc = zlib.crc32(payload, zlib.crc32(_key(key), zlib.crc32(data[:crc_at])))
+        head_crc = zlib.crc32(data[pos:crc_at], self._head3_crc)
+        crc = zlib.crc32(payload, zlib.crc32(_key(key), head_crc))
         if crc != _unpack_u32(data, crc_at)[0]:
             raise _checksum_error(data, self.codec.tag, key)
         try:
@@ -684,13 +717,17 @@ class Envelope:
     def _open_signed(self, data: bytes, signer: Signer, mac_of: Hmac, key: str | None) -> object:
         """A record of the envelope's codec, signed by its current key, with no steps."""
         start = self._start
-        mac, payload = data[start - 4 - MAC_SIZE:start - 4], _payload(data, start, self.codec)
-        kb = _key(key)
-        crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(mac, self._head_crc)))
+        mac = data[start - 4 - MAC_SIZE:start - 4]
+        # `_payload` and `_key` written out for the small record: a signed store's every read.
+        payload = (data[start:] if len(data) - start < _VIEW_FROM
+                   else _payload(data, start, self.codec))
+        kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+        crc = zlib.crc32(payload, zlib.crc32(mac + kb, self._head_crc))
         if crc != _unpack_u32(data, start - 4)[0]:
             raise _checksum_error(data, self.codec.tag, key)
-        bound = _bound(kb)
-        if not hmac.compare_digest(mac_of.pair(bound, payload), mac):
+        n = len(kb)
+        bound = (_LENGTHS[n] if n < 256 else _pack_u32(n)) + kb
+        if not _compare_digest(mac_of.pair(bound, payload), mac):
             _verify(signer, signer.key_id, mac, self._head, bound, payload, key)  # says why
         try:
             return self.codec.decode(payload)

@@ -23,25 +23,28 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import operator
 import re
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
-from doeff.effects.base import Effect
+from doeff.effects.base import Effect, fast_constructor
 from doeff.effects.cache import FillOptions, fill
-from doeff.effects.io import await_, perform
+from doeff.effects.io import Perform, await_, perform
 from doeff.errors import InvalidOptionError, StepKeyError
 from doeff.program import KleisliProgram, Program
 from doeff.serde.envelope import EncodedInfo
 from doeff.steps.code import fingerprint
 from doeff.steps.explain import Recorded
 from doeff.steps.isolate import run_isolated
-from doeff.steps.keys import ARG_DIGEST_HEX, digest, encode_arguments
+from doeff.steps.keys import ARG_DIGEST_HEX, DIGEST_HEX, digest, encode_arguments
 
 _NAME = re.compile(r"[^\s:@#]+")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ISOLATE = (None, "process")
 _SHOWN = 60  # characters of an argument's repr shown in messages
+_perform = fast_constructor(Perform)
 
 
 def _await_fresh(fn: Callable[..., Any], args: tuple[Any, ...],
@@ -53,7 +56,8 @@ def _await_fresh(fn: Callable[..., Any], args: tuple[Any, ...],
 class _Binder:
     """Binds a call's arguments to the step's signature, defaults applied, sorted by name."""
 
-    __slots__ = ("in_order", "names", "order", "params", "signature", "simple", "sorted_names")
+    __slots__ = ("in_order", "names", "order", "params", "signature", "simple", "sorted_names",
+                 "take")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.signature = inspect.signature(fn)
@@ -65,14 +69,16 @@ class _Binder:
         self.order = sorted(range(len(params)), key=self.names.__getitem__)
         self.sorted_names = [self.names[i] for i in self.order]
         self.in_order = self.order == list(range(len(params)))  # declared in name order
+        # The arguments in name order, in one C call (in order already when there is one).
+        self.take = operator.itemgetter(*self.order) if not self.in_order else None
         bare = [p.replace(annotation=p.empty, default=p.empty) for p in params]
         plain = self.signature.replace(parameters=bare, return_annotation=inspect.Signature.empty)
         self.params = str(plain)[1:-1]  # "url, limit, *, fmt", for the key=lambda it suggests
 
     def bind(self, where: str, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> tuple[list[str], Sequence[Any]]:
-        if self.simple and not kwargs and len(args) == len(self.names):
-            return self.sorted_names, args if self.in_order else [args[i] for i in self.order]
+        """The names, sorted, and their values, by the signature (`Step._encoded` takes the
+        common call, every argument given in place to a `simple` signature, without it)."""
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -81,6 +87,19 @@ class _Binder:
         bound.apply_defaults()
         items = sorted(bound.arguments.items())
         return [k for k, _ in items], [v for _, v in items]
+
+
+def _quoted(name: str) -> str:
+    """An argument name as a JSON string (ASCII), made once per name."""
+    quoted = _QUOTED.get(name)
+    if quoted is None:
+        quoted = f'"{name}"' if name.isidentifier() and name.isascii() else json.dumps(name)
+        if len(_QUOTED) < 10_000:  # **kwargs may bring any names: the table stays small
+            _QUOTED[name] = quoted
+    return quoted
+
+
+_QUOTED: dict[str, str] = {}
 
 
 class StepCall:
@@ -121,30 +140,41 @@ class StepCall:
         """The summary a record of this call carries in its header (no argument values), with
         its JSON text made here from the step's prepared parts."""
         step = self.step
-        digests = {}
-        pieces = []
-        for name, part in zip(self.names, self.parts, strict=True):
-            digests[name] = value = digest(part, ARG_DIGEST_HEX)
-            quoted = f'"{name}"' if name.isidentifier() and name.isascii() else json.dumps(name)
-            pieces.append(f'{quoted}:"{value}"')
-        text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
-        return EncodedInfo({"args": digests, **step._info_fields}, text.encode("ascii"))
+        parts = self.parts
+        if len(parts) == 1:
+            # One part: its digest is the key's own (the same SHA-256 over the same bytes).
+            name = self.names[0]
+            value = self.key[-DIGEST_HEX:-DIGEST_HEX + ARG_DIGEST_HEX]
+            digests = {name: value}
+            text = f'{{"args":{{{_quoted(name)}:"{value}"}},{step._info_tail}'
+        else:
+            digests = {}
+            pieces = []
+            for name, part in zip(self.names, parts, strict=True):
+                digests[name] = value = digest(part, ARG_DIGEST_HEX)
+                pieces.append(f'{_quoted(name)}:"{value}"')
+            text = '{"args":{' + ",".join(pieces) + "}," + step._info_tail
+        made = EncodedInfo(args=digests, **step._info_fields)
+        made.json = text.encode("ascii")
+        return made
 
     def recorded(self) -> Recorded:
         """This call as a record of it would be described (for explaining a miss)."""
         return Recorded(self.key, self.info())
 
 
-class _StepProgram(Program[Any]):
-    """The program a step call returns, named after the step in snapshots and tracebacks."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        """`step NAME`."""
-        call: StepCall = self.args[1]
-        return f"step {call.step.name}"
+def _named(fn: Callable[..., Any], qualname: str) -> Callable[..., Any]:
+    """A copy of the function `fn` under another `__qualname__`: a step's calls are plain
+    `Program`s of `fill` named `step NAME` in snapshots and tracebacks (a `Program` subclass
+    would take the machine's slower path for unknown yields)."""
+    assert isinstance(fn, types.FunctionType)
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    copy.__qualname__ = qualname
+    return copy
 
 
 class Step(KleisliProgram[..., Any]):
@@ -185,7 +215,10 @@ class Step(KleisliProgram[..., Any]):
         self.isolate = isolate
         self.options = FillOptions.of(ttl, retry, None if isolate else timeout, claim)
         self.timeout = FillOptions.of(timeout=timeout).timeout
-        self._binder = _Binder(target)
+        self._binder = binder = _Binder(target)
+        # How many positional arguments a call whose key needs no binding passes (-1: none):
+        # every argument in place, for a signature of named parameters, with no key=.
+        self._arity = len(binder.names) if key is None and binder.simple else -1
         code_part = f"#{self.code_fingerprint}" if self.code_fingerprint else ""
         self._prefix = f"step:{self.name}@v{self.version}{code_part}:"
         # The fixed part of every record's info, and its JSON after the "args" member.
@@ -193,25 +226,53 @@ class Step(KleisliProgram[..., Any]):
                              "version": self.version}
         self._info_tail = json.dumps(self._info_fields, sort_keys=True,
                                      separators=(",", ":"))[1:]
+        self._fill = _named(fill, f"step {self.name}")
 
     # -- keys -------------------------------------------------------------------------------
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
-        if self.key_fn is None:
-            names, values = self._binder.bind(self.name, args, kwargs)
+    def _encoded(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[str, list[str], Sequence[Any], list[bytes]]:
+        """The key of a call, and what it is made of: the argument names, sorted, their values
+        (or `key` and what the step's `key=` callable returns) and their canonical parts
+        (`__call__` repeats this body inline; keep the two alike)."""
+        binder = self._binder
+        names: list[str]
+        values: Sequence[Any]
+        if len(args) == self._arity and not kwargs:
+            names = binder.sorted_names
+            values = args if binder.take is None else binder.take(args)
+        elif self.key_fn is None:
+            names, values = binder.bind(self.name, args, kwargs)
         else:
             names, values = ["key"], [self.key_fn(*args, **kwargs)]
-        parts = encode_arguments(names, values, self.name, self._binder.params)
-        key = self._prefix + digest(b"".join(parts))
+        parts = encode_arguments(names, values, self.name, binder.params)
+        return self._prefix + digest(b"".join(parts)), names, values, parts
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
+        key, names, values, parts = self._encoded(args, kwargs)
         return StepCall(self, key, names, parts, values, args, kwargs)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The key a call with these arguments is stored under."""
-        return self._call(args, kwargs).key
+        return self._encoded(args, kwargs)[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
-        call = self._call(args, kwargs)
-        return _StepProgram(fill, (call.key, call, self.options, call))
+        # `_encoded`'s body, inlined: every step call runs it, and a method call and the tuple
+        # it answers are a measurable share of a step that hits (benchmarks/steps.py).
+        binder = self._binder
+        names: list[str]
+        values: Sequence[Any]
+        if len(args) == self._arity and not kwargs:
+            names = binder.sorted_names
+            values = args if binder.take is None else binder.take(args)
+        elif self.key_fn is None:
+            names, values = binder.bind(self.name, args, kwargs)
+        else:
+            names, values = ["key"], [self.key_fn(*args, **kwargs)]
+        parts = encode_arguments(names, values, self.name, binder.params)
+        key = self._prefix + digest(b"".join(parts))
+        call = StepCall(self, key, names, parts, values, args, kwargs)
+        return Program(self._fill, (key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 
@@ -220,7 +281,7 @@ class Step(KleisliProgram[..., Any]):
         if self.isolate == "process":
             return perform(run_isolated, self.name, self.timeout, fn, args, kwargs)
         if self.kind == "call":
-            return perform(fn, *args, **kwargs)
+            return _perform(fn, args, kwargs)  # perform(fn, *args, **kwargs), unpacked once
         if self.kind == "async":
             return Program(_await_fresh, (fn, args, kwargs))
         return Program(fn, args, kwargs)

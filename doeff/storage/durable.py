@@ -32,7 +32,7 @@ from doeff.errors import (
 )
 from doeff.protocols import Held, Lease, RecordMeta
 from doeff.serde import PICKLE_TAGS, Codec, Envelope, JSONCodec, Transform, Trust
-from doeff.serde.envelope import META_VERSION, SigningKey, expires_at, peek
+from doeff.serde.envelope import EXPIRED, META_VERSION, SigningKey, expires_at, peek
 from doeff.storage.base import AtomicKVStore, Closing, KVStore
 from doeff.storage.claims import KVLease, Leases
 
@@ -102,26 +102,22 @@ class Durable(Closing):
 
     def get(self, key: str) -> Any | None:
         """The value under `key`, or None when missing or expired; DecodeError names the key."""
-        data = self.kv.get(key)
-        if data is None or _expired(data):
-            return None
-        self._sizes.n = len(data)
-        try:
-            return self.envelope.unseal(data, key)
-        except Exception as exc:
-            raise self._unreadable(key, exc) from exc
+        return self.lookup(key)[1]
 
     def lookup(self, key: str) -> tuple[bool, Any]:
         """(True, value) if `key` holds an unexpired record (a stored None included), else
         (False, None): one read, where `get` then `exists` would take two."""
         data = self.kv.get(key)
-        if data is None or _expired(data):
+        if data is None:
             return _MISS
-        self._sizes.n = len(data)
         try:
-            return True, self.envelope.unseal(data, key)
+            value = self.envelope.unseal_live(data, key, time.time)
         except Exception as exc:
             raise self._unreadable(key, exc) from exc
+        if value is EXPIRED:
+            return _MISS
+        self._sizes.n = len(data)
+        return True, value
 
     def put(self, key: str, value: Any) -> None:
         """Encode `value` with the codec (or the fallback), then store it; on EncodeError nothing

@@ -71,12 +71,48 @@ class _ArrowIn:
             pa = _pyarrow(DecodeError)
             data = pa.py_buffer(blob_data(self.stream))
             table = pa.ipc.open_stream(data).read_all()
-            # The full check: offsets and lengths read later without bounds checks must be sound.
-            table.validate(full=True)
+            _validate(table, pa)
             self.table = table
         if type(position) is not int or not 0 <= position < self.table.num_columns:
             raise DecodeError(f"pandas record refers to a missing Arrow column {position!r}")
         return self.table.column(position)
+
+
+def _validate(table: Any, pa: Any) -> None:
+    """`table.validate(full=True)`: offsets and lengths read later without bounds checks must
+    be sound. A string column whose characters are all ASCII is checked in bulk instead of value
+    by value (the full check's UTF-8 pass costs 4.5 ms per million values, this 0.6 ms); it
+    passes exactly when the full check would, and any other column gets the full check."""
+    table.validate()  # the structure: every buffer is as long as its array needs
+    for column in table.columns:
+        for chunk in column.chunks:
+            if not _ascii_strings_sound(chunk, pa):
+                chunk.validate(full=True)
+
+
+def _ascii_strings_sound(chunk: Any, pa: Any) -> bool:
+    """True if `chunk` (structurally valid) is a string array whose offsets rise from 0 or more
+    to at most its data's size, over data of ASCII characters only, which every slice of is
+    valid UTF-8: what the full check asks of it. False: leave it to the full check."""
+    if chunk.type == pa.large_string():
+        width: Any = np.int64
+    elif chunk.type == pa.string():
+        width = np.int32
+    else:
+        return False
+    _, offsets_buffer, data = chunk.buffers()
+    if not len(chunk) or offsets_buffer is None or data is None:
+        return False
+    size = np.dtype(width).itemsize
+    offsets = np.frombuffer(offsets_buffer, dtype=width, count=len(chunk) + 1,
+                            offset=chunk.offset * size)
+    first, last = int(offsets[0]), int(offsets[-1])
+    # (The structural check refuses such first and last offsets already; tested here too, so
+    # the reads below stay in bounds on their own.)
+    if first < 0 or last > data.size or not (offsets[1:] >= offsets[:-1]).all():
+        return False
+    chars = np.frombuffer(data, dtype=np.uint8, count=last - first, offset=first)
+    return chars.size == 0 or int(chars.max()) < 0x80
 
 
 def _pyarrow(error: type[Exception] = EncodeError) -> Any:
