@@ -34,6 +34,7 @@ from doeff.effects.cache import cached
 from doeff.errors import InvalidKeyError, install_hint
 from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec, PickleCodec
+from doeff.serde.envelope import seal
 from doeff.storage import LMDBKV, Durable, SQLiteKV
 
 pytest.importorskip("starlette")
@@ -719,6 +720,9 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         storage.put("when", 1)
         runs = runs_of(storage)
         runs.kv.put("run:garbage", b"\x00\xffnot a record")
+        # A run record that is a pickle: loading it would create `trap-loaded`.
+        runs.kv.put("run:pickled", seal(Trap(str(path.parent / "trap-loaded")), PickleCodec(),
+                                        key="run:pickled"))
         runs.write(_crafted(run_id="nan", started_at=float("nan")))
         runs.write(_crafted(run_id="inf", heartbeat_at=float("inf")))
         runs.write(_crafted(run_id="far", started_at=1e300))
@@ -750,8 +754,8 @@ def test_damaged_run_records_break_neither_the_list_nor_its_stream(damaged: str)
             first = _strict_json(next(lines)[len("data: "):])
     assert first["full"] and sorted(r["run_id"] for r in first["runs"]) == sorted(runs)
     why = {b["run_id"]: b["error"] for b in first["unreadable"]}
-    assert sorted(why) == ["garbage", "inf", "nan"]
-    assert "not a doeff record" in why["garbage"]
+    assert sorted(why) == ["garbage", "inf", "nan", "pickled"]
+    assert "not a doeff record" in why["garbage"] and "does not trust" in why["pickled"]
     assert "not a finite number" in why["nan"] and "not a finite number" in why["inf"]
 
 
@@ -791,6 +795,19 @@ def test_a_cache_record_with_an_infinite_time_is_listed_as_json(damaged: str) ->
     assert answer.status_code == 200, answer.text
     (row,) = _strict_json(answer.text)
     assert row["key"] == "when" and row["updated_at"] is None and row["value"] == "1"
+
+
+def test_a_pickled_run_record_is_never_loaded(damaged: str) -> None:
+    """Run records are read as msgpack only: a pickle among them, listed, fetched and
+    streamed, is named unreadable and never loaded (its trap file never appears)."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        assert c.get("/api/runs").status_code == 200
+        one = c.get("/api/runs/pickled")
+        assert one.status_code == 422 and "does not trust" in one.json()["error"]
+        with c.stream("GET", "/api/runs/pickled/events") as stream:
+            assert next(events(stream))[0] == "unreadable"
+        folder = Path(c.get("/api/info").json()["store"]).parent
+    assert (folder / "wf.db").exists() and not (folder / "trap-loaded").exists()
 
 
 def test_a_stream_whose_poll_fails_in_any_way_says_so_and_goes_on(tmp_path: Path) -> None:
