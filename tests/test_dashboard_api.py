@@ -621,6 +621,7 @@ def test_a_missing_store_or_a_busy_port_is_exit_2(store: str, tmp_path: Path) ->
         taken.listen()
         busy = doeff("dashboard", store, "--port", str(taken.getsockname()[1]))
     assert busy.returncode == 2 and "cannot listen" in busy.stderr
+    assert "--port 0" in busy.stderr  # what to do about it
     assert len(busy.stderr.splitlines()) == 1
 
 
