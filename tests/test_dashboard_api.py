@@ -34,6 +34,7 @@ from doeff.effects.cache import cached
 from doeff.errors import InvalidKeyError, install_hint
 from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec, PickleCodec
+from doeff.serde.envelope import seal
 from doeff.storage import LMDBKV, Durable, SQLiteKV
 
 pytest.importorskip("starlette")
@@ -309,6 +310,9 @@ def test_a_token_is_needed_on_every_request_by_bearer_or_by_cookie(store: str) -
             odd = c.get("/run/a%3Fb%23c", params={"token": "s3cret-T"})
             assert odd.status_code == 303 and odd.headers["location"] == "/run/a%3Fb%23c"
             assert c.get("/cache").status_code == 200
+            # A path starting `//` must not come back as an address on another host.
+            away = c.get(root.rstrip("/") + "//evil.example/x?token=s3cret-T")
+            assert away.status_code == 303 and away.headers["location"] == "/evil.example/x"
 
 
 def test_a_host_header_other_than_the_bound_host_is_refused(client: httpx.Client,
@@ -426,7 +430,8 @@ def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Cli
                 runs.delete("fresh")
                 assert next(received_one) == ("missing", {"run_id": "fresh"})
             name, change = next(received)
-            assert change == {"full": False, "runs": [], "removed": ["fresh"]}
+            assert change == {"full": False, "runs": [], "removed": ["fresh"],
+                              "unreadable": []}
         with client.stream("GET", "/api/runs/ghost/events", timeout=5) as stream:
             assert next(events(stream)) == ("missing", {"run_id": "ghost"})
 
@@ -616,6 +621,7 @@ def test_a_missing_store_or_a_busy_port_is_exit_2(store: str, tmp_path: Path) ->
         taken.listen()
         busy = doeff("dashboard", store, "--port", str(taken.getsockname()[1]))
     assert busy.returncode == 2 and "cannot listen" in busy.stderr
+    assert "--port 0" in busy.stderr  # what to do about it
     assert len(busy.stderr.splitlines()) == 1
 
 
@@ -680,3 +686,214 @@ def test_any_key_and_value_come_back_as_the_data_they_are(blank: tuple[str, str]
             storage.delete(key)
     assert [(r["key"], r["value"], r["codec"]) for r in rows] == \
         [(key, show_value(value), "msgpack")]
+
+
+# -- damaged and crafted run records ---------------------------------------------------------
+
+
+def _strict_json(text: str) -> Any:
+    """`text` parsed as JSON proper: NaN and Infinity, which browsers refuse, are an error."""
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in a JSON answer: a browser cannot parse it")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _crafted(**fields: Any) -> dict[str, Any]:
+    now = time.time()
+    return {"run_id": "?", "status": "completed", "attempt": 1, "program": "p",
+            "started_at": now, "updated_at": now, "ended_at": now, "heartbeat_at": now,
+            "host": "elsewhere", "pid": 1, "step_count": 1, "current_effect": None,
+            "tasks": [], "steps": [], "steps_omitted": 0, "error": None, "attempts": [],
+            **fields}
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A dashboard of a store whose runs namespace holds what no recorder writes: bytes that
+    are no record (`garbage`), times no calendar holds (`nan`, `inf`: refused as records;
+    `far`: a finite year past 9999), a live run of this host with a pid past any OS's
+    (`huge-pid`), the ids `.` and `..`, and a cache record whose time is infinite."""
+    path = tmp_path_factory.mktemp("damaged") / "wf.db"
+    from doeff.runs.record import HOST
+
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        storage.put("when", 1)
+        runs = runs_of(storage)
+        runs.kv.put("run:garbage", b"\x00\xffnot a record")
+        # A run record that is a pickle: loading it would create `trap-loaded`.
+        runs.kv.put("run:pickled", seal(Trap(str(path.parent / "trap-loaded")), PickleCodec(),
+                                        key="run:pickled"))
+        runs.write(_crafted(run_id="nan", started_at=float("nan")))
+        runs.write(_crafted(run_id="inf", heartbeat_at=float("inf")))
+        runs.write(_crafted(run_id="far", started_at=1e300))
+        runs.write(_crafted(run_id="huge-pid", status="running", ended_at=None, host=HOST,
+                            pid=2 ** 62))
+        for dots in (".", ".."):
+            runs.write(_crafted(run_id=dots, program=f"dots {dots}"))
+    with sqlite3.connect(path) as db:  # as a damaged or hand-edited file may hold it
+        db.execute("UPDATE doeff_kv SET updated_at = 9e999 WHERE key = 'when'")
+    with dashboard(str(path)) as (url, _):
+        yield url
+
+
+def test_damaged_run_records_break_neither_the_list_nor_its_stream(damaged: str) -> None:
+    """Records that cannot be read, and readable ones with odd numbers, leave /api/runs and
+    the list's stream working and strict JSON: the readable runs listed (a time past year 9999
+    shown as a number, a pid no process has as lost), the others named with why."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        listed = c.get("/api/runs")
+        assert listed.status_code == 200, listed.text
+        runs = {r["run_id"]: r for r in _strict_json(listed.text)}
+        assert sorted(runs) == [".", "..", "far", "huge-pid"]
+        assert "not a date" in runs["far"]["started"]
+        assert runs["huge-pid"]["status"] == "lost"
+        with c.stream("GET", "/api/events") as stream:
+            lines = stream.iter_lines()
+            while next(lines) != "event: runs":
+                pass
+            first = _strict_json(next(lines)[len("data: "):])
+    assert first["full"] and sorted(r["run_id"] for r in first["runs"]) == sorted(runs)
+    why = {b["run_id"]: b["error"] for b in first["unreadable"]}
+    assert sorted(why) == ["garbage", "inf", "nan", "pickled"]
+    assert "not a doeff record" in why["garbage"] and "does not trust" in why["pickled"]
+    assert "not a finite number" in why["nan"] and "not a finite number" in why["inf"]
+
+
+def test_an_unreadable_run_says_why_on_its_page_stream_and_actions(damaged: str) -> None:
+    """A run whose record cannot be read is a 422 saying why (not a 404 "no run"), its
+    stream sends `event: unreadable`, and a cancel of it is a 422, not a server error."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        one = c.get("/api/runs/garbage")
+        assert one.status_code == 422 and "cannot be read" in one.json()["error"]
+        with c.stream("GET", "/api/runs/garbage/events") as stream:
+            found = next(events(stream))
+        assert found[0] == "unreadable" and "cannot be read" in found[1]["error"]
+        cancel = c.post("/api/runs/garbage/cancel", headers={"X-CSRF-Token": csrf(c)})
+        assert cancel.status_code == 422 and "cannot be read" in cancel.json()["error"]
+        assert c.get("/api/runs/ghost").status_code == 404
+
+
+def test_the_run_ids_dot_and_dot_dot_are_reached_by_query(damaged: str) -> None:
+    """Browsers resolve `.` and `..` away as path segments, even percent-encoded: an empty
+    id in the path and `?id=` name such a run, for its record, its stream and its actions."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        for dots in (".", ".."):
+            record = c.get("/api/runs/", params={"id": dots})
+            assert record.status_code == 200 and record.json()["program"] == f"dots {dots}"
+            with c.stream("GET", "/api/runs//events", params={"id": dots}) as stream:
+                name, data = next(events(stream))
+            assert name == "run" and data["run_id"] == dots
+            ended = c.post("/api/runs//cancel", params={"id": dots},
+                           headers={"X-CSRF-Token": csrf(c)})
+            assert ended.status_code == 409 and "completed" in ended.json()["error"]
+
+
+def test_a_cache_record_with_an_infinite_time_is_listed_as_json(damaged: str) -> None:
+    """An infinite `updated_at` (a damaged file) leaves /api/cache strict JSON, time as null."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        answer = c.get("/api/cache")
+    assert answer.status_code == 200, answer.text
+    (row,) = _strict_json(answer.text)
+    assert row["key"] == "when" and row["updated_at"] is None and row["value"] == "1"
+
+
+def test_a_pickled_run_record_is_never_loaded(damaged: str) -> None:
+    """Run records are read as msgpack only: a pickle among them, listed, fetched and
+    streamed, is named unreadable and never loaded (its trap file never appears)."""
+    with httpx.Client(base_url=damaged, timeout=10) as c:
+        assert c.get("/api/runs").status_code == 200
+        one = c.get("/api/runs/pickled")
+        assert one.status_code == 422 and "does not trust" in one.json()["error"]
+        with c.stream("GET", "/api/runs/pickled/events") as stream:
+            assert next(events(stream))[0] == "unreadable"
+        folder = Path(c.get("/api/info").json()["store"]).parent
+    assert (folder / "wf.db").exists() and not (folder / "trap-loaded").exists()
+
+
+def test_a_stream_whose_poll_fails_in_any_way_says_so_and_goes_on(tmp_path: Path) -> None:
+    """Whatever a poll raises (a store's error, or reading what it holds failing some other
+    way), the stream sends `event: store-error` naming it and polls again: it never dies."""
+    from doeff.dashboard.app import Endpoints, Settings
+
+    answers: list[Any] = [RuntimeError("reading went wrong"), ("run", {"n": 1})]
+
+    def poll() -> tuple[str, Any] | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    async def first_three() -> list[str]:
+        stream = Endpoints(Settings(kv=SQLiteKV(tmp_path / "s.db"), store="s.db", poll=0.01)) \
+            ._events(poll)
+        sent = [await stream.__anext__() for _ in range(3)]
+        await stream.aclose()  # type: ignore[attr-defined]
+        return sent
+
+    import anyio
+
+    sent = anyio.run(first_three)
+    assert sent[1] == 'event: store-error\ndata: {"error":"RuntimeError: reading went wrong"}\n\n'
+    assert sent[2] == 'event: run\ndata: {"n":1}\n\n'
+
+
+def test_open_runs_pages_share_one_read_of_the_list(tmp_path: Path) -> None:
+    """The runs pages' streams polling within `share_for` of each other read the store's run
+    list once between them (each page read it alone before: the server's work grew with every
+    open tab); a change is still seen once that window has passed."""
+    from doeff.dashboard.data import RunListFeed, RunReader
+
+    path = tmp_path / "s.db"
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        runs_of(storage).write(_crafted(run_id="one"))
+        reader = RunReader(storage.kv)
+        reads = 0
+        read_all = reader.all
+
+        def counted(status: str | None = None) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_all(status)
+
+        reader.all = counted  # type: ignore[method-assign]
+        pages = [RunListFeed(reader, share_for=60.0) for _ in range(5)]
+        assert all(p.poll() is not None for p in pages) and reads == 1
+        alone = RunListFeed(reader)  # share_for=0: reads for itself
+        assert alone.poll() is not None and reads == 2
+        runs_of(storage).write(_crafted(run_id="two"))
+        change = alone.poll()
+        assert change is not None and [r["run_id"] for r in change["runs"]] == ["two"]
+        assert pages[0].poll() is not None  # the list `alone` read is younger than 60 s
+        assert reads == 3
+
+
+def test_a_run_page_decodes_its_record_only_when_its_bytes_change(tmp_path: Path) -> None:
+    """A run's stream polls its record five times a second, and a wide fan-out's is a
+    megabyte: it is decoded again only when its bytes change, while "lost" (a matter of time,
+    not bytes) is still seen on the record as it was."""
+    from doeff.dashboard.data import RunFeed, RunReader
+
+    with Durable(SQLiteKV(tmp_path / "s.db"), MsgpackCodec()) as storage:
+        runs = runs_of(storage)
+        runs.write(_crafted(run_id="r", status="running", ended_at=None))
+        reader = RunReader(storage.kv, lost_after=0.5)
+        decodes = 0
+        decode = reader.runs.decode
+
+        def counted(run_id: str, raw: bytes) -> Any:
+            nonlocal decodes
+            decodes += 1
+            return decode(run_id, raw)
+
+        reader.runs.decode = counted  # type: ignore[method-assign]
+        feed = RunFeed(reader, "r")
+        first = feed.poll()
+        assert first is not None and first[1]["status"] == "running"
+        assert [feed.poll() for _ in range(5)] == [None] * 5 and decodes == 1
+        runs.write(_crafted(run_id="r", status="running", ended_at=None, step_count=7))
+        changed = feed.poll()
+        assert changed is not None and changed[1]["step_count"] == 7 and decodes == 2
+        wait_for(lambda: (found := feed.poll()) is not None and found[1]["status"] == "lost",
+                 "the run showing as lost without a heartbeat")
+        assert decodes == 2

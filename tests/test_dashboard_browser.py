@@ -13,6 +13,7 @@ elsewhere they skip.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from dashboard_browser import (
 )
 from dashboard_workflow import WORKFLOW_FILE, marked_line
 
+from doeff.runs.api import runs_of
 from doeff.serde import MsgpackCodec
 from doeff.storage import Durable, SQLiteKV
 
@@ -266,6 +268,64 @@ def test_token_signs_the_browser_in_once(driver: Any, store: Path, workflow: Wor
     finally:
         driver.delete_all_cookies()
         stop(server.process)
+
+
+def test_odd_run_records_show_as_what_they_are(driver: Any, dashboard: Dashboard,
+                                               store: Path) -> None:
+    """The runs `.` and `..` (which a browser would resolve away in a path) open their own
+    pages; a record that cannot be read is listed with why and its page says so; a failed
+    run's 3000-line traceback scrolls in its box, leaving the timeline within reach; an address
+    with a malformed %-escape shows a missing run, not a dead page."""
+    now = time.time()
+    record = {"status": "completed", "attempt": 1, "started_at": now, "updated_at": now,
+              "ended_at": now, "heartbeat_at": now, "host": "elsewhere", "pid": 1,
+              "step_count": 1, "current_effect": None, "tasks": [], "steps": [],
+              "steps_omitted": 0, "error": None, "attempts": []}
+    trace = "\n".join(f'  File "deep.py", line {i}, in deep' for i in range(3000))
+    with Durable(SQLiteKV(str(store)), MsgpackCodec()) as storage:
+        runs = runs_of(storage)
+        for dots in (".", ".."):
+            runs.write({**record, "run_id": dots, "program": f"dots {dots}"})
+        runs.write({**record, "run_id": "deep-failure", "program": "deep", "status": "failed",
+                    "error": {"type": "RecursionError", "message": "too deep",
+                              "traceback": trace}})
+        runs.kv.put("run:garbage", b"\x00\xffnot a record")
+
+    for dots in (".", ".."):
+        driver.get(dashboard.page("/"))
+        link = wait_for(driver, _element(f'tr.run[data-run-id="{dots}"] td.run-id a'),
+                        f"the link of {dots}")
+        driver.get(link.get_attribute("href"))
+        wait_for(driver, _shows("#run-program", f"dots {dots}"), f"the page of run {dots!r}")
+        assert text_of(driver, "#run-id") == dots
+
+    driver.get(dashboard.page("/"))
+    bad = wait_for(driver, lambda d: d.find_element(
+        "css selector", '#unreadable-runs li[data-run-id="garbage"]'), "garbage listed")
+    assert "not a doeff record" in bad.text
+    run_page(driver, dashboard, "garbage")
+    wait_for(driver, status_is("unreadable"), "#run-status unreadable")
+    assert "cannot be read" in text_of(driver, "#run-unreadable")
+
+    run_page(driver, dashboard, "deep-failure")
+    wait_for(driver, status_is("failed"), "#run-status failed")
+    box, timeline_top, viewport = driver.execute_script(
+        """const pre = document.querySelector('#run-error pre.traceback');
+        const top = document.getElementById('step-timeline').getBoundingClientRect().top;
+        return [[pre.scrollHeight, pre.clientHeight], top + window.scrollY, innerHeight];""")
+    assert box[0] > box[1], "the traceback does not scroll in its box"
+    assert timeline_top < 2 * viewport, f"the timeline starts {timeline_top} px down"
+
+    driver.get(dashboard.page("/run/%E0%A4%A"))
+    wait_for(driver, status_is("missing"), "#run-status missing for a malformed address")
+
+
+def _element(css: str) -> Any:
+    return lambda d: d.find_element("css selector", css)
+
+
+def _shows(css: str, text: str) -> Any:
+    return lambda d: text_of(d, css) == text
 
 
 def click(driver: Any, css: str) -> None:

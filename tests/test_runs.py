@@ -3,6 +3,8 @@ bounded steps), run-scoped keys, and that a record never crashes its reader."""
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 from collections.abc import Generator
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from doeff import do, run_sync, run_workflow
@@ -256,17 +258,38 @@ _FIELDS = list(_record().keys())
 
 
 @given(st.dictionaries(st.sampled_from(_FIELDS), _json, max_size=12) | _json)
+@example({"started_at": math.nan})
+@example({"heartbeat_at": math.inf})
+@example({"pid": 2 ** 62})
 def test_no_record_crashes_its_reader(data: Any) -> None:
-    """Whatever a record holds, reading it gives a RunRecord or a DecodeError naming it."""
+    """Whatever a record holds, reading it gives a RunRecord or a DecodeError naming it; a
+    record read is one a reader can show: strict JSON (no NaN or infinity, which JSON cannot
+    hold) and a "lost" check that works even when it claims a pid of this host's."""
     merged = {**_record(), **data} if isinstance(data, dict) else data
-    for candidate in (data, merged):
+    here = {**merged, "host": HOST} if isinstance(merged, dict) else merged
+    for candidate in (data, merged, here):
         try:
             record = RunRecord.from_json(candidate, "crafted")
         except DecodeError as exc:
             assert "crafted" in str(exc)
         else:
-            assert isinstance(record.to_json(), dict)
+            json.dumps(record.to_json(), allow_nan=False)
             record.seen()
+
+
+@pytest.mark.parametrize("field", ["started_at", "updated_at", "heartbeat_at", "ended_at"])
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_a_time_that_is_no_number_is_a_decode_error(field: str, number: float) -> None:
+    """NaN and the infinities (which msgpack carries) are no time: the record is refused."""
+    with pytest.raises(DecodeError, match=f"{field}.*not a finite number"):
+        RunRecord.from_json(_record(**{field: number}), "crafted")
+
+
+def test_a_pid_no_process_can_have_reads_as_lost_on_this_host() -> None:
+    """A live record of this host whose pid is past what the OS holds is lost, not a crash."""
+    record = RunRecord.from_json(_record(host=HOST, pid=2 ** 62, heartbeat_at=time.time()))
+    seen = record.seen()
+    assert seen.status == "lost" and "has exited" in (seen.lost_reason or "")
 
 
 def test_a_record_round_trips_through_json() -> None:

@@ -57,14 +57,20 @@ def show_time(ts: float | None) -> str:
     """A UNIX time as UTC `2024-05-01 12:00:03Z`, or `-` where the backend records none."""
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # no calendar date: a damaged record's time
+        return f"{ts!r} (not a date)"
 
 
 def iso_time(ts: float | None) -> str | None:
     """A UNIX time as an ISO 8601 UTC string for JSON, or None."""
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):  # as in show_time
+        return f"{ts!r} (not a date)"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:

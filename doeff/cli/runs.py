@@ -9,6 +9,7 @@ few seconds at most) to see it land.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -41,7 +42,9 @@ _POLL = 0.2  # seconds between reads while waiting or watching
 
 
 def show_age(seconds: float) -> str:
-    """An age for people, coarse on purpose: `<1m`, `5m`, `3h`, `2d`."""
+    """An age for people, coarse on purpose: `<1m`, `5m`, `3h`, `2d` (`?` for no number)."""
+    if not math.isfinite(seconds):  # a store's timestamp of infinity (a damaged record)
+        return "?"
     if seconds < 60:
         return "<1m"
     if seconds < 3600:

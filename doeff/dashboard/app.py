@@ -10,6 +10,7 @@ shows changed.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +38,7 @@ from doeff.dashboard.data import (
     store_stats,
 )
 from doeff.dashboard.guard import Guard
-from doeff.errors import DoeffError, RunError, RunNotFoundError
+from doeff.errors import DecodeError, RunError, RunNotFoundError
 from doeff.runs import cancel_run, pause_run, resume_run
 from doeff.runs.record import STATUSES
 from doeff.storage.base import KVStore
@@ -70,7 +71,27 @@ def _static_files() -> dict[str, bytes]:
 def _dumps(value: Any) -> str:
     # ensure_ascii: text from a store goes out as \u escapes, so no byte of it can end an
     # event's data line or fail to encode (Starlette's own JSON writes raw UTF-8).
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or infinity (a store's damaged timestamp), which JSON cannot hold
+        return json.dumps(_finite(value), ensure_ascii=True, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _run_id(request: Request) -> str:
+    """The run a request names: in its path, or, for the ids `.` and `..` (which browsers
+    resolve away as path segments, even percent-encoded), in `?id=` after an empty one."""
+    return request.path_params["run_id"] or request.query_params.get("id", "")
 
 
 class JSON(JSONResponse):
@@ -139,8 +160,11 @@ class Endpoints:
 
     def run(self, request: Request) -> Response:
         """One run's whole record."""
-        run_id = request.path_params["run_id"]
-        record = self.reader.one(run_id)
+        run_id = _run_id(request)
+        try:
+            record = self.reader.one(run_id)
+        except DecodeError as exc:
+            return _error(422, str(exc))
         if record is None:
             return _error(404, f"no run {show_key(run_id):.200} in this store")
         return JSON(run_detail(record))
@@ -148,14 +172,16 @@ class Endpoints:
     def act(self, request: Request) -> Response:
         """Leave a cancel, pause or resume request for a live run (the guard has checked the
         CSRF token)."""
-        run_id, action = request.path_params["run_id"], request.path_params["action"]
+        run_id, action = _run_id(request), request.path_params["action"]
         if action not in ACTIONS:
             return _error(404, f"no action {action!r:.40}: cancel, pause or resume")
         try:
             ACTIONS[action](self.settings.kv, run_id)
+            record = self.reader.one(run_id)
         except RunError as exc:  # unknown run, or one that has ended
             return _error(404 if isinstance(exc, RunNotFoundError) else 409, str(exc))
-        record = self.reader.one(run_id)
+        except DecodeError as exc:  # a record that cannot be read: no run to steer
+            return _error(422, str(exc))
         body = run_detail(record) if record is not None else {}
         return JSON({**body, "requested": action})
 
@@ -188,7 +214,8 @@ class Endpoints:
         while not settings.closing.is_set():
             try:
                 found = await anyio.to_thread.run_sync(poll)
-            except DoeffError as exc:  # the store failed (a lost connection): say so, go on
+            except Exception as exc:  # the store failed (a lost connection), or reading what
+                # it holds did: say so on the stream, which stays up, and poll again.
                 found = "store-error", {"error": f"{type(exc).__name__}: {exc}"}
             if found is not None:
                 yield f"event: {found[0]}\ndata: {_dumps(found[1])}\n\n"
@@ -205,7 +232,8 @@ class Endpoints:
 
     def runs_events(self, request: Request) -> Response:
         """Changes to the runs list (`event: runs`)."""
-        feed = RunListFeed(self.reader)
+        # Pages polling within half an interval of each other share one read of the list.
+        feed = RunListFeed(self.reader, share_for=self.settings.poll / 2)
 
         def poll() -> tuple[str, Any] | None:
             change = feed.poll()
@@ -214,8 +242,9 @@ class Endpoints:
         return self._stream(poll)
 
     def run_events(self, request: Request) -> Response:
-        """One run's record whenever it changes (`event: run`, or `event: missing`)."""
-        return self._stream(RunFeed(self.reader, request.path_params["run_id"]).poll)
+        """One run's record whenever it changes (`event: run`, `event: missing`, or
+        `event: unreadable`)."""
+        return self._stream(RunFeed(self.reader, _run_id(request)).poll)
 
     def routes(self) -> list[Route]:
         """Every route, the more specific first."""

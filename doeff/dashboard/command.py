@@ -9,6 +9,7 @@ and exit status 2. Once the socket listens, one line on stdout says where:
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -88,7 +89,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
-        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        hint = "; another program has that port: choose another --port (--port 0 picks a " \
+            "free one)" if exc.errno == errno.EADDRINUSE else ""
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from exc
     sock.set_inheritable(True)
     return sock
 

@@ -62,35 +62,73 @@ class RunReader:
     def __init__(self, kv: KVStore, lost_after: float = LOST_AFTER) -> None:
         self.runs = runs_of(kv)
         self.lost_after = lost_after
-        self._decoded: dict[str, tuple[bytes, RunRecord | None]] = {}
+        self._decoded: dict[str, tuple[bytes, RunRecord | DecodeError | None]] = {}
         self._lock = threading.Lock()
+        # Why each record that `all` left out cannot be read, by run id (as of its last call).
+        self.unreadable: dict[str, str] = {}
+        # The last list's summaries, with the (monotonic) time they were made: what every open
+        # runs page is sent, made once for all of them (see `summaries`).
+        self._summaries: tuple[float, dict[str, dict[str, Any]], dict[str, str]] | None = None
+        self._summaries_lock = threading.Lock()
 
     def all(self, status: str | None = None) -> list[RunRecord]:
-        """Every readable run as seen now ("lost" computed), newest first; `status` filters."""
+        """Every readable run as seen now ("lost" computed), newest first; `status` filters.
+        The others are named in `unreadable`, as `doeff runs ls` warns of them."""
         with self._lock:
-            fresh: dict[str, tuple[bytes, RunRecord | None]] = {}
+            fresh: dict[str, tuple[bytes, RunRecord | DecodeError | None]] = {}
             for key, raw, _ in self.runs.kv.records(RUN):
                 run_id = key[len(RUN):]
                 known = self._decoded.get(run_id)
                 fresh[run_id] = known if known is not None and known[0] == raw else \
-                    (raw, self._read(run_id))
+                    (raw, self._decode(run_id, raw))
             self._decoded = fresh
+            self.unreadable = {k: str(r) for k, (_, r) in fresh.items()
+                               if isinstance(r, DecodeError)}
         now = time.time()
         records = [r.seen(now=now, lost_after=self.lost_after)
-                   for _, r in fresh.values() if r is not None]
+                   for _, r in fresh.values() if isinstance(r, RunRecord)]
         records.sort(key=lambda r: (-r.started_at, r.run_id))
         return [r for r in records if status is None or r.status == status]
 
+    def summaries(self, max_age: float = 0.0) -> tuple[dict[str, dict[str, Any]],
+                                                        dict[str, str]]:
+        """Every readable run's summary by run id, newest first, and `unreadable`: made again
+        only if those at hand are older than `max_age` seconds. Each open runs page polls
+        this; without sharing, every one of them would read and summarise the whole list."""
+        with self._summaries_lock:
+            made = self._summaries
+            if made is not None and time.monotonic() - made[0] <= max_age:
+                return made[1], made[2]
+            now = time.time()
+            current = {r.run_id: run_summary(r, now) for r in self.all()}
+            self._summaries = (time.monotonic(), current, dict(self.unreadable))
+            return current, self._summaries[2]
+
     def one(self, run_id: str) -> RunRecord | None:
-        """The record of `run_id` as seen now, or None if there is none (or it is unreadable)."""
-        record = self._read(run_id)
+        """The record of `run_id` as seen now, or None if there is none; DecodeError saying why
+        if it cannot be read."""
+        raw = self.runs.kv.get(RUN + run_id)
+        if raw is None:
+            return None
+        with self._lock:
+            known = self._decoded.get(run_id)
+        if known is not None and known[0] == raw:
+            record = known[1]
+        else:
+            # A run page polls its run five times a second: a record of a wide fan-out is a
+            # megabyte, so it is decoded again only when its bytes changed.
+            record = self._decode(run_id, raw)
+            with self._lock:
+                self._decoded[run_id] = (raw, record)
+        if isinstance(record, DecodeError):
+            raise record
         return None if record is None else record.seen(lost_after=self.lost_after)
 
-    def _read(self, run_id: str) -> RunRecord | None:
+    def _decode(self, run_id: str, raw: bytes) -> RunRecord | DecodeError:
         try:
-            return self.runs.read(run_id)
-        except DecodeError:  # an unreadable record is left out, as `doeff runs ls` does
-            return None
+            return self.runs.decode(run_id, raw)
+        except DecodeError as exc:
+            return exc
 
 
 def run_detail(record: RunRecord) -> dict[str, Any]:
@@ -104,23 +142,27 @@ class RunListFeed:
     """The changes to the runs list since the last `poll` (the first gives every run): what
     /api/events sends."""
 
-    def __init__(self, reader: RunReader) -> None:
+    def __init__(self, reader: RunReader, share_for: float = 0.0) -> None:
         self.reader = reader
+        self.share_for = share_for  # seconds a list read for another page may be reused
         self.shown: dict[str, dict[str, Any]] | None = None
+        self.bad_shown: list[dict[str, str]] = []
 
     def poll(self) -> dict[str, Any] | None:
-        """`{"full", "runs": [changed summaries], "removed": [ids]}`, or None if nothing
-        changed."""
-        now = time.time()
-        current = {r.run_id: run_summary(r, now) for r in self.reader.all()}
+        """`{"full", "runs": [changed summaries], "removed": [ids], "unreadable": [{run_id,
+        error}]}` (the last always whole), or None if nothing changed."""
+        current, bad = self.reader.summaries(self.share_for)
+        unreadable = [{"run_id": k, "error": v} for k, v in sorted(bad.items())]
         shown, self.shown = self.shown, current
+        bad_before, self.bad_shown = self.bad_shown, unreadable
         if shown is None:
-            return {"full": True, "runs": list(current.values()), "removed": []}
+            return {"full": True, "runs": list(current.values()), "removed": [],
+                    "unreadable": unreadable}
         changed = [s for k, s in current.items() if shown.get(k) != s]
         removed = [k for k in shown if k not in current]
-        if not changed and not removed:
+        if not changed and not removed and unreadable == bad_before:
             return None
-        return {"full": False, "runs": changed, "removed": removed}
+        return {"full": False, "runs": changed, "removed": removed, "unreadable": unreadable}
 
 
 class RunFeed:
@@ -132,13 +174,20 @@ class RunFeed:
         self.last: object = ...  # nothing sent yet
 
     def poll(self) -> tuple[str, dict[str, Any]] | None:
-        """("run", the record) or ("missing", {run_id}) when it changed since the last poll;
-        None if it did not."""
-        record = self.reader.one(self.run_id)
-        data = None if record is None else record.to_json()
-        if data == self.last:
+        """("run", the record), ("missing", {run_id}) or ("unreadable", {run_id, error}) when
+        it changed since the last poll; None if it did not."""
+        try:
+            record = self.reader.one(self.run_id)
+        except DecodeError as exc:
+            if self.last == str(exc):
+                return None
+            self.last = str(exc)
+            return "unreadable", {"run_id": self.run_id, "error": str(exc)}
+        # The reader gives the same decoded record while its bytes stay the same, so this is
+        # cheap until it changes (fields compared by identity first).
+        if record == self.last:
             return None
-        self.last = data
+        self.last = record
         if record is None:
             return "missing", {"run_id": self.run_id}
         return "run", run_detail(record)

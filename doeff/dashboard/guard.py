@@ -119,6 +119,8 @@ class Guard:
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
                 # The path as sent (still percent-encoded): a run id may hold `?` or `#`.
                 path = scope.get("raw_path") or scope["path"].encode("utf-8")
+                # One leading slash: `//host/...` would send the browser to another host.
+                path = b"/" + path.lstrip(b"/")
                 location = path + (f"?{rest}".encode() if rest else b"")
                 cookie = (f"{self.token_cookie}={given[-1]}; Path=/; HttpOnly; "
                           f"SameSite=Strict").encode()

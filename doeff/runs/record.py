@@ -12,6 +12,7 @@ when it died.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -160,6 +161,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's process
+    except OverflowError:  # past what a pid_t holds: no process has it (a damaged record)
+        return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rpartition(b")")[2].split()[:1]
@@ -204,9 +207,12 @@ def _num(data: dict[str, Any], name: str, default: Any = ...) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except OverflowError as exc:  # an int no float can hold
         raise DecodeError(f"field {name!r} is an int too large for a time or duration") from exc
+    if not math.isfinite(number):  # msgpack carries NaN and infinities; no time or duration is one
+        raise DecodeError(f"field {name!r} is {number}, not a finite number")
+    return number
 
 
 def _dict(data: object, what: str) -> dict[str, Any]:

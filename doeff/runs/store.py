@@ -50,6 +50,11 @@ class RunStore:
         raw = self.kv.get(key)
         return None if raw is None else _open(raw, key, run_id)
 
+    def decode(self, run_id: str, raw: bytes) -> RunRecord:
+        """The record that `raw`, as stored for `run_id`, holds (for a reader that has its
+        bytes already); DecodeError if it is not one."""
+        return _open(raw, RUN + run_id, run_id)
+
     def write(self, record: dict[str, Any]) -> None:
         """Store a record given as plain JSON types (see RunRecord.to_json)."""
         key = RUN + record["run_id"]

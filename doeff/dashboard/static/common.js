@@ -105,6 +105,18 @@ export function formatSeconds(s) {
   return `${s.toFixed(1)} s`;
 }
 
+// "." and ".." are path segments a browser resolves away (even written %2E), so a run of such
+// an id is named by `?id=` after an empty segment, which the server reads instead.
+const DOTS = new Set([".", ".."]);
+
 export function runHref(runId) {
+  if (DOTS.has(runId)) return "/run/?id=" + encodeURIComponent(runId);
   return "/run/" + encodeURIComponent(runId);
+}
+
+/** The API address of a run (`suffix`: "events", "cancel", ...), as `runHref` names it. */
+export function runApi(runId, suffix = "") {
+  const tail = suffix ? "/" + suffix : "";
+  if (DOTS.has(runId)) return `/api/runs/${tail}?id=${encodeURIComponent(runId)}`;
+  return "/api/runs/" + encodeURIComponent(runId) + tail;
 }

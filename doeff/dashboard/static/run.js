@@ -1,11 +1,22 @@
 // One run's page: status, K stacks, step timeline and error, redrawn on every change the
 // /api/runs/ID/events stream sends.
 import {
-  el, formatBytes, formatSeconds, listen, markUpdated, post, setText, showStore, svg,
+  el, formatBytes, formatSeconds, listen, markUpdated, post, runApi, setText, showStore, svg,
 } from "./common.js";
 
-const runId = decodeURIComponent(location.pathname.slice("/run/".length));
-const api = "/api/runs/" + encodeURIComponent(runId);
+/** The run this page shows: its path's last part, or `?id=` (see runHref); null if the
+ * address cannot name one (a malformed %-escape typed by hand). */
+function pageRunId() {
+  const inPath = location.pathname.slice("/run/".length);
+  if (!inPath) return new URLSearchParams(location.search).get("id") ?? "";
+  try {
+    return decodeURIComponent(inPath);
+  } catch {
+    return null;
+  }
+}
+
+const runId = pageRunId();
 const LIVE = new Set(["pending", "running", "paused"]);
 
 function where(frame) {
@@ -94,7 +105,8 @@ function renderError(record) {
   const pre = box.querySelector("pre.traceback");
   if (record.status === "failed" && record.error) {
     setText("error-line", `${record.error.type}: ${record.error.message}`);
-    pre.textContent = record.error.traceback;
+    // Only when it changed: a reader scrolled into a long traceback keeps their place.
+    if (pre.textContent !== record.error.traceback) pre.textContent = record.error.traceback;
     box.hidden = false;
   } else if (record.status === "lost") {
     setText("error-line", `lost: ${record.lost_reason || "its process stopped"}`);
@@ -119,6 +131,7 @@ function renderControls(status) {
 
 function render(record) {
   document.getElementById("run-missing").hidden = true;
+  document.getElementById("run-unreadable").hidden = true;
   const status = document.getElementById("run-status");
   status.textContent = record.status;
   status.className = `status ${record.status}`;
@@ -140,8 +153,22 @@ function render(record) {
 
 function missing() {
   document.getElementById("run-missing").hidden = false;
+  document.getElementById("run-unreadable").hidden = true;
   setText("run-status", "missing");
   renderControls("missing");
+  markUpdated();
+}
+
+// The store holds a record under this id that is not one doeff writes: say why, keep nothing
+// of an earlier rendering that would suggest otherwise.
+function unreadable(data) {
+  document.getElementById("run-missing").hidden = true;
+  const box = document.getElementById("run-unreadable");
+  box.querySelector("code").textContent = data.error;
+  box.hidden = false;
+  setText("run-status", "unreadable");
+  document.getElementById("run-status").className = "status unreadable";
+  renderControls("unreadable");
   markUpdated();
 }
 
@@ -151,7 +178,7 @@ for (const action of ["cancel", "pause", "resume"]) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      await post(`${api}/${action}`);
+      await post(runApi(runId, action));
       setText("action-message", `${action} requested: the run takes it at its next heartbeat`);
     } catch (error) {
       setText("action-message", error.message);
@@ -159,7 +186,12 @@ for (const action of ["cancel", "pause", "resume"]) {
   });
 }
 
-setText("run-id", runId);
-document.title = `doeff — run ${runId}`;
 showStore();
-listen(`${api}/events`, { run: render, missing });
+if (runId === null) {
+  setText("run-id", location.pathname.slice("/run/".length));
+  missing();
+} else {
+  setText("run-id", runId);
+  document.title = `doeff — run ${runId}`;
+  listen(runApi(runId, "events"), { run: render, missing, unreadable });
+}

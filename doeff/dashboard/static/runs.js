@@ -26,10 +26,22 @@ function render() {
   markUpdated();
 }
 
+// Records the server could not read: each named, with why (the list comes whole each time).
+function renderUnreadable(bad) {
+  const box = document.getElementById("unreadable-runs");
+  box.querySelector("ul").replaceChildren(...bad.map((b) => {
+    const item = el("li", { class: "unreadable-run", "data-run-id": b.run_id });
+    item.append(el("code", {}, b.run_id), ": ", el("span", { class: "error" }, b.error));
+    return item;
+  }));
+  box.hidden = bad.length === 0;
+}
+
 function apply(change) {
   if (change.full) runs.clear();
   for (const r of change.runs) runs.set(r.run_id, r);
   for (const id of change.removed) runs.delete(id);
+  renderUnreadable(change.unreadable ?? []);
   render();
 }
 
