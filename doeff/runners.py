@@ -21,7 +21,7 @@ from doeff.cesk.handlers import (
     merge_user_handlers,
     state_handlers,
 )
-from doeff.cesk.machine import WAIT, YIELD, Handler, Machine
+from doeff.cesk.machine import WAIT, YIELD, Driver, Handler, Machine
 from doeff.cesk.result import CESKResult
 from doeff.effects.base import Effect
 from doeff.effects.io import Await, Perform
@@ -229,8 +229,10 @@ def run_sync(
                                    replay=replay)
     observer = _observe(m, on_step)
     if run_id is not None or tracer is not None:
-        return _run_recorded(m, driver, observer, entry_program(program), handlers, run_id,
-                             tracer)
+        entry = entry_program(program)
+        control, _ = _controlled(m, driver, observer, entry, handlers, run_id, tracer)
+        control.run(entry, driver)
+        return _outcome(control)
     try:
         m.begin(entry_program(program))
         result = m.drive(driver)
@@ -239,22 +241,33 @@ def run_sync(
     return _report_end(observer, result)
 
 
-def _run_recorded(m: Machine, driver: SyncDriver, observer: StepObserver | None, program: Any,
-                  handlers: Mapping[type, Any] | None, run_id: str | bool | None,
-                  tracer: Any) -> CESKResult[Any]:
-    """run_sync of a run with a record or spans: under the control run_workflow uses (so its
-    heartbeat can take snapshots and apply requests), on this thread."""
+def _controlled(m: Machine, driver: Driver, observer: StepObserver | None, program: Any,
+                handlers: Mapping[type, Any] | None, run_id: str | bool | None,
+                tracer: Any) -> tuple[WorkflowControl, str | None]:
+    """The control a run goes under when something outside its loop may look at or steer it
+    (run_workflow; run_sync and run_async given a record or spans, so their heartbeat can take
+    snapshots and apply requests), with the record and spans attached; and the run id."""
     control = WorkflowControl(m, observer)
+    if run_id is None and tracer is None:
+        control.wrap_handlers(handlers or ())
+        return control, None
     try:
-        attach(m, control, program, run_id=run_id, tracer=tracer, handlers=handlers or ())
+        chosen = attach(m, control, program, run_id=run_id, tracer=tracer,
+                        handlers=handlers or ())
     except BaseException:
         driver.close()
         raise
-    control.run(program, driver)
+    return control, chosen
+
+
+def _outcome(control: WorkflowControl) -> CESKResult[Any]:
+    """The result of a run that went under `control` and has ended on the caller's thread."""
     result = control.result
     assert result is not None
     if result.error is not None and not isinstance(result.error, Exception):
-        raise result.error  # KeyboardInterrupt, SystemExit: recorded as failed, then re-raised
+        # KeyboardInterrupt, SystemExit, a cancelled asyncio task: recorded as failed, and
+        # re-raised to the caller
+        raise result.error
     return result
 
 
@@ -269,6 +282,8 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
     replay: str | None = None,
 ) -> CESKResult[T]: ...
 @overload
@@ -282,6 +297,8 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
     replay: str | None = None,
 ) -> CESKResult[Any]: ...
 async def run_async(
@@ -294,12 +311,21 @@ async def run_async(
     on_step: OnStep | None = None,
     max_concurrency: int | None = None,
     executor: concurrent.futures.Executor | None = None,
+    run_id: str | bool | None = None,
+    tracer: Any = None,
     replay: str | None = None,
 ) -> CESKResult[Any]:
     """Like `run_sync`, but on the caller's running event loop, which it never blocks for long:
     `await_` effects are awaited on that loop (concurrently, as asyncio tasks), and `perform`
     calls run on the executor (`loop.run_in_executor`), even in a run with a single task. The
-    machine's own steps run on the loop's thread, between the loop's other callbacks."""
+    machine's own steps run on the loop's thread, between the loop's other callbacks.
+
+    Arguments are those of `run_sync`. With `run_id=` the run keeps its record and heartbeat
+    (on a thread of its own, so also while the run awaits); a pause asked for from another
+    process holds the run in an await, the loop free for its other tasks, and a cancel lands
+    in the await the run waits in. Cancelling the asyncio task running `run_async` ends the
+    run (its record "failed") and raises `CancelledError` in the caller, as ever.
+    """
     _check_options(env=env, state=state, handlers=handlers, storage=storage,
                    max_concurrency=max_concurrency, executor=executor)
     m = build_machine(env=env, state=state, handlers=handlers, storage=storage, async_mode=True,
@@ -307,20 +333,59 @@ async def run_async(
     driver = AsyncDriver(asyncio.get_running_loop(), executor, max_concurrency)
     m.driver = driver
     observer = _observe(m, on_step)
+    if run_id is not None or tracer is not None:
+        entry = entry_program(program)
+        control, _ = _controlled(m, driver, observer, entry, handlers, run_id, tracer)
+        control.on_loop = True
+        with control.running(entry, driver) as ending:
+            ending.result = await _drive_async(m, driver, control)
+        return _outcome(control)
     try:
         m.begin(entry_program(program))
-        while (outcome := m.proceed(ASYNC_TURNS)) is WAIT or outcome is YIELD:
-            try:
-                if outcome is YIELD:
-                    await asyncio.sleep(0)  # the loop runs a while: awaits started so far begin
-                else:
-                    await driver.wait(m.sched, m.sched.deadline())
-            except BaseException as err:  # the task running run_async was cancelled
-                m.interrupt(err)
+        result = await _drive_async(m, driver, None)
     finally:
         driver.close()
-    result: CESKResult[Any] = outcome
     return _report_end(observer, result)
+
+
+async def _drive_async(m: Machine, driver: AsyncDriver,
+                       control: WorkflowControl | None) -> CESKResult[Any]:
+    """Run tasks until the main one ends, letting the loop run between turns and awaiting
+    while no task is ready; under a `control`, a pause holds the run in an await."""
+    # Under a control, one turn per call: a pause ends the turn it lands in (see
+    # WorkflowControl.boundary), and no other turn may start before the hold is seen here.
+    budget = ASYNC_TURNS if control is None else 1
+    turns = 0
+    while True:
+        outcome = m.proceed(budget)
+        if outcome is not WAIT and outcome is not YIELD:
+            result: CESKResult[Any] = outcome
+            return result
+        try:
+            if control is not None and control.held is not None:
+                await _paused(driver, control)
+            elif outcome is WAIT:
+                await driver.wait(m.sched, m.sched.deadline())
+            else:
+                turns += budget
+                if turns >= ASYNC_TURNS:
+                    turns = 0
+                    await asyncio.sleep(0)  # the loop runs a while: awaits started so far begin
+        except BaseException as err:  # the task running run_async was cancelled
+            m.interrupt(err)
+
+
+async def _paused(driver: AsyncDriver, control: WorkflowControl) -> None:
+    """Await, the loop free, until the pause holding the run is resumed or cancelled (either
+    pokes the machine, which sets the driver's event)."""
+    try:
+        while control.still_held():
+            # Only the event: taking in completions now would start queued calls, and a paused
+            # run starts nothing.
+            driver.event.clear()
+            await driver.event.wait()
+    finally:
+        control.release()
 
 
 @overload
@@ -384,18 +449,8 @@ def run_workflow(
                                    max_concurrency=max_concurrency, executor=executor,
                                    replay=replay)
     observer = _observe(m, on_step)
-    control = WorkflowControl(m, observer)
     entry = entry_program(program)
-    chosen = None
-    if run_id is not None or tracer is not None:
-        try:
-            chosen = attach(m, control, entry, run_id=run_id, tracer=tracer,
-                            handlers=handlers or ())
-        except BaseException:
-            driver.close()
-            raise
-    else:
-        control.wrap_handlers(handlers or ())
+    control, chosen = _controlled(m, driver, observer, entry, handlers, run_id, tracer)
     thread = threading.Thread(
         target=control.run, args=(entry, driver), name="doeff-workflow", daemon=True,
     )

@@ -320,15 +320,16 @@ class Machine:
             if task is not None:
                 self._run(task)
                 turns += 1
-                if turns == budget and sched.ready:
+                # `>=`: a turn past the budget (the queue was empty when it was used up, news
+                # came since) ends the call too, so it never runs more turns than it should.
+                if budget is not None and turns >= budget and sched.ready:
                     return YIELD
                 continue
             if root.done:
                 return self._result()
             if not sched.expecting() and sched.break_deadlock():
                 continue
-            self._idle()
-            if not sched.ready and not sched.attention:
+            if self._idle() or (not sched.ready and not sched.attention):
                 return WAIT
 
     def interrupt(self, err: BaseException) -> None:
@@ -531,11 +532,16 @@ class Machine:
             return value, exc
         return None, self._land(err, value, exc)
 
-    def _idle(self) -> None:
-        """No task can run: a boundary where the monitor's requests are answered."""
+    def _idle(self) -> bool:
+        """No task can run: a boundary where the monitor's requests are answered. True if the
+        control asked to stop here (PREEMPT: a pause of a run on an event loop, which its
+        driver then awaits): no task may run, even one that news has made ready since."""
         control = self._hooks.get("control")
-        if control is not None:
-            self._injected(control(self.steps, None))
+        if control is None:
+            return False
+        injected = control(self.steps, None)
+        self._injected(injected)
+        return injected is PREEMPT
 
     def _injected(self, injected: BaseException | None) -> None:
         """An error a hook asked to raise while the main task is not the one running: it is

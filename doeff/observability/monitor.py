@@ -12,7 +12,9 @@ hook, and the hook answers, then removes itself. Two states cannot answer that w
   effects, user handlers). Those handlers are wrapped to publish "parked on effect E"; K cannot
   change until the handler returns, and the handler cannot return while a reader holds the lock,
   so a reader builds the snapshot itself.
-- *paused* or *ended*: the snapshot taken when the machine stopped stays true.
+- *paused* or *ended*: the snapshot taken when the machine stopped stays true. A pause blocks
+  the machine thread at a step boundary; a machine on an event loop (run_async) must not block
+  its thread, so there the pause ends the turn and the runner awaits the resume (`held`).
 If user code computes for a long time between two yields there is no step boundary to answer at:
 `snapshot()` waits `timeout` seconds, then returns the latest snapshot already taken (consistent,
 older: compare `step_count`), and later calls return that at once until the machine answers.
@@ -21,13 +23,15 @@ older: compare `step_count`), and later calls return that at once until the mach
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
 from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import BlockingDriver, Handler, Machine
 from doeff.cesk.result import CESKResult
+from doeff.cesk.scheduler import PREEMPT
 from doeff.cesk.traceback import CapturedTraceback
 from doeff.effects.cache import CacheGet, CacheLookup, CachePut, CacheStore
 from doeff.errors import CancellationError, WaitTimeoutError
@@ -52,6 +56,15 @@ def taken(status: ExecutionStatus, m: Machine, effect: Any, steps: int,
 T = TypeVar("T")
 
 _ENDED = ("completed", "failed")
+
+
+class Ending:
+    """What `WorkflowControl.running` hands its body: the body sets `result` from its drive."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: CESKResult[Any] | None = None
 
 
 class _Request:
@@ -79,6 +92,10 @@ class WorkflowControl:
         self.cancel_requested = False
         self.cancel_sent = False
         self.stalled = False
+        # True when the machine runs on an event loop (run_async): its thread must never block,
+        # so a pause ends the turn and the runner awaits the resume (see `release`).
+        self.on_loop = False
+        self.held: ExecutionSnapshot | None = None  # on a loop: where the pause holds it
         self.parked: Any = None  # the effect whose handler the machine waits in, if any
         self.reading = False  # a reader holds the lock and may look at the parked state
         self.still: ExecutionSnapshot | None = None  # true until the machine moves again
@@ -110,8 +127,18 @@ class WorkflowControl:
 
     def run(self, program: Any, driver: BlockingDriver) -> None:
         """The workflow thread's body: run the program, then publish the end."""
+        with self.running(program, driver) as ending:
+            ending.result = self.m.drive(driver)
+
+    @contextlib.contextmanager
+    def running(self, program: Any, driver: Any) -> Iterator[Ending]:
+        """Begin `program` on this thread; the body drives the machine to its result (into the
+        `Ending`), blocking (`run`) or awaiting (run_async). On leaving: the driver is closed,
+        and the end published, whatever the body raised (KeyboardInterrupt, a cancelled asyncio
+        task: the run ends "failed" with it; the caller re-raises it from the result)."""
         m = self.m
         self.thread_id = threading.get_ident()
+        ending = Ending()
         try:
             try:
                 with self.lock:
@@ -120,9 +147,11 @@ class WorkflowControl:
                 with self.lock:
                     # Step 0, so a reader that cannot be answered still has a true state to see.
                     self.last = taken("running", m, None, m.steps, self.run_keys)
-                result: CESKResult[Any] = m.drive(driver)
+                yield ending
             finally:
                 driver.close()
+            result = ending.result
+            assert result is not None, "the body of running() sets the result"
             if result.is_ok() and self.cancel_sent:
                 # The program caught the cancellation and went on to finish; it was still
                 # cancelled, so the run must not read as completed.
@@ -162,28 +191,71 @@ class WorkflowControl:
             if self.requests or self.pause_requested:
                 now = taken("running", m, effect, steps, self.run_keys)
                 self.last = now
-                if self.pause_requested and not self.cancel_requested:
+                if self.holding():
+                    if self.on_loop:
+                        # End the turn here (the hook stays): the runner sees `held` and awaits
+                        # the resume, and the loop's other callbacks go on meanwhile.
+                        self.hold(now)
+                        self.held = now
+                        return PREEMPT
                     self.pause_here(now)
                 self.answer(now)
-            if self.cancel_requested and not self.cancel_sent:
-                self.cancel_sent = True
-                injected = CancellationError(f"the workflow was cancelled (at step {steps})")
+            injected = self.cancel_due(steps)
             cancel_pending = self.cancel_requested and not self.cancel_sent
             if not (self.requests or self.pause_requested or cancel_pending):
                 m.set_hook("control", None)
         return injected
 
+    def cancel_due(self, steps: int) -> BaseException | None:
+        """The CancellationError to throw into the program now, once per run (lock held)."""
+        if self.cancel_requested and not self.cancel_sent:
+            self.cancel_sent = True
+            return CancellationError(f"the workflow was cancelled (at step {steps})")
+        return None
+
     def pause_here(self, now: ExecutionSnapshot) -> None:
         """Hold the machine thread at this step boundary until resumed or cancelled (lock held)."""
+        self.hold(now)
+        while self.holding():
+            self.wake.wait()
+        self.unhold(now)
+
+    def hold(self, now: ExecutionSnapshot) -> None:
+        """The machine stopped at `now`: paused, for readers too (lock held)."""
         paused = now.with_status("paused")
         self.status = "paused"
         self.still = self.last = paused
         self.answer(paused)
-        while self.pause_requested and not self.cancel_requested:
-            self.wake.wait()
+
+    def holding(self) -> bool:
+        """Whether a pause still holds the machine: not resumed, not cancelled (lock held)."""
+        return self.pause_requested and not self.cancel_requested
+
+    def unhold(self, now: ExecutionSnapshot) -> None:
+        """The machine goes on from `now` (lock held)."""
         self.status = "running"
         self.still = None
         self.last = now
+
+    def still_held(self) -> bool:
+        """On a loop: whether the runner must go on awaiting the resume (any thread)."""
+        with self.lock:
+            return self.held is not None and self.holding()
+
+    def release(self) -> None:
+        """On a loop: the runner leaves a pause (resumed or cancelled); a cancel asked for
+        meanwhile lands in the main task before it takes another step (as `pause_here`'s
+        boundary throws it at once)."""
+        m = self.m
+        with self.lock:
+            now = self.held
+            if now is None:
+                return
+            self.held = None
+            self.unhold(now)
+            injected = self.cancel_due(now.step_count)
+        if injected is not None:
+            m.sched.cancel(m.root, injected)
 
     def wrap(self, handler: Handler) -> Handler:
         """`handler`, publishing "parked" while it runs so readers need not wait for it.
@@ -303,6 +375,7 @@ class WorkflowControl:
         with self.lock:
             self.pause_requested = False
             self.wake.notify_all()
+        self.m.poke()  # a machine held on an event loop awaits news (see `release`)
 
     def cancel(self) -> None:
         """Ask the machine to throw `CancellationError` into the program at its next boundary."""
