@@ -28,7 +28,9 @@ trailing spaces at line ends and blank lines at the end are dropped (editors str
 the page's temporary directory followed by `/` is removed from what ran (paths show relative
 to it); hex addresses (`0x` and 6 or more hex digits) compare as `0x…`; date-times
 (`2026-11-28 03:00:49Z`, `2026-11-28T03:00:52.864+00:00`) compare by shape, their digits not;
-a run's process (`pid 4242 on build-7`, as `doeff runs` names it) compares as `pid … on …`.
+a run's process (`pid 4242 on build-7`, as `doeff runs` names it) compares as `pid … on …`;
+a measured duration (`0.20 s`, `12 ms`, with the spaces before it) compares as ` … s` or
+` … ms` (`<1 ms` stays).
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ _NOT_RUN_LOOSE = re.compile(r"^\s*<!--\s*not[ _-]?run", re.IGNORECASE)
 _HEX = re.compile(r"0x[0-9a-fA-F]{6,}")
 _DATETIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?")
 _PROCESS = re.compile(r"\bpid \d+ on [\w.-]+")  # a run's process, as `doeff runs` names it
+# A measured duration as doeff's tables print it (`0.20 s`, `12 ms`): a step that sleeps 0.2 s
+# shows 0.21 s on a loaded machine.
+_DURATION = re.compile(r" *(?<![\w.<])\d+(?:\.\d+)? (s|ms)\b")
 
 
 class PageError(Exception):
@@ -197,6 +202,7 @@ def normalise(text: str, workdir: Path | None = None) -> list[str]:
     text = _HEX.sub("0x…", text)
     text = _DATETIME.sub(lambda m: re.sub(r"\d", "0", m.group()), text)
     text = _PROCESS.sub("pid … on …", text)
+    text = _DURATION.sub(r" … \1", text)
     lines = [line.rstrip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()

@@ -193,6 +193,11 @@ def test_normalisation_hides_only_temp_paths_addresses_and_time_digits(tmp_path:
     assert normalise(ran, tmp_path) != normalise("a.py <f at 0x7f5d9190df80> 2026-11-28T03:00:49Z")
     assert normalise(ran, tmp_path) != normalise("b.py <f at 0x7f5d9190df80> 2026-11-28 03:00:49Z")
     assert normalise("line\n", tmp_path) != normalise("\nline\n")
+    # measured durations do not count, their unit does: 0.20 s against 0.21 s, 12 ms against 9 ms
+    assert normalise("publish  29 B  0.21 s  12 ms") == normalise("publish  29 B  0.20 s   9 ms")
+    assert normalise("0.21 s") != normalise("0.21 ms")
+    assert normalise("0.21 s") != normalise("1.21 s0")
+    assert normalise("<1 ms") != normalise("<2 ms") and normalise("v1.20 s") != normalise("v1.21 s")
 
 
 def test_install_instructions_name_this_project_not_the_public_index() -> None:
