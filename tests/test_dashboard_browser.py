@@ -92,9 +92,12 @@ def test_runs_table_shows_the_run_running(driver: Any, dashboard: Dashboard,
     wait_for(driver, lambda d: d.find_element("css selector", row), f"a row {row}")
     wait_for(driver, lambda d: d.find_element("css selector", row).get_attribute("data-status")
              == "running", f"{row} with data-status=running")
-    assert text_of(driver, f"{row} td.status") == "running"
-    assert (int_of(driver, f"{row} td.steps") or 0) > 0
-    link = driver.find_element("css selector", f"{row} td.run-id a").get_attribute("href")
+    # The table is redrawn live: each read is retried if its row was replaced meanwhile.
+    wait_for(driver, lambda d: text_of(d, f"{row} td.status") == "running",
+             f"{row} td.status running")
+    wait_for(driver, lambda d: (int_of(d, f"{row} td.steps") or 0) > 0, f"{row} td.steps > 0")
+    link = wait_for(driver, lambda d: d.find_element("css selector", f"{row} td.run-id a")
+                    .get_attribute("href"), f"{row}'s link")
     assert link.endswith(f"/run/{workflow.run_id}")
 
     # The filter keeps the running run under "running" and drops it under "completed".
@@ -142,8 +145,9 @@ def test_step_count_grows_without_a_reload(driver: Any, dashboard: Dashboard,
              > bars, f"#step-timeline to grow past {bars} .step")
     assert driver.execute_script("return window.__sameDocument === true"), "the page reloaded"
     assert driver.execute_script("return Number(document.body.dataset.updated)") > updated
-    outcomes = {e.get_attribute("data-outcome")
-                for e in driver.find_elements("css selector", "#step-timeline .step")}
+    outcomes = wait_for(driver, lambda d: {e.get_attribute("data-outcome") for e in
+                                           d.find_elements("css selector", "#step-timeline .step")},
+                        "the timeline's outcomes")
     assert outcomes == {"computed"}  # every tick is a new step: none is read back
 
 
@@ -194,8 +198,9 @@ def test_a_sigkilled_run_shows_as_lost(driver: Any, dashboard: Dashboard,
              "#run-error shown for a lost run")
     # The K stack of the last heartbeat stays: where the run was when it died.
     where = f"{WORKFLOW_FILE.name}:{marked_line()}"
-    assert any(str(e.text).strip().endswith(where) for e in
-               driver.find_elements("css selector", "li.frame .frame-where"))
+    wait_for(driver, lambda d: any(str(e.text).strip().endswith(where) for e in
+                                   d.find_elements("css selector", "li.frame .frame-where")),
+             f"a .frame-where ending with {where} after the kill")
     assert workflow.record().status == "lost"
 
     driver.get(dashboard.page("/"))
