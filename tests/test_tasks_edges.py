@@ -112,6 +112,94 @@ def test_ctrl_c_during_a_fan_out_ends_the_run_after_every_cleanup(tmp_path: Path
         assert code == 3, f"after {delay} s: exit code {code}\n{out}"
 
 
+def test_a_second_ctrl_c_ends_a_run_whose_cleanup_waits(tmp_path: Path) -> None:
+    """A started finally_ cleanup runs to its end even when Ctrl-C ends the run; one that waits
+    for an hour holds the run after the first SIGINT, and a second SIGINT comes out of run_sync
+    at once (it used to be swallowed: no way out but SIGKILL)."""
+    script = tmp_path / "cleanup_waits.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, sys
+        from doeff import do, run_sync
+        from doeff.effects import await_, finally_, gather
+
+        @do
+        def cleanup():
+            print("cleanup starts", flush=True)
+            yield await_(asyncio.sleep(3600))  # a stuck network close, say
+
+        @do
+        def main():
+            yield finally_(await_(asyncio.sleep(0.01)), cleanup())  # the cleanup starts at once
+
+        @do
+        def other():
+            yield await_(asyncio.sleep(3600))
+
+        print("ready", flush=True)
+        try:
+            run_sync(gather(main(), other()))
+        except KeyboardInterrupt:
+            sys.exit(3)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    assert proc.stdout.readline().strip() == "cleanup starts"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert proc.poll() is None  # the started cleanup is waited for
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run_sync still blocked after a second SIGINT") from None
+    assert proc.returncode == 3, out
+
+
+def test_a_second_ctrl_c_while_the_run_ends_raises_at_once(tmp_path: Path) -> None:
+    """A task in a call that cannot be interrupted (a thread) keeps the run ending after the
+    first SIGINT; a second one comes out of run_sync at once, as docs/concepts.md says."""
+    script = tmp_path / "second.py"
+    script.write_text(textwrap.dedent("""
+        import concurrent.futures, os, time
+        from doeff import do, run_sync
+        from doeff.effects import gather, perform
+
+        @do
+        def stuck():
+            yield perform(time.sleep, 3600)
+
+        @do
+        def quick():
+            yield perform(time.sleep, 0.01)
+
+        print("ready", flush=True)
+        pool = concurrent.futures.ThreadPoolExecutor(4)
+        try:
+            run_sync(gather(stuck(), quick()), executor=pool)
+        except KeyboardInterrupt:
+            print("out of run_sync", flush=True)
+            os._exit(3)  # the thread in time.sleep(3600) would hold the interpreter's exit
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert proc.poll() is None  # the first one waits for the call, which never returns
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run_sync still blocked after a second SIGINT") from None
+    assert proc.returncode == 3 and "out of run_sync" in out, out
+
+
 def test_ctrl_c_during_an_inline_call_of_a_single_task_run_is_immediate(tmp_path: Path) -> None:
     """With one task, perform runs inline: Ctrl-C interrupts a long call at once, as plain
     Python would, and the program's cleanup runs."""

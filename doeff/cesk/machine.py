@@ -305,6 +305,8 @@ class Machine:
             try:
                 driver.wait(self.sched, self.sched.deadline())
             except BaseException as err:  # an interrupt while every task waits
+                if self._fatal is not None:
+                    raise  # a second one while the run already ends: the user insists
                 self.interrupt(err)
 
     def proceed(self, budget: int | None = None) -> Any:
