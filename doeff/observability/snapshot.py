@@ -49,6 +49,21 @@ FrameMark = int | str | tuple[tuple[CodeType, int], ...] | CodeLocation | None
 # (task_id, status, frames, marks, the effect it handles or waits on).
 TaskEntry = tuple[int, TaskStatus, tuple[Any, ...], tuple[FrameMark, ...], Any]
 
+
+class _Rows:
+    """Every live task's entry as of the last change of task states; the running task's entry
+    (at `at`) is stale: a snapshot holding these keeps the running task's own in its fields."""
+
+    __slots__ = ("at", "base")
+
+    def __init__(self, base: tuple[TaskEntry, ...], at: int) -> None:
+        self.base = base
+        self.at = at
+
+
+# None (one task), every task's entry, or _Rows (the running task's in the snapshot's fields).
+Entries = tuple[TaskEntry, ...] | _Rows | None
+
 _keys_lock = threading.Lock()
 
 
@@ -111,7 +126,7 @@ class ExecutionSnapshot:
         effect: Any,
         steps: int,
         storage: DurableStorage | None,
-        tasks: tuple[TaskEntry, ...] | None = None,
+        tasks: Entries = None,
     ) -> None:
         self._status = status
         self._frames = frames
@@ -119,7 +134,9 @@ class ExecutionSnapshot:
         self._effect = effect
         self._steps = steps
         self._storage = storage
-        # None: the run has one task, the main one, which the fields above describe.
+        # None: the run has one task, the main one, which the fields above describe. A _Rows:
+        # the fields above describe the running task (only while several tasks live, so that a
+        # step need not rebuild every task's entry; see _main).
         self._task_entries = tasks
         # The keys this run read or wrote, when someone tracks them (see run_cache_keys).
         self._scope: Callable[[], tuple[str, ...]] | None = None
@@ -133,7 +150,25 @@ class ExecutionSnapshot:
     @property
     def current_effect(self) -> Any:
         """The effect handled at this step, or None."""
-        return self._effect
+        return self._main()[2]
+
+    def _main(self) -> tuple[tuple[Any, ...], tuple[FrameMark, ...], Any]:
+        """The main task's frames, marks and effect."""
+        rows = self._task_entries
+        if isinstance(rows, _Rows) and rows.at:
+            main = rows.base[0]
+            return main[2], main[3], main[4]
+        return self._frames, self._marks, self._effect
+
+    def _entries(self) -> tuple[TaskEntry, ...] | None:
+        """Every live task's entry, or None for a run with one task."""
+        rows = self._task_entries
+        if isinstance(rows, _Rows):
+            entries = list(rows.base)
+            entries[rows.at] = (entries[rows.at][0], "running", self._frames, self._marks,
+                                self._effect)
+            return tuple(entries)
+        return rows
 
     @property
     def step_count(self) -> int:
@@ -146,7 +181,8 @@ class ExecutionSnapshot:
         k_stack: tuple[KFrameSnapshot, ...] | None = getattr(self, "_k_stack", None)
         if k_stack is None:
             # Two threads may both build it; they build equal tuples, so either may win.
-            k_stack = self._k_stack = _frame_snapshots(self._frames, self._marks)
+            frames, marks, _ = self._main()
+            k_stack = self._k_stack = _frame_snapshots(frames, marks)
         return k_stack
 
     @property
@@ -154,12 +190,12 @@ class ExecutionSnapshot:
         """Every live task at this step, the main one (task 0) first."""
         tasks: tuple[TaskSnapshot, ...] | None = getattr(self, "_tasks", None)
         if tasks is None:
-            entries = getattr(self, "_task_entries", None)
+            entries = self._entries()
             if entries is None:
                 ended = self._status in ("completed", "failed")
                 status: TaskStatus = "ready" if self._status == "pending" else "running"
                 tasks = () if ended else (
-                    TaskSnapshot(0, status, self.k_stack, self._effect),)
+                    TaskSnapshot(0, status, self.k_stack, self.current_effect),)
             else:
                 tasks = tuple(
                     TaskSnapshot(task_id, state, _frame_snapshots(frames, marks), effect)
@@ -194,15 +230,16 @@ class ExecutionSnapshot:
     def with_status(self, status: ExecutionStatus) -> ExecutionSnapshot:
         """The same step seen with another status (e.g. "paused")."""
         return ExecutionSnapshot(status, self._frames, self._marks, self._effect, self._steps,
-                                 self._storage, getattr(self, "_task_entries", None)
+                                 self._storage, self._task_entries
                                  ).scoped(getattr(self, "_scope", None))
 
     def format(self) -> str:
         """A multi-line rendering: a header line, then one line per K frame, innermost first."""
-        effect = "" if self._effect is None else f", handling {short_repr(self._effect)}"
+        main = self.current_effect
+        effect = "" if main is None else f", handling {short_repr(main)}"
         lines = [f"{self._status} at step {self._steps}{effect}"]
         lines.extend(_format_k(self.k_stack, "  "))
-        if getattr(self, "_task_entries", None) is not None:
+        if self._task_entries is not None:
             for task in self.tasks[1:]:
                 doing = "" if task.current_effect is None else (
                     f", at {short_repr(task.current_effect, 40)}")
@@ -215,7 +252,7 @@ class ExecutionSnapshot:
 
     def __repr__(self) -> str:
         return (f"<ExecutionSnapshot {self._status} step={self._steps} "
-                f"k_depth={len(self._frames)} effect={short_repr(self._effect)}>")
+                f"k_depth={len(self._main()[0])} effect={short_repr(self.current_effect)}>")
 
 
 def _format_k(k_stack: tuple[KFrameSnapshot, ...], indent: str) -> list[str]:
@@ -416,15 +453,14 @@ class StepObserver:
 
         seen_version = -1  # the scheduler's version at the last full read of the tasks
         seen_running: Any = None  # the task that ran then
-        rows: list[TaskEntry] = per_task.entries
-        at = 0  # its place in `rows`
+        rows: _Rows | None = None  # every task's entry as of then (the running one's stale)
 
         def hook(steps: int, effect: Any) -> None:
-            nonlocal last_frames, last_marks, seen_version, seen_running, at
+            nonlocal last_frames, last_marks, seen_version, seen_running, rows
             if effect is not None and not isinstance(effect, Effect):
                 effect = None  # a sub-program started: it shows as its frame, not as an effect
             running = m.task
-            entries = None
+            entries: Entries = None
             several = len(live) > 1
             if several and (sched.version != seen_version or running is not seen_running):
                 # A task started, blocked, woke or ended, or another one runs: read every task.
@@ -432,25 +468,31 @@ class StepObserver:
                     per_task.last[seen_running] = last_frames, last_marks
                 frames, marks, effect, entries = per_task.step(m, effect)
                 last_frames, last_marks = per_task.last[running]
-                seen_version, seen_running, at = sched.version, running, per_task.index
+                seen_version, seen_running = sched.version, running
+                assert entries is not None
+                rows = _Rows(entries, per_task.index)
             else:
                 # Only the running task moved. A step pops at most the top frame, then pushes. So
                 # the frames below the old top are the same objects, waiting on the same lines:
                 # only the top and new frames are read.
                 frames = tuple(running.K)
                 keep = len(last_frames) - 1
-                if 0 < keep <= len(frames) and frames[keep - 1] is last_frames[keep - 1]:
-                    marks = last_marks[:keep] + tuple(map(mark, frames[keep:]))
+                depth = len(frames)
+                if 0 < keep <= depth and frames[keep - 1] is last_frames[keep - 1]:
+                    # Most steps leave K's depth alone: one mark to read, no map or slice.
+                    marks = last_marks[:keep] + (
+                        (mark(frames[keep]),) if depth == keep + 1
+                        else tuple(map(mark, frames[keep:])))
+                elif depth == 1:
+                    marks = (mark(frames[0]),)
                 else:
                     marks = tuple(map(mark, frames))
                 last_frames = frames
                 last_marks = marks
                 if several:
-                    rows[at] = (running.task_id, "running", frames, marks, effect)
-                    entries = tuple(rows)
-                    if at:  # the snapshot's own fields are the main task's
-                        main = rows[0]
-                        frames, marks, effect = main[2], main[3], main[4]
+                    # The snapshot's fields are the running task's; the others' entries have
+                    # not changed since `rows` was built (no task changed state since).
+                    entries = rows
             # Built slot by slot: __init__'s call is a visible share of a step's cost.
             snap = new(snapshot)
             snap._status = "running"
