@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Collection, Generator, Iterator
-from typing import Any, Generic, TypeVar
+import time
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from doeff.cesk.handlers import state_handlers
 from doeff.cesk.machine import BlockingDriver, Handler, Machine
@@ -52,6 +53,45 @@ def taken(status: ExecutionStatus, m: Machine, effect: Any, steps: int,
     frames, marks, main_effect, tasks = capture(m, effect)
     return ExecutionSnapshot(status, frames, marks, main_effect, steps, m.storage,
                              tasks).scoped(scope)
+
+
+class StepReports(Protocol):
+    """Where the cache handlers' wrappers report steps (`doeff.runs.steps.StepTap`).
+
+    A look-up that finds a value is a "hit"; one that finds none starts a step (`misses` keeps
+    when), and the put of its key ends it as "computed", its duration counted from the miss.
+    """
+
+    @property
+    def starts(self) -> Sequence[Callable[[str, Any, float], None]]:
+        """Told (key, task, wall time) when a look-up misses."""
+        ...
+
+    @property
+    def ends(self) -> Sequence[
+            Callable[[str, str, float, int | None, BaseException | None, Any], None]]:
+        """Told (key, "hit" or "computed", seconds, bytes, error, task) when a step ends."""
+        ...
+
+    @property
+    def misses(self) -> dict[str, float]:
+        """Key -> perf_counter time when its look-up missed."""
+        ...
+
+    @property
+    def size(self) -> Callable[[], int | None]:
+        """The bytes of the record last read or written, if the storage knows."""
+        ...
+
+
+def _unknown() -> int | None:
+    return None
+
+
+# What a handler's wrapper does after the handler answers (see `WorkflowControl.wrap`).
+_OTHER, _GET, _LOOKUP, _PUT = 0, 1, 2, 3
+# CacheLookup answers (found, value): a stored None is found too.
+_KINDS = {CacheGet: _GET, CacheLookup: _LOOKUP, CachePut: _PUT, CacheStore: _PUT}
 
 T = TypeVar("T")
 
@@ -113,8 +153,10 @@ class WorkflowControl:
 
     # -- the machine thread --------------------------------------------------------------------
 
-    def wrap_handlers(self, user_handlers: Collection[type]) -> None:
-        """Make every handler that may block publish "parked" while it runs (see `wrap`).
+    def wrap_handlers(self, user_handlers: Collection[type],
+                      steps: StepReports | None = None) -> None:
+        """Make every handler that may block publish "parked" while it runs (see `wrap`), the
+        cache handlers also reporting each step to `steps` (a run given a record or spans).
 
         The state handlers never block, and wrapping them would tax the hottest effects; a user's
         replacement of one of them might block, so it is wrapped.
@@ -123,7 +165,8 @@ class WorkflowControl:
         never_block = frozenset(state_handlers(m)) - frozenset(user_handlers)
         for effect_type, handler in list(m.handlers.items()):
             if effect_type not in never_block:
-                m.handlers[effect_type] = self.wrap(handler)
+                m.handlers[effect_type] = self.wrap(handler, _KINDS.get(effect_type, _OTHER),
+                                                    steps)
 
     def run(self, program: Any, driver: BlockingDriver) -> None:
         """The workflow thread's body: run the program, then publish the end."""
@@ -257,32 +300,75 @@ class WorkflowControl:
         if injected is not None:
             m.sched.cancel(m.root, injected)
 
-    def wrap(self, handler: Handler) -> Handler:
-        """`handler`, publishing "parked" while it runs so readers need not wait for it.
+    def wrap(self, handler: Handler, kind: int = _OTHER,
+             steps: StepReports | None = None) -> Handler:
+        """`handler`, publishing "parked" while it runs so readers need not wait for it; for a
+        cache handler (`kind`), noting the keys read back or written and, given `steps`,
+        telling its listeners of each step (see `StepReports`).
 
         No lock on the way in or out unless someone is looking: the machine writes `parked`,
         then checks `reading`; a reader sets `reading` (holding the lock), then checks `parked`.
         Under the GIL one of them sees the other, so a reader never builds a snapshot of K
         while the machine, back from the handler, changes it: the machine waits for the lock.
+        The step reporting lives in this same wrapper, not in a second layer around the
+        handler: a recorded durable step pays one wrapper call per cache effect, not two.
         """
+        m = self.m
+        timed = steps is not None and kind != _OTHER
+        starts: Sequence[Callable[[str, Any, float], None]] = (
+            () if steps is None else steps.starts)
+        ends: Sequence[Callable[[str, str, float, int | None, BaseException | None, Any],
+                                None]] = () if steps is None else steps.ends
+        misses: dict[str, float] = {} if steps is None else steps.misses
+        size = _unknown if steps is None else steps.size
+        clock, now = time.perf_counter, time.time
 
         def parked(effect: Any) -> Any:
             self.parked = effect
             self.stalled = False
             if self.requests:
                 self.park(effect)
+            started = clock() if timed else 0.0
             try:
                 answer = handler(effect)
+            except BaseException as err:
+                if kind == _PUT and ends:
+                    began = misses.pop(effect.key, None) if misses else None
+                    seconds = clock() - (started if began is None else began)
+                    for ended in ends:
+                        ended(effect.key, "computed", seconds, None, err, m.task)
+                raise
             finally:
                 self.parked = None
                 if self.reading:
                     with self.lock:  # a reader is building a snapshot of the parked state
                         pass
                 self.still = None
-            cls = effect.__class__
-            if (cls is CachePut or cls is CacheStore or (cls is CacheGet and answer is not None)
-                    or (cls is CacheLookup and answer[0])):
-                self.saw_key(effect.key)
+            if kind == _OTHER:
+                return answer
+            key = effect.key
+            if kind == _PUT:
+                self.saw_key(key)
+                if ends:
+                    began = misses.pop(key, None) if misses else None
+                    seconds = clock() - (started if began is None else began)
+                    nbytes = size()
+                    for ended in ends:
+                        ended(key, "computed", seconds, nbytes, None, m.task)
+            elif answer[0] if kind == _LOOKUP else answer is not None:
+                self.saw_key(key)
+                if ends:
+                    if misses:
+                        misses.pop(key, None)
+                    seconds, nbytes = clock() - started, size()
+                    for ended in ends:
+                        ended(key, "hit", seconds, nbytes, None, m.task)
+            elif timed and key not in misses:  # a miss starts the step
+                misses[key] = started
+                if starts:
+                    at = now()
+                    for start in starts:
+                        start(key, m.task, at)
             return answer
 
         parked.__wrapped__ = handler  # type: ignore[attr-defined]

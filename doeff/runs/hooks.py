@@ -18,7 +18,7 @@ from doeff.runs.store import check_run_id, run_store
 
 def attach(m: Machine, control: WorkflowControl, program: Any, *, run_id: str | bool | None,
            tracer: Any, handlers: Collection[type]) -> str | None:
-    """Wrap `m`'s handlers (steps, then "parked" for the control), begin the run's record and
+    """Wrap `m`'s handlers ("parked" for the control, and steps), begin the run's record and
     its span; returns the run id (generated for `run_id=True`), or None when not recorded.
     Raises before anything runs: a bad option, a run id another live process runs."""
     name = getattr(program, "name", None) or type(program).__name__
@@ -36,9 +36,7 @@ def attach(m: Machine, control: WorkflowControl, program: Any, *, run_id: str | 
 
         spans = RunSpans(tracer, m, name, None if recorder is None else recorder.run_id)
         listeners.append(spans)
-    if listeners:
-        StepTap(m, m.storage, listeners).install()
-    control.wrap_handlers(handlers)
+    control.wrap_handlers(handlers, StepTap(m.storage, listeners) if listeners else None)
     if recorder is not None:
         recorder.begin()
 
