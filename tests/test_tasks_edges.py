@@ -101,6 +101,28 @@ def _interrupt(script: Path, delay: float) -> tuple[int | None, str]:
     return proc.returncode, out[-2000:]
 
 
+def _interrupt_twice(script: Path, cue: str) -> tuple[int, str]:
+    """Run `script` until it prints `cue`; SIGINT it, check that it is still running a second
+    later (the first interrupt waits for what cannot be stopped), SIGINT it again; its exit code
+    and output (an AssertionError if it outlives PATIENCE)."""
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    while (line := proc.stdout.readline()) and line.strip() != cue:
+        pass
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the first SIGINT did not wait for what cannot be stopped"
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run_sync still blocked after a second SIGINT") from None
+    return proc.returncode, out[-2000:]
+
+
 def test_ctrl_c_during_a_fan_out_ends_the_run_after_every_cleanup(tmp_path: Path) -> None:
     """SIGINT to a process in run_sync's fan-out: KeyboardInterrupt comes out of run_sync (no
     hang), every started task's cleanup ran once, and the process exits (no executor thread
@@ -141,21 +163,8 @@ def test_a_second_ctrl_c_ends_a_run_whose_cleanup_waits(tmp_path: Path) -> None:
         except KeyboardInterrupt:
             sys.exit(3)
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    assert proc.stdout.readline().strip() == "cleanup starts"
-    proc.send_signal(signal.SIGINT)
-    time.sleep(1.0)
-    assert proc.poll() is None  # the started cleanup is waited for
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=PATIENCE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("run_sync still blocked after a second SIGINT") from None
-    assert proc.returncode == 3, out
+    code, out = _interrupt_twice(script, "cleanup starts")
+    assert code == 3, out
 
 
 def test_a_second_ctrl_c_while_the_run_ends_raises_at_once(tmp_path: Path) -> None:
@@ -183,21 +192,8 @@ def test_a_second_ctrl_c_while_the_run_ends_raises_at_once(tmp_path: Path) -> No
             print("out of run_sync", flush=True)
             os._exit(3)  # the thread in time.sleep(3600) would hold the interpreter's exit
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(1.0)
-    assert proc.poll() is None  # the first one waits for the call, which never returns
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=PATIENCE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("run_sync still blocked after a second SIGINT") from None
-    assert proc.returncode == 3 and "out of run_sync" in out, out
+    code, out = _interrupt_twice(script, "ready")
+    assert code == 3 and "out of run_sync" in out, out
 
 
 def test_ctrl_c_during_an_inline_call_of_a_single_task_run_is_immediate(tmp_path: Path) -> None:

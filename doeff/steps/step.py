@@ -233,8 +233,7 @@ class Step(KleisliProgram[..., Any]):
     def _encoded(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                  ) -> tuple[str, list[str], Sequence[Any], list[bytes]]:
         """The key of a call, and what it is made of: the argument names, sorted, their values
-        (or `key` and what the step's `key=` callable returns) and their canonical parts
-        (`__call__` repeats this body inline; keep the two alike)."""
+        (or `key` and what the step's `key=` callable returns) and their canonical parts."""
         binder = self._binder
         names: list[str]
         values: Sequence[Any]
@@ -257,22 +256,8 @@ class Step(KleisliProgram[..., Any]):
         return self._encoded(args, kwargs)[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
-        # `_encoded`'s body, inlined: every step call runs it, and a method call and the tuple
-        # it answers are a measurable share of a step that hits (benchmarks/steps.py).
-        binder = self._binder
-        names: list[str]
-        values: Sequence[Any]
-        if len(args) == self._arity and not kwargs:
-            names = binder.sorted_names
-            values = args if binder.take is None else binder.take(args)
-        elif self.key_fn is None:
-            names, values = binder.bind(self.name, args, kwargs)
-        else:
-            names, values = ["key"], [self.key_fn(*args, **kwargs)]
-        parts = encode_arguments(names, values, self.name, binder.params)
-        key = self._prefix + digest(b"".join(parts))
-        call = StepCall(self, key, names, parts, values, args, kwargs)
-        return Program(self._fill, (key, call, self.options, call))
+        call = self._call(args, kwargs)
+        return Program(self._fill, (call.key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 
