@@ -34,7 +34,7 @@ def fetch_v2(url: str, limit: int = 10) -> str:
     return url
 
 
-@step(name="quote", ttl=0.2)
+@step(name="quote", ttl=1.0)  # long enough that a loaded machine reads it before it expires
 def quote(symbol: str) -> float:
     return 1.5
 
@@ -100,7 +100,7 @@ def test_gc_deletes_only_expired_records(db: str, capsys: pytest.CaptureFixture[
     """gc removes expired records (with --dry-run, lists them first) and nothing else."""
     code, out, _ = run(capsys, "cache", "gc", db)
     assert (code, out) == (0, "removed 0 expired records from " + db + "\n")
-    time.sleep(0.25)
+    time.sleep(1.05)
     code, out, _ = run(capsys, "cache", "gc", db, "--dry-run")
     assert code == 0 and out.endswith(f"would remove 1 expired record from {db}\n")
     assert quote.key("X") in out

@@ -227,7 +227,7 @@ def test_expiry_survives_a_restart(tmp_path: Path) -> None:
     """The expiry is stored with the record: a new process (a new store object) sees it."""
     path = tmp_path / "wf.db"
 
-    @step(ttl=datetime.timedelta(seconds=0.3))
+    @step(ttl=datetime.timedelta(seconds=1.5))  # the checks before expiry fit in it when loaded
     def quote(x: int) -> str:
         return "fresh"
 
@@ -238,7 +238,7 @@ def test_expiry_survives_a_restart(tmp_path: Path) -> None:
         assert second.lookup(key) == (True, "fresh")
         [meta] = second.describe()
         assert meta.expires_at is not None and meta.expires_at > time.time()
-        time.sleep(0.35)
+        time.sleep(1.55)
         assert second.lookup(key) == (False, None)
         assert second.get(key) is None and not second.exists(key)
         assert second.keys() == [key]  # still there, until gc
