@@ -145,3 +145,40 @@ def test_text_read_from_a_record_cannot_drive_the_terminal(tmp_path: Path) -> No
         out = doeff("runs", *args, str(path), *(["evil"] if args == ("show",) else []))
         assert out.returncode == 0, out.stderr
         assert "\x1b" not in out.stdout and "\\x1b" in out.stdout
+
+
+def test_a_request_that_does_not_show_in_time_says_why(tmp_path: Path) -> None:
+    """`runs cancel --timeout` that runs out says whether the run took the request (it lands
+    when the call in progress returns, and it does) or has not read it (the request stays)."""
+    import threading
+
+    from doeff import run_workflow
+    from doeff.errors import CancellationError
+    from doeff.runs import get_run, pending_request
+
+    path = tmp_path / "wf.db"
+    gate = threading.Event()
+    with Durable(SQLiteKV(path), MsgpackCodec()) as storage:
+        execution = run_workflow(cached("long", lambda: perform(gate.wait, 60)),
+                                 storage=storage, run_id="long")
+        try:
+            deadline = time.monotonic() + 30
+            while not ((r := get_run(storage, "long")) and r.current_effect is not None):
+                assert time.monotonic() < deadline, "the run never reached its call"
+                time.sleep(0.05)
+            taken = doeff("runs", "cancel", str(path), "long", "--timeout", "1")
+        finally:
+            gate.set()
+        assert taken.returncode == 1 and len(taken.stderr.splitlines()) == 1
+        assert "it has taken the request, which lands when the call in progress" \
+            in taken.stderr
+        assert isinstance(execution.wait(30).error, CancellationError)
+        now = time.time()  # a live record nobody heartbeats for: the request is never read
+        RunStore(storage.run_records()).write({
+            "run_id": "stalled", "status": "running", "program": "p", "started_at": now,
+            "updated_at": now, "heartbeat_at": now, "ended_at": None, "host": "elsewhere",
+            "pid": 1, "tasks": [], "steps": []})
+        unread = doeff("runs", "cancel", str(path), "stalled", "--timeout", "0.3")
+        assert unread.returncode == 1
+        assert "it has not read the request yet; the request stays" in unread.stderr
+        assert pending_request(storage, "stalled") == "cancel"

@@ -126,6 +126,49 @@ def test_the_heartbeat_goes_on_while_the_run_waits_in_a_long_call(storage: Any) 
         execution.wait(30)
 
 
+def test_a_request_is_pending_until_the_run_has_taken_it(storage: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pending_request shows a cancel until the run has read it, and only once it is applied:
+    a caller that waits for it to go and then lets the blocked call return sees the cancel land
+    at the next yield (the step after it never runs), even when applying it is slow."""
+    from doeff.errors import CancellationError
+    from doeff.runs import cancel_run, pending_request
+    from doeff.runs.api import runs_of
+
+    runs_of(storage).request("nobody", "pause")
+    assert pending_request(storage, "nobody") == "pause"
+    assert pending_request(storage, "slow") is None
+    apply = recorder_module.Recorder._apply
+
+    def slow_apply(self: Any, action: str) -> None:
+        time.sleep(0.5)  # a reader must not see the request gone before it is applied
+        apply(self, action)
+
+    monkeypatch.setattr(recorder_module.Recorder, "_apply", slow_apply)
+    gate = threading.Event()
+
+    @do
+    def blocked() -> Generator[Any, Any, Any]:
+        value = yield cached("slow", lambda: perform(gate.wait, 30))
+        yield cached("after", lambda: perform(str, value))
+        return value
+
+    execution = run_workflow(blocked(), storage=storage, run_id="slow")
+    try:
+        _until(lambda: (r := get_run(storage, "slow")) is not None
+               and r.current_effect is not None)
+        cancel_run(storage, "slow")
+        assert pending_request(storage, "slow") in ("cancel", None)
+        _until(lambda: pending_request(storage, "slow") is None)
+    finally:
+        gate.set()
+    result = execution.wait(30)
+    assert isinstance(result.error, CancellationError)
+    assert "after" not in storage.keys()
+    record = get_run(storage, "slow")
+    assert record is not None and record.status == "failed"
+
+
 def test_an_id_live_in_another_run_is_refused(storage: Any) -> None:
     """Starting a run whose id a live run holds is a RunStateError, raised before anything
     runs; the live run is untouched."""

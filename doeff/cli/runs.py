@@ -29,7 +29,7 @@ from doeff.cli.output import (
 )
 from doeff.cli.store import open_store, store_label
 from doeff.errors import DecodeError, RunError
-from doeff.runs import RunRecord, cancel_run, get_run, pause_run, resume_run
+from doeff.runs import RunRecord, cancel_run, get_run, pause_run, pending_request, resume_run
 from doeff.runs.api import runs_of
 from doeff.runs.record import LOST_AFTER, STATUSES, TaskInfo
 
@@ -237,10 +237,12 @@ def cmd_request(ns: argparse.Namespace) -> int:
                 break
         else:
             if not ns.no_wait:
+                why = ("it has taken the request, which lands when the call in progress "
+                       "returns" if pending_request(kv, ns.run) is None else
+                       "it has not read the request yet; the request stays until it does")
                 raise CLIError(
                     f"run {show_key(ns.run)}: asked to {ns.action}, but it has not shown it "
-                    f"within {ns.timeout:g} s (a run in a long call takes the request when the "
-                    f"call returns); the request stays until it does", EXIT_FAILED)
+                    f"within {ns.timeout:g} s: {why}", EXIT_FAILED)
     if record is None:
         print(f"run {printable(ns.run)}: asked to {ns.action}")
     else:

@@ -20,6 +20,7 @@ from doeff.runs.api import (
     get_run,
     list_runs,
     pause_run,
+    pending_request,
     prune_runs,
     resume_run,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "pause_run",
+    "pending_request",
     "prune_runs",
     "resume_run",
 ]

@@ -1,5 +1,5 @@
 """Reading and steering recorded runs from any process: `list_runs`, `get_run`, `cancel_run`,
-`pause_run`, `resume_run`, `delete_run`, `prune_runs`.
+`pause_run`, `resume_run`, `pending_request`, `delete_run`, `prune_runs`.
 
 `storage` is anything that holds run records: a `Durable`, an `InMemoryStorage`, or a bare
 `KVStore` (e.g. `SQLiteKV("wf.db", readonly=True)`: reading needs neither the application's
@@ -79,6 +79,13 @@ def resume_run(storage: Any, run_id: str, *, lost_after: float = LOST_AFTER) -> 
     return _request(storage, run_id, "resume", lost_after)
 
 
+def pending_request(storage: Any, run_id: str) -> str | None:
+    """The request ("cancel", "pause" or "resume") left for `run_id` that the run has not read
+    yet, or None: once it is gone, the run has taken it (a cancel then lands at the program's
+    next `yield`, after a call in progress returns)."""
+    return runs_of(storage).pending(run_id)
+
+
 def delete_run(storage: Any, run_id: str) -> bool:
     """Remove the record of `run_id` (not its cached steps); True if it existed."""
     return runs_of(storage).delete(run_id)
@@ -105,5 +112,5 @@ def _bad_status(status: str) -> InvalidOptionError:
     return InvalidOptionError(f"status={status!r:.40} is none of {', '.join(STATUSES)}")
 
 
-__all__ = ["cancel_run", "delete_run", "get_run", "list_runs", "pause_run", "prune_runs",
-           "resume_run", "runs_of"]
+__all__ = ["cancel_run", "delete_run", "get_run", "list_runs", "pause_run", "pending_request",
+           "prune_runs", "resume_run", "runs_of"]

@@ -182,7 +182,7 @@ class Recorder:
             if self.stop.is_set():
                 return
             try:
-                self._apply(self.runs.take_request(self.run_id))
+                self.runs.take_request(self.run_id, self._apply)
             except DoeffError as exc:
                 self._warn(exc)
             now = time.monotonic()
@@ -197,7 +197,7 @@ class Recorder:
             self.write(snap, final=None)
             written_at = time.monotonic()
 
-    def _apply(self, action: str | None) -> None:
+    def _apply(self, action: str) -> None:
         if action == "cancel":
             self.control.cancel()
         elif action == "pause":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from doeff.errors import DecodeError, InvalidOptionError
@@ -80,21 +80,36 @@ class RunStore:
         self.kv.put(key, _SEAL.seal({"action": action, "at": time.time(),
                                      "by": f"{HOST}:{os.getpid()}"}, key))
 
-    def take_request(self, run_id: str) -> str | None:
-        """The pending request for `run_id`, removed as it is read; None if there is none or
-        it cannot be read."""
+    def pending(self, run_id: str) -> str | None:
+        """The request left for `run_id` that the run has not read yet; None if there is none
+        or it cannot be read."""
+        raw = self.kv.get(CONTROL + run_id)
+        return None if raw is None else _action(raw, CONTROL + run_id)
+
+    def take_request(self, run_id: str,
+                     apply: Callable[[str], None] | None = None) -> str | None:
+        """The pending request for `run_id` (None if there is none or it cannot be read),
+        removed after `apply` has taken it: a reader that sees no request knows it landed."""
         key = CONTROL + run_id
         raw = self.kv.get(key)
         if raw is None:
             return None
-        self.kv.delete(key)
+        action = _action(raw, key)
         try:
-            request = _SEAL.unseal(raw, key)
-        except DecodeError:
-            return None
-        action = request.get("action") if isinstance(request, dict) else None
-        return action if action in ACTIONS else None
+            if action is not None and apply is not None:
+                apply(action)
+        finally:
+            self.kv.delete(key)
+        return action
 
+
+def _action(raw: bytes, key: str) -> str | None:
+    try:
+        request = _SEAL.unseal(raw, key)
+    except DecodeError:
+        return None
+    action = request.get("action") if isinstance(request, dict) else None
+    return action if action in ACTIONS else None
 
 def _open(raw: bytes, key: str, run_id: str) -> RunRecord:
     try:
