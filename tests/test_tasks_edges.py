@@ -196,6 +196,35 @@ def test_a_second_ctrl_c_while_the_run_ends_raises_at_once(tmp_path: Path) -> No
     assert code == 3 and "out of run_sync" in out, out
 
 
+# The same fan-out as a nested run_sync, called inline by an outer run that went concurrent
+# once (so its guard holds SIGINT) and is back on one task: the interrupt belongs to the
+# innermost run, which takes it at a step boundary as it would alone.
+NESTED = FAN_OUT.replace(
+    "    run_sync(gather(*[work(i) for i in range(N)]), max_concurrency=4)\n",
+    "    run_sync(outer())\n").replace("print(\"ready\", flush=True)\n", textwrap.dedent("""
+    def inner():
+        print("ready", flush=True)
+        return run_sync(gather(*[work(i) for i in range(N)]), max_concurrency=4)
+
+    @do
+    def outer():
+        yield gather(perform(time.sleep, 0.001), perform(time.sleep, 0.001))
+        return (yield perform(inner))
+    """))
+
+
+def test_ctrl_c_in_a_fan_out_nested_in_a_guarded_run_reaches_the_inner_run(
+        tmp_path: Path) -> None:
+    """SIGINT during a nested run_sync's fan-out, inside an outer run whose guard holds SIGINT:
+    no hang, every started task's cleanup ran once, KeyboardInterrupt out of the outer run."""
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    assert "run_sync(outer())" in NESTED and "def inner" in NESTED
+    for delay in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        code, out = _interrupt(script, delay)
+        assert code == 3, f"after {delay} s: exit code {code}\n{out}"
+
+
 def test_ctrl_c_during_an_inline_call_of_a_single_task_run_is_immediate(tmp_path: Path) -> None:
     """With one task, perform runs inline: Ctrl-C interrupts a long call at once, as plain
     Python would, and the program's cleanup runs."""
@@ -245,6 +274,31 @@ def test_the_sigint_guard_is_there_only_while_a_concurrent_run_lasts() -> None:
 
     assert isinstance(run_sync(gather(fails(), fails())).error, ValueError)
     assert signal.getsignal(signal.SIGINT) is default
+
+
+def test_a_nested_fan_outs_guard_comes_first_and_gives_sigint_back() -> None:
+    """A fan-out nested in an inline perform of a guarded run holds SIGINT while it runs; then
+    the outer guard has it again, and Python's handler once the outer run ends."""
+    handlers: dict[str, Any] = {}
+
+    def look(name: str) -> bool:
+        handlers[name] = signal.getsignal(signal.SIGINT)
+        return True
+
+    def inner() -> Any:
+        run_sync(gather(perform(look, "inner"), perform(look, "inner too")))
+        return look("outer after")
+
+    @do
+    def outer() -> Any:
+        yield gather(perform(look, "outer"), perform(time.sleep, 0.001))
+        return (yield perform(inner))
+
+    assert run_sync(outer()).value is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert handlers["outer"] is not signal.default_int_handler
+    assert handlers["inner"] not in (signal.default_int_handler, handlers["outer"])
+    assert handlers["outer after"] == handlers["outer"]
 
 
 def test_cancelling_run_async_in_a_fan_out_runs_every_cleanup() -> None:

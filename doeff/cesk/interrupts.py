@@ -35,27 +35,35 @@ class Interruptible(Protocol):
 class InterruptGuard:
     """SIGINT handler for the rest of one blocking run on the main thread."""
 
-    __slots__ = ("_installed", "_m")
+    __slots__ = ("_installed", "_m", "_previous")
 
     def __init__(self, m: Interruptible) -> None:
         self._m = m
         self._installed = False
+        self._previous: Any = None
 
     def install(self) -> None:
-        """Take over SIGINT, if this is the main thread and Python's default handler has it
-        (a handler the user installed is theirs)."""
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        """Take over SIGINT, if this is the main thread and Python's default handler or the
+        guard of a run this one is nested in has it (a handler the user installed is theirs).
+        A nested run's guard comes first: the interrupt belongs to the innermost run, whose
+        scheduler is the code running."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGINT)
+        if current is signal.default_int_handler or (_guards and current == _guards[-1]._handle):
+            self._previous = current
             signal.signal(signal.SIGINT, self._handle)
             self._installed = True
+            _guards.append(self)
 
     def remove(self) -> None:
-        """Give SIGINT back to Python's default handler (unless the program has installed one
+        """Give SIGINT back to the handler it had before (unless the program has installed one
         of its own meanwhile)."""
         if self._installed:
             self._installed = False
+            _guards.remove(self)
             if signal.getsignal(signal.SIGINT) == self._handle:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
         if not self._m.defer_interrupts:
@@ -63,3 +71,7 @@ class InterruptGuard:
             # Python would, so a long call is interrupted at once; the loop unwinds the task.
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
         self._m.request_interrupt(KeyboardInterrupt())
+
+
+# The installed guards, innermost last; only the main thread installs or removes them.
+_guards: list[InterruptGuard] = []
