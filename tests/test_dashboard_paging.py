@@ -232,7 +232,7 @@ def test_walking_pages_gives_each_run_once_in_order_whatever_arrives_meanwhile(
     expected = [r.run_id for r in listed(records) if status in (None, r.status)]
     seen: list[str] = []
     before = None
-    for n in range(len(records) + 2):
+    for n in range(len(records) + len(later) + 2):
         page = run_page(listed(records + (later if n >= stop else [])), status=status,
                         limit=limit, before=before)
         seen += [r.run_id for r in page.records]
@@ -242,6 +242,8 @@ def test_walking_pages_gives_each_run_once_in_order_whatever_arrives_meanwhile(
         before = page.next
         if before is None:
             break
+    else:
+        pytest.fail("the pages never ended")
     # The new runs come before the first page's place: a walk begun before them never sees
     # them, and one begun after them starts with them.
     if stop == 0:
