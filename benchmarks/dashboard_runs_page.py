@@ -9,9 +9,11 @@ main branch before the runs list was paged), both in the same run over the same 
 
 - first event: the bytes of the `event: runs` message /api/events sends first (its data line),
   and how long after the request it arrived;
-- cold draw: a fresh load of `/` in headless Chromium, from the start of navigation to the
-  table's first draw (the first `data-updated` mark with rows in the table), as the page's own
-  clock (`performance.now()`) tells it; the median of --repeat loads;
+- cold draw: the first load of `/` in headless Chromium after the server started (which reads
+  and decodes every run record), from the start of navigation to the table's first draw (the
+  first `data-updated` mark with rows in the table), by the page's own clock
+  (`performance.now()`); the median over --repeat servers;
+- warm draw: the same for a fresh load of `/` right after (the server has the records decoded);
 - idle CPU: the server process's user+system CPU seconds over --idle seconds with one runs page
   open and the store unchanged (the stream polls the store 5 times a second);
 - /api/runs: the bytes of a plain `GET /api/runs`.
@@ -59,31 +61,29 @@ new MutationObserver((_, observer) => {
 
 def first_event(server: Dashboard) -> tuple[int, float]:
     """(bytes of the data of the first `event: runs`, seconds from the request to it)."""
-    started = time.perf_counter()
-    with httpx.stream("GET", server.page("/api/events"), timeout=60) as stream:
-        lines = stream.iter_lines()
-        for line in lines:
-            if line == "event: runs":
-                data = next(lines)
-                return len(data.encode()), time.perf_counter() - started
+    with httpx.Client(timeout=60) as client:  # made first: making one takes ~50 ms
+        started = time.perf_counter()
+        with client.stream("GET", server.page("/api/events")) as stream:
+            lines = stream.iter_lines()
+            for line in lines:
+                if line == "event: runs":
+                    data = next(lines)
+                    return len(data.encode()), time.perf_counter() - started
     raise AssertionError("the stream ended before its first event")
 
 
-def cold_draws(driver: Any, server: Dashboard, rows: int, repeat: int) -> list[float]:
-    """Seconds from navigation to the runs table's first draw, for `repeat` fresh loads."""
+def draw(driver: Any, server: Dashboard, rows: int) -> float:
+    """Seconds from navigation to the runs table's first draw, in a fresh load of `/`."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    draws = []
-    for _ in range(repeat):
-        driver.get("about:blank")
-        driver.get(server.page("/"))
-        WebDriverWait(driver, 60, poll_frequency=0.02).until(
-            lambda d: d.execute_script("return window.__drawnAt !== undefined"))
-        drawn = driver.execute_script("return window.__drawnAt")
-        shown = driver.execute_script("return document.querySelectorAll('#runs tbody tr').length")
-        assert shown == rows, f"the table drew {shown} rows, not {rows}"
-        draws.append(float(drawn) / 1000)
-    return draws
+    driver.get("about:blank")
+    driver.get(server.page("/"))
+    WebDriverWait(driver, 60, poll_frequency=0.02).until(
+        lambda d: d.execute_script("return window.__drawnAt !== undefined"))
+    drawn = driver.execute_script("return window.__drawnAt")
+    shown = driver.execute_script("return document.querySelectorAll('#runs tbody tr').length")
+    assert shown == rows, f"the table drew {shown} rows, not {rows}"
+    return float(drawn) / 1000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -94,31 +94,45 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(name: str, root: Path, store: Path, folder: Path, driver: Any, rows: int,
             args: argparse.Namespace) -> dict[str, Any]:
-    server = start_dashboard(store, folder, root=root)
-    try:
-        size, wait = first_event(server)
-        plain = len(httpx.get(server.page("/api/runs"), timeout=60).content)
-        draws = cold_draws(driver, server, rows, args.repeat)
-        before = cpu_seconds(server.process.pid)
-        time.sleep(args.idle)
-        idle = cpu_seconds(server.process.pid) - before
-    finally:
-        stop(server.process)
-    return {"name": name, "event": size, "wait": wait, "plain": plain, "draws": draws,
-            "idle": idle, "rows": rows}
+    """The figures of one checkout: --repeat servers, each loaded cold (its first page, which
+    reads every record) then warm (a fresh page, the records already decoded); the first
+    event, GET /api/runs and the idle CPU on the last of them, its page still open."""
+    cold, warm = [], []
+    for i in range(args.repeat):
+        server = start_dashboard(store, folder, root=root)
+        try:
+            cold.append(draw(driver, server, rows))
+            warm.append(draw(driver, server, rows))
+            if i < args.repeat - 1:
+                continue
+            size, wait = first_event(server)
+            plain = len(httpx.get(server.page("/api/runs"), timeout=60).content)
+            before = cpu_seconds(server.process.pid)
+            time.sleep(args.idle)
+            idle = cpu_seconds(server.process.pid) - before
+        finally:
+            stop(server.process)
+    return {"name": name, "event": size, "wait": wait, "plain": plain, "cold": cold,
+            "warm": warm, "idle": idle, "rows": rows}
+
+
+def ms(values: list[float]) -> str:
+    return (f"{statistics.median(values) * 1000:6.0f} ms  (min {min(values) * 1000:.0f}, "
+            f"max {max(values) * 1000:.0f})")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 runs, 3 loads, 3 s idle")
+    parser.add_argument("--quick", action="store_true", help="300 runs, 3 servers, 3 s idle")
     parser.add_argument("--runs", type=int, default=None, help="runs in the store (1000)")
-    parser.add_argument("--repeat", type=int, default=None, help="cold loads per server (7)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="servers started, one cold and one warm load each (5)")
     parser.add_argument("--idle", type=float, default=None, help="seconds of idle CPU (10)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a checkout whose doeff serves the same store for comparison")
     args = parser.parse_args()
     runs = args.runs or (300 if args.quick else 1000)
-    args.repeat = args.repeat or (3 if args.quick else 7)
+    args.repeat = args.repeat or (3 if args.quick else 5)
     args.idle = args.idle or (3.0 if args.quick else 10.0)
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         print(f"skipped: needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
@@ -143,21 +157,24 @@ def main() -> int:
         driver.quit()
         shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"the runs page over a store of {runs} runs (SQLite); cold draw: median of "
-          f"{args.repeat} loads in headless Chromium; idle CPU over {args.idle:g} s")
+    print(f"the runs page over a store of {runs} runs (SQLite), headless Chromium; draws: "
+          f"median of {args.repeat}; idle CPU over {args.idle:g} s")
     for r in results:
-        print(f"  {r['name']}:\n"
-              f"    first event  {r['event'] / 1024:8.1f} KiB  (after {r['wait'] * 1000:.0f} ms)\n"
-              f"    cold draw    {statistics.median(r['draws']) * 1000:8.0f} ms   "
-              f"(min {min(r['draws']) * 1000:.0f}, max {max(r['draws']) * 1000:.0f}; "
-              f"{r['rows']} rows)\n"
-              f"    idle CPU     {r['idle']:8.2f} s per {args.idle:g} s\n"
-              f"    GET /api/runs {r['plain'] / 1024:7.1f} KiB")
+        print(f"  {r['name']}: the table draws {r['rows']} rows\n"
+              f"    first event     {r['event'] / 1024:8.1f} KiB  (arrived {r['wait'] * 1000:.0f}"
+              f" ms after the request, the server warm)\n"
+              f"    cold draw       {ms(r['cold'])}  (the server's first page)\n"
+              f"    warm draw       {ms(r['warm'])}  (a fresh page, records decoded)\n"
+              f"    idle CPU        {r['idle']:8.2f} s per {args.idle:g} s, one page open\n"
+              f"    GET /api/runs   {r['plain'] / 1024:8.1f} KiB")
     if len(results) == 2:
         old, new = results
-        draw = statistics.median(old["draws"]) / statistics.median(new["draws"])
-        print(f"  ratios (baseline / this): first event {old['event'] / new['event']:.1f}x, "
-              f"cold draw {draw:.1f}x, "
+
+        def ratio(key: str) -> float:
+            return statistics.median(old[key]) / statistics.median(new[key])
+
+        print(f"  baseline / this: first event {old['event'] / new['event']:.1f}x, "
+              f"cold draw {ratio('cold'):.1f}x, warm draw {ratio('warm'):.1f}x, "
               f"idle CPU {old['idle'] / max(new['idle'], 1e-9):.1f}x")
     return 0
 
