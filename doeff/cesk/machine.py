@@ -282,11 +282,17 @@ class Machine:
         """Run tasks until the main one ends, sleeping in `driver` while nothing is ready."""
         self._guard = False  # this thread blocks in the run: Ctrl-C may need guarding
         try:
-            return self._drive(driver)
+            result = self._drive(driver)
         finally:
             guard, self._guard = self._guard, None
             if isinstance(guard, InterruptGuard):
                 guard.remove()
+        # A Ctrl-C that came as the run ended found no step boundary left to land at: raise it
+        # here, as Python would have, rather than drop it.
+        err, self._pending_interrupt = self._pending_interrupt, None
+        if err is not None:
+            raise err
+        return result
 
     def going_concurrent(self) -> None:
         """Tasks are about to be added: from now on Ctrl-C must wait for a step boundary (see
