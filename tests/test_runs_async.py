@@ -422,14 +422,17 @@ def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() ->
     assert m.proceed(1).value == 10  # released: the news is taken in and the run goes on
 
 
-def test_a_pause_landing_as_a_task_blocks_holds_a_task_woken_in_that_turn(storage: Any) -> None:
+@pytest.mark.parametrize("runner", ["run_async", "run_sync"])
+def test_a_pause_landing_as_a_task_blocks_holds_a_task_woken_in_that_turn(
+        storage: Any, runner: str) -> None:
     """A pause that lands in the step where the running task blocks holds the whole run, also
     when another task is woken off the loop during that same turn (here: cancelled from another
     thread): while the record says "paused" the woken task takes no step, and it takes its
-    cancel once the run is resumed."""
+    cancel once the run is resumed. (run_sync holds its thread in the pause; run_async, which
+    must not, ends the turn and must start no other.)"""
     import concurrent.futures
 
-    from doeff import do, run_async
+    from doeff import do, run_async, run_sync
     from doeff.effects import await_, perform, spawn, wait
     from doeff.errors import CancellationError
     from doeff.runs import get_run, pause_run, pending_request, resume_run
@@ -479,8 +482,12 @@ def test_a_pause_landing_as_a_task_blocks_holds_a_task_woken_in_that_turn(storag
         return record if record is not None and record.status == "paused" else None
 
     async def run() -> tuple[list[str], Any, Any, Any]:
-        task = asyncio.ensure_future(run_async(main(), storage=storage, run_id="pinned",
-                                               executor=OnTheSpot()))
+        if runner == "run_async":
+            task = asyncio.ensure_future(run_async(main(), storage=storage, run_id="pinned",
+                                                   executor=OnTheSpot()))
+        else:
+            task = asyncio.ensure_future(asyncio.to_thread(
+                run_sync, main(), storage=storage, run_id="pinned", executor=OnTheSpot()))
         held = await await_for("the pause", paused)
         seen = list(ran)
         later = await await_for("a later heartbeat", lambda: (
