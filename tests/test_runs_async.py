@@ -422,6 +422,27 @@ def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() ->
     assert m.proceed(1).value == 10  # released: the news is taken in and the run goes on
 
 
+def test_a_held_machine_takes_no_turn_whatever_is_ready() -> None:
+    """While `Machine.held` (a pause holds a run on a loop), proceed returns WAIT without a
+    step even with a task ready; released, the run goes on from there."""
+    from doeff import do
+    from doeff.cesk.machine import WAIT
+    from doeff.effects import get
+    from doeff.runners import build_machine
+
+    @do
+    def program() -> Generator[Any, Any, int]:
+        return int((yield get("x")) + 1)
+
+    m = build_machine(state={"x": 1}, async_mode=True)
+    m.begin(program())
+    m.held = True
+    assert m.proceed(1) is WAIT and m.proceed() is WAIT
+    assert m.steps == 0 and m.root.status == "ready"
+    m.held = False
+    assert m.proceed(1).value == 2
+
+
 @pytest.mark.parametrize("runner", ["run_async", "run_sync"])
 def test_a_pause_landing_as_a_task_blocks_holds_a_task_woken_in_that_turn(
         storage: Any, runner: str) -> None:
