@@ -155,6 +155,7 @@ class Machine:
         "driver",
         "env",
         "handlers",
+        "held",
         "hook",
         "log",
         "root",
@@ -217,6 +218,10 @@ class Machine:
         # None: no blocking run drives the machine; False: one does, unguarded so far.
         self._guard: InterruptGuard | bool | None = None
         self._saved_handlers: dict[type, Handler] = {}
+        # True while a pause holds a run on an event loop (its control sets it as the pause
+        # lands and clears it on release): no turn starts, whichever task is ready (see
+        # `proceed`).
+        self.held = False
 
     # -- starting programs -------------------------------------------------------------------
 
@@ -319,11 +324,16 @@ class Machine:
         """Run ready tasks, one after another, until the main task has ended (its
         `CESKResult`) or none is ready (WAIT: the driver waits for the inbox, then calls again).
         With a `budget`, at most that many turns of tasks (YIELD when tasks are still ready).
+        WAIT at once while a pause holds the run (`held`): a pause may land in the step where
+        a task blocks, and news taken in after it (a call completed, a cancel from another
+        thread) would otherwise start another task's turn while the run reads "paused".
         """
         sched = self.sched
         root = self.root
         turns = 0
         while True:
+            if self.held:
+                return WAIT
             task = sched.next_ready()
             if task is not None:
                 self._run(task)
