@@ -353,7 +353,9 @@ async def _drive_async(m: Machine, driver: AsyncDriver,
     """Run tasks until the main one ends, letting the loop run between turns and awaiting
     while no task is ready; under a `control`, a pause holds the run in an await."""
     # Under a control, one turn per call: a pause ends the turn it lands in (see
-    # WorkflowControl.boundary), and no other turn may start before the hold is seen here.
+    # WorkflowControl.boundary), and no other turn may start before the hold is seen here
+    # (proceed itself starts none while the machine is held: the pause may land in a step
+    # where a task blocked, other tasks ready).
     budget = ASYNC_TURNS if control is None else 1
     turns = 0
     while True:

@@ -422,6 +422,110 @@ def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() ->
     assert m.proceed(1).value == 10  # released: the news is taken in and the run goes on
 
 
+def test_a_held_machine_takes_no_turn_whatever_is_ready() -> None:
+    """While `Machine.held` (a pause holds a run on a loop), proceed returns WAIT without a
+    step even with a task ready; released, the run goes on from there."""
+    from doeff import do
+    from doeff.cesk.machine import WAIT
+    from doeff.effects import get
+    from doeff.runners import build_machine
+
+    @do
+    def program() -> Generator[Any, Any, int]:
+        return int((yield get("x")) + 1)
+
+    m = build_machine(state={"x": 1}, async_mode=True)
+    m.begin(program())
+    m.held = True
+    assert m.proceed(1) is WAIT and m.proceed() is WAIT
+    assert m.steps == 0 and m.root.status == "ready"
+    m.held = False
+    assert m.proceed(1).value == 2
+
+
+@pytest.mark.parametrize("runner", ["run_async", "run_sync"])
+def test_a_pause_landing_as_a_task_blocks_holds_a_task_woken_in_that_turn(
+        storage: Any, runner: str) -> None:
+    """A pause that lands in the step where the running task blocks holds the whole run, also
+    when another task is woken off the loop during that same turn (here: cancelled from another
+    thread): while the record says "paused" the woken task takes no step, and it takes its
+    cancel once the run is resumed. (run_sync holds its thread in the pause; run_async, which
+    must not, ends the turn and must start no other.)"""
+    import concurrent.futures
+
+    from doeff import do, run_async, run_sync
+    from doeff.effects import await_, perform, spawn, wait
+    from doeff.errors import CancellationError
+    from doeff.runs import get_run, pause_run, pending_request, resume_run
+
+    ran: list[str] = []  # what the woken task did (a step of its): only after the resume
+
+    class OnTheSpot(concurrent.futures.Executor):
+        """Runs a call at once, on the thread that submits it: the machine's, inside the step
+        in which the calling task blocks. What the call does there (a pause taken, a task
+        cancelled) is what another thread may do at that instant; here it is that instant."""
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            future.set_result(fn(*args, **kwargs))
+            return future
+
+    def pause_then_cancel(victim: Any) -> str:
+        pause_run(storage, "pinned")
+        # The heartbeat thread takes the request and pauses the run: the machine, blocked here,
+        # meets the pause at the end of this very step.
+        wait_for("the pause to be taken", lambda: pending_request(storage, "pinned") is None)
+        victim.cancel()  # woken off the loop: the cancel ends its wait in this same turn
+        return "asked"
+
+    @do
+    def forever() -> Generator[Any, Any, None]:
+        yield await_(asyncio.sleep(3600))
+
+    @do
+    def waiter(other: Any) -> Generator[Any, Any, None]:
+        try:
+            yield wait(other)
+        except CancellationError:
+            ran.append("took its cancel")
+            raise
+
+    @do
+    def main() -> Generator[Any, Any, str]:
+        sleeper = yield spawn(forever())
+        victim = yield spawn(waiter(sleeper))
+        yield await_(asyncio.sleep(0))  # both children run and block meanwhile
+        asked = yield perform(pause_then_cancel, victim)  # the pause lands as this blocks
+        return str(asked)
+
+    def paused() -> Any:
+        record = get_run(storage, "pinned")
+        return record if record is not None and record.status == "paused" else None
+
+    async def run() -> tuple[list[str], Any, Any, Any]:
+        if runner == "run_async":
+            task = asyncio.ensure_future(run_async(main(), storage=storage, run_id="pinned",
+                                                   executor=OnTheSpot()))
+        else:
+            task = asyncio.ensure_future(asyncio.to_thread(
+                run_sync, main(), storage=storage, run_id="pinned", executor=OnTheSpot()))
+        held = await await_for("the pause", paused)
+        seen = list(ran)
+        later = await await_for("a later heartbeat", lambda: (
+            (r := paused()) and r.heartbeat_at > held.heartbeat_at and r))
+        during = list(ran)
+        await asyncio.to_thread(resume_run, storage, "pinned")
+        return seen + during, held, later, await asyncio.wait_for(task, TIMEOUT)
+
+    while_paused, held, later, result = asyncio.run(run())
+    assert while_paused == []  # no task took a step while the run was paused
+    assert later.step_count == held.step_count
+    assert result.value == "asked"
+    assert ran == ["took its cancel"]  # after the resume, from where it was held
+    record = get_run(storage, "pinned")
+    assert record is not None and record.status == "completed"
+
+
 def test_cancelling_the_asyncio_task_ends_the_record_failed(storage: Any) -> None:
     """task.cancel() on the task running run_async raises CancelledError in its awaiter, as
     without a record, and the record ends "failed" with that error."""

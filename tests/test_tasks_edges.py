@@ -301,6 +301,24 @@ def test_a_nested_fan_outs_guard_comes_first_and_gives_sigint_back() -> None:
     assert handlers["outer after"] == handlers["outer"]
 
 
+def test_a_ctrl_c_as_a_guarded_run_ends_is_raised_not_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT that arrives while a fan-out's result is being built (no step boundary left
+    for the guard to deliver it at) comes out of run_sync, as Python would raise it."""
+    from doeff.cesk.machine import Machine
+
+    result = Machine._result
+
+    def interrupted_result(self: Machine) -> Any:
+        signal.raise_signal(signal.SIGINT)  # the guard has SIGINT: it can only queue it
+        return result(self)
+
+    monkeypatch.setattr(Machine, "_result", interrupted_result)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(gather(perform(time.sleep, 0.001), perform(time.sleep, 0.001)))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_cancelling_run_async_in_a_fan_out_runs_every_cleanup() -> None:
     """The task awaiting run_async is cancelled mid fan-out: CancelledError comes out, after
     every started task's cleanup ran once."""

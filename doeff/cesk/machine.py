@@ -155,6 +155,7 @@ class Machine:
         "driver",
         "env",
         "handlers",
+        "held",
         "hook",
         "log",
         "root",
@@ -217,6 +218,10 @@ class Machine:
         # None: no blocking run drives the machine; False: one does, unguarded so far.
         self._guard: InterruptGuard | bool | None = None
         self._saved_handlers: dict[type, Handler] = {}
+        # True while a pause holds a run on an event loop (its control sets it as the pause
+        # lands and clears it on release): no turn starts, whichever task is ready (see
+        # `proceed`).
+        self.held = False
 
     # -- starting programs -------------------------------------------------------------------
 
@@ -282,11 +287,17 @@ class Machine:
         """Run tasks until the main one ends, sleeping in `driver` while nothing is ready."""
         self._guard = False  # this thread blocks in the run: Ctrl-C may need guarding
         try:
-            return self._drive(driver)
+            result = self._drive(driver)
         finally:
             guard, self._guard = self._guard, None
             if isinstance(guard, InterruptGuard):
                 guard.remove()
+        # A Ctrl-C that came as the run ended found no step boundary left to land at: raise it
+        # here, as Python would have, rather than drop it.
+        err, self._pending_interrupt = self._pending_interrupt, None
+        if err is not None:
+            raise err
+        return result
 
     def going_concurrent(self) -> None:
         """Tasks are about to be added: from now on Ctrl-C must wait for a step boundary (see
@@ -313,11 +324,16 @@ class Machine:
         """Run ready tasks, one after another, until the main task has ended (its
         `CESKResult`) or none is ready (WAIT: the driver waits for the inbox, then calls again).
         With a `budget`, at most that many turns of tasks (YIELD when tasks are still ready).
+        WAIT at once while a pause holds the run (`held`): a pause may land in the step where
+        a task blocks, and news taken in after it (a call completed, a cancel from another
+        thread) would otherwise start another task's turn while the run reads "paused".
         """
         sched = self.sched
         root = self.root
         turns = 0
         while True:
+            if self.held:
+                return WAIT
             task = sched.next_ready()
             if task is not None:
                 self._run(task)

@@ -236,10 +236,13 @@ class WorkflowControl:
                 self.last = now
                 if self.holding():
                     if self.on_loop:
-                        # End the turn here (the hook stays): the runner sees `held` and awaits
-                        # the resume, and the loop's other callbacks go on meanwhile.
+                        # End the turn here (the hook stays) and start no other (`m.held`:
+                        # the step may be one where the task blocked, with other tasks ready):
+                        # the runner sees `held` and awaits the resume, and the loop's other
+                        # callbacks go on meanwhile.
                         self.hold(now)
                         self.held = now
+                        m.held = True
                         return PREEMPT
                     self.pause_here(now)
                 self.answer(now)
@@ -295,6 +298,7 @@ class WorkflowControl:
             if now is None:
                 return
             self.held = None
+            m.held = False
             self.unhold(now)
             injected = self.cancel_due(now.step_count)
         if injected is not None:
