@@ -145,9 +145,11 @@ def test_step_count_grows_without_a_reload(driver: Any, dashboard: Dashboard,
              > bars, f"#step-timeline to grow past {bars} .step")
     assert driver.execute_script("return window.__sameDocument === true"), "the page reloaded"
     assert driver.execute_script("return Number(document.body.dataset.updated)") > updated
-    outcomes = wait_for(driver, lambda d: {e.get_attribute("data-outcome") for e in
-                                           d.find_elements("css selector", "#step-timeline .step")},
-                        "the timeline's outcomes")
+    # One script reads every bar at once: bar by bar over WebDriver, a timeline of hundreds
+    # of bars redrawn live went stale before the last was read, on every try.
+    outcomes = set(wait_for(driver, lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#step-timeline .step'),"
+        " (e) => e.getAttribute('data-outcome'))"), "the timeline's outcomes"))
     assert outcomes == {"computed"}  # every tick is a new step: none is read back
 
 
