@@ -159,6 +159,7 @@ def _cursor(value: object) -> str:
     ("before", _cursor([True, "x"]), "is not a cursor"),
     ("before", base64.urlsafe_b64encode(b'[NaN, "x"]').decode(), "is not a cursor"),
     ("before", "é", "is not a cursor"),
+    ("before", base64.urlsafe_b64encode(b"[" * 5000).decode(), "is not a cursor"),
     ("status", "asleep", "status='asleep' is none of pending, running"),
 ])
 def test_bad_page_parameters_are_400s_saying_what_to_give(many: tuple[str, list[str]],

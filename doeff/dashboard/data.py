@@ -67,7 +67,7 @@ def place_of(cursor: str) -> tuple[float, str]:
         if not cursor.isascii():
             raise ValueError("not ASCII")
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):  # bad base64, bytes not UTF-8, or not JSON
+    except (ValueError, binascii.Error, RecursionError):  # bad base64 or UTF-8, not JSON, too deep
         value = None
     if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
             and isinstance(value[0], int | float) and not isinstance(value[0], bool)
