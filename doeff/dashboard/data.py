@@ -63,12 +63,12 @@ def _order(started_at: float, run_id: str) -> tuple[float, str]:
 def place_of(cursor: str) -> tuple[float, str]:
     """The list order's key of the place `cursor` (made by `cursor_of`) names;
     InvalidOptionError saying so if it names none."""
-    try:
-        if not cursor.isascii():
-            raise ValueError("not ASCII")
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, RecursionError):  # bad base64 or UTF-8, not JSON, too deep
-        value = None
+    value = None
+    if cursor.isascii():
+        try:
+            value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (ValueError, binascii.Error, RecursionError):  # bad base64/UTF-8/JSON, too deep
+            pass
     if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
             and isinstance(value[0], int | float) and not isinstance(value[0], bool)
             and math.isfinite(value[0])):
