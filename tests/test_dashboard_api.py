@@ -151,10 +151,15 @@ def csrf(c: httpx.Client, page: str = "/") -> str:
     return match.group(1)
 
 
-def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """The (event, data) pairs of a server-sent event stream."""
+def events(response: httpx.Response, within: float = 30.0) -> Iterator[tuple[str, Any]]:
+    """The (event, data) pairs of a server-sent event stream; AssertionError if the next one
+    takes more than `within` seconds (the stream's keep-alive comments, every 5 s, would
+    otherwise keep a read waiting forever for an event that never comes)."""
     name, data = None, []
+    deadline = time.monotonic() + within
     for line in response.iter_lines():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no event within {within:g} s")
         if line.startswith("event: "):
             name = line[len("event: "):]
         elif line.startswith("data: "):
@@ -162,6 +167,7 @@ def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
         elif line == "" and name is not None:
             yield name, json.loads("\n".join(data))
             name, data = None, []
+            deadline = time.monotonic() + within
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ import pytest
 from dashboard_store import record_runs, run_id_of, status_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dashboard_api import dashboard
+from test_dashboard_api import dashboard, events
 
 from doeff.dashboard.data import RUNS_PAGE, run_page
 from doeff.runs import RunRecord
@@ -50,25 +50,6 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[s
                         "started_at": now - COUNT + 0.5})
     with dashboard(str(path)) as (url, _):
         yield url, order + sorted(TIES)
-
-
-def events(response: httpx.Response, within: float = 10.0) -> Iterator[tuple[str, Any]]:
-    """The (event, data) pairs of a server-sent event stream; AssertionError if the next one
-    takes more than `within` seconds (the stream's keep-alive comments, every 5 s, would
-    otherwise keep a read waiting forever for an event that never comes)."""
-    name, data = None, []
-    deadline = time.monotonic() + within
-    for line in response.iter_lines():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no event within {within:g} s")
-        if line.startswith("event: "):
-            name = line[len("event: "):]
-        elif line.startswith("data: "):
-            data.append(line[len("data: "):])
-        elif line == "" and name is not None:
-            yield name, json.loads("\n".join(data))
-            name, data = None, []
-            deadline = time.monotonic() + within
 
 
 def walk(c: httpx.Client, **params: Any) -> list[list[dict[str, Any]]]:
