@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dashboard_api import dashboard, events
 
-from doeff.dashboard.data import RUNS_PAGE, run_page
+from doeff.dashboard.data import RUNS_PAGE, place_of, run_page
+from doeff.errors import InvalidOptionError
 from doeff.runs import RunRecord
 from doeff.runs.api import runs_of
 from doeff.runs.record import STATUSES
@@ -138,6 +140,7 @@ def _cursor(value: object) -> str:
     ("before", _cursor({"run": "x"}), "is not a cursor of this list: give the `next`"),
     ("before", _cursor([1.5]), "is not a cursor"),
     ("before", _cursor([True, "x"]), "is not a cursor"),
+    ("before", _cursor([10 ** 400, "x"]), "is not a cursor"),  # no float holds it
     ("before", base64.urlsafe_b64encode(b'[NaN, "x"]').decode(), "is not a cursor"),
     ("before", "é", "is not a cursor"),
     ("before", base64.urlsafe_b64encode(b"[" * 5000).decode(), "is not a cursor"),
@@ -250,3 +253,26 @@ def test_walking_pages_gives_each_run_once_in_order_whatever_arrives_meanwhile(
     if stop == 0:
         expected = [r.run_id for r in listed(later) if status in (None, r.status)] + expected
     assert seen == expected
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+
+# Ints near and past the largest float (2**1024 and beyond no float holds), either sign.
+HUGE = st.integers(2 ** 1020, 2 ** 1030) | st.integers(-(2 ** 1030), -(2 ** 1020))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON | st.tuples(st.integers() | st.floats() | HUGE, st.text()).map(list),
+       raw=st.binary(max_size=40))
+def test_any_cursor_is_a_place_or_an_invalid_option(value: object, raw: bytes) -> None:
+    """For any JSON a client may encode (ints no float holds, -0.0, NaN, infinities, odd
+    types) and any bytes: `place_of` gives a place of finite time, or InvalidOptionError (a
+    400), never another exception (a 500)."""
+    for cursor in (_cursor(value), base64.urlsafe_b64encode(raw).decode()):
+        try:
+            started, _ = place_of(cursor)
+        except InvalidOptionError:
+            continue
+        assert math.isfinite(started)

@@ -60,6 +60,18 @@ def _order(started_at: float, run_id: str) -> tuple[float, str]:
     return -started_at, run_id  # newest first; runs started at the same time by id
 
 
+def _finite_number(value: object) -> float | None:
+    """`value` as a finite float; None if it is no number, or one no float holds (an int of
+    400 digits, which `float` refuses with OverflowError)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def place_of(cursor: str) -> tuple[float, str]:
     """The list order's key of the place `cursor` (made by `cursor_of`) names;
     InvalidOptionError saying so if it names none."""
@@ -69,10 +81,10 @@ def place_of(cursor: str) -> tuple[float, str]:
             value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         except (ValueError, binascii.Error, RecursionError):  # bad base64/UTF-8/JSON, too deep
             pass
-    if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
-            and isinstance(value[0], int | float) and not isinstance(value[0], bool)
-            and math.isfinite(value[0])):
-        return _order(float(value[0]), value[1])
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        started = _finite_number(value[0])
+        if started is not None:
+            return _order(started, value[1])
     raise InvalidOptionError(
         f"before={cursor!r:.60} is not a cursor of this list: give the `next` of an "
         f"/api/runs answer, or the `cursor` of a run in it (or no before= for the first page)")
