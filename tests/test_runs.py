@@ -349,6 +349,81 @@ def test_a_record_round_trips_through_json() -> None:
     assert RunRecord.from_json(data).to_json() == {**data, "lost_reason": None}
 
 
+def _kv_of(kind: str, tmp_path: Path) -> Any:
+    from doeff.storage import LMDBKV
+
+    if kind == "sqlite":
+        return Durable(SQLiteKV(tmp_path / "wf.db"), MsgpackCodec())
+    if kind == "lmdb":
+        return Durable(LMDBKV(tmp_path / "wf.lmdb"), MsgpackCodec())
+    return InMemoryStorage()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "lmdb", "memory"])
+def test_a_request_left_while_another_is_applied_stays_for_the_next_take(
+        kind: str, tmp_path: Path) -> None:
+    """Another process asks to cancel while the run applies a pause it has read: taking the
+    pause removes the pause only, so the cancel is there for the next heartbeat to take."""
+    from doeff.runs.api import runs_of
+
+    with _kv_of(kind, tmp_path) as storage:
+        runs = runs_of(storage)
+        runs.request("r", "pause")
+        applied: list[str] = []
+
+        def apply(action: str) -> None:
+            applied.append(action)
+            runs.request("r", "cancel")  # written between the read and the delete
+
+        assert runs.take_request("r", apply) == "pause"
+        assert runs.pending("r") == "cancel"
+        assert runs.take_request("r", applied.append) == "cancel"
+        assert applied == ["pause", "cancel"] and runs.pending("r") is None
+
+
+def test_a_cancel_asked_while_a_pause_is_applied_lands(storage: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recorded run blocked in a call is asked to pause, and to cancel while its heartbeat
+    is still applying the pause: once the call returns the run ends cancelled, not paused
+    for ever with the cancel lost."""
+    from doeff.errors import CancellationError
+    from doeff.runs import cancel_run, pause_run, pending_request
+
+    apply = recorder_module.Recorder._apply
+    applying = threading.Event()
+
+    def slow_apply(self: Any, action: str) -> None:
+        apply(self, action)
+        if action == "pause":
+            applying.set()
+            time.sleep(0.5)  # the cancel below is left meanwhile
+
+    monkeypatch.setattr(recorder_module.Recorder, "_apply", slow_apply)
+    gate = threading.Event()
+
+    @do
+    def blocked() -> Generator[Any, Any, Any]:
+        value = yield cached("slow", lambda: perform(gate.wait, 30))
+        yield cached("after", lambda: perform(str, value))
+        return value
+
+    execution = run_workflow(blocked(), storage=storage, run_id="steered")
+    try:
+        _until(lambda: (r := get_run(storage, "steered")) is not None
+               and r.current_effect is not None)
+        pause_run(storage, "steered")
+        assert applying.wait(30)
+        cancel_run(storage, "steered")
+        _until(lambda: pending_request(storage, "steered") is None)
+        gate.set()
+        result = execution.wait(10)
+    finally:
+        gate.set()
+        execution.cancel()
+    assert isinstance(result.error, CancellationError)
+    assert "after" not in storage.keys()
+
+
 def _until(check: Any) -> Any:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -89,7 +89,8 @@ class RunStore:
     def take_request(self, run_id: str,
                      apply: Callable[[str], None] | None = None) -> str | None:
         """The pending request for `run_id` (None if there is none or it cannot be read),
-        removed after `apply` has taken it: a reader that sees no request knows it landed."""
+        removed after `apply` has taken it: a reader that sees no request knows it landed.
+        Only the request read is removed: one left meanwhile stays for the next take."""
         key = CONTROL + run_id
         raw = self.kv.get(key)
         if raw is None:
@@ -99,7 +100,13 @@ class RunStore:
             if action is not None and apply is not None:
                 apply(action)
         finally:
-            self.kv.delete(key)
+            # Every doeff store can delete only the bytes it read; a plain delete here would
+            # drop a cancel left while a pause was being applied.
+            delete_if = getattr(self.kv, "compare_and_delete", None)
+            if delete_if is not None:
+                delete_if(key, raw)
+            else:  # a KVStore of the application's without conditional writes
+                self.kv.delete(key)
         return action
 
 

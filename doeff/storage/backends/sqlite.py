@@ -680,6 +680,7 @@ class SQLiteNamespace(KVBase):
         self._put = _PUT.replace("doeff_kv", table)
         self._get = _GET.replace("doeff_kv", table)
         self._delete = _DELETE.replace("doeff_kv", table)
+        self._delete_if = _DELETE_IF.replace("doeff_kv", table)
         self._items = _ITEMS.replace("doeff_kv", table)
         self._records = _RECORDS.replace("doeff_kv", table)
         self._clear = _CLEAR.replace("doeff_kv", table)
@@ -733,6 +734,14 @@ class SQLiteNamespace(KVBase):
         self._writable("delete")
         deleted: bool = self._run("delete", key, self._delete, (key,),
                                   lambda c: c.rowcount > 0)
+        return deleted
+
+    def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        """Remove `key` only if its value is `expected` now; True if removed."""
+        key = check_key(key, self)
+        params = (key, check_value(expected, self, key))
+        self._writable("compare_and_delete")
+        deleted: bool = self._run("compare_and_delete", key, self._delete_if, params, _one_row)
         return deleted
 
     def exists(self, key: str) -> bool:
