@@ -231,14 +231,24 @@ def test_in_memory_storage_keeps_records_in_process() -> None:
     assert sorted(storage.keys()) == ["s:0", "s:1"]
 
 
-def test_a_store_that_refuses_records_warns_and_the_run_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stale_request", [False, True])
+def test_a_store_that_refuses_records_warns_and_the_run_goes_on(tmp_path: Path,
+                                                               stale_request: bool) -> None:
     """When the record cannot be written (a read-only store), the run still runs, with one
-    RunRecordWarning."""
-    SQLiteKV(tmp_path / "ro.db").close()
+    RunRecordWarning; also when a request left for an earlier run of its id cannot be
+    removed (it stays as it was)."""
+    from doeff.runs import pending_request
+    from doeff.runs.api import runs_of
+
+    with SQLiteKV(tmp_path / "ro.db") as kv:
+        if stale_request:
+            runs_of(kv).request("ro", "cancel")
     with Durable(SQLiteKV(tmp_path / "ro.db", readonly=True), MsgpackCodec()) as storage, \
-            pytest.warns(RunRecordWarning, match="could not be written"):
+            pytest.warns(RunRecordWarning, match="could not be written") as caught:
         result = run_sync(perform(lambda: 5), storage=storage, run_id="ro")
-    assert result.value == 5
+    assert result.value == 5 and len(caught) == 1
+    with SQLiteKV(tmp_path / "ro.db") as kv:
+        assert pending_request(kv, "ro") == ("cancel" if stale_request else None)
 
 
 def _record(**fields: Any) -> dict[str, Any]:

@@ -149,7 +149,10 @@ class Recorder:
                 "ended_at": old.ended_at if old.ended_at is not None else old.heartbeat_at,
                 "error": None if old.error is None else old.to_json()["error"],
             })
-        self.runs.take_request(self.run_id)  # a request left for an earlier attempt is stale
+        try:
+            self.runs.take_request(self.run_id)  # a request left for an earlier attempt is stale
+        except DoeffError as exc:  # a read-only store: the run goes on, as when writes fail
+            self._warn(exc)
         self.write(self.control.snapshot(0), final=None)
         self.thread = threading.Thread(target=self._beat, name=f"doeff-run-{self.run_id}",
                                        daemon=True)
