@@ -867,3 +867,37 @@ def test_the_wait_timeout_message_promises_no_interrupted_perform() -> None:
     message = str(caught.value)
     assert "cannot be interrupted" in message
     assert execution.wait(PATIENCE).value is True
+
+
+def test_a_guard_put_back_after_its_run_ended_passes_ctrl_c_on() -> None:
+    """A program that takes SIGINT over during a guarded run and puts back what it found only
+    after the run (a context manager around run_sync) reinstalls the guard of a run that has
+    ended: Ctrl-C then raises KeyboardInterrupt as Python's handler would, not queued for a
+    machine that will never take it; and the next fan-out guards itself as it would with
+    Python's handler there."""
+    found: list[Any] = []
+
+    def take_over() -> bool:
+        found.append(signal.signal(signal.SIGINT, lambda signum, frame: None))
+        return True
+
+    @do
+    def program() -> Any:
+        yield gather(perform(time.sleep, 0.001), perform(time.sleep, 0.001))
+        return (yield perform(take_over))
+
+    try:
+        assert run_sync(program()).value is True
+        signal.signal(signal.SIGINT, found[0])  # the ended run's guard
+        assert found[0] is not signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(1.0)  # the handler runs at the next bytecode; this is a margin only
+        # The next fan-out takes SIGINT over from it with a guard of its own.
+        held: list[Any] = []
+        run_sync(gather(perform(lambda: held.append(signal.getsignal(signal.SIGINT))),
+                        perform(time.sleep, 0.001)))
+        assert held[0] not in (found[0], signal.default_int_handler)
+        assert signal.getsignal(signal.SIGINT) == found[0]
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

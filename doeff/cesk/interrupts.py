@@ -43,14 +43,14 @@ class InterruptGuard:
         self._previous: Any = None
 
     def install(self) -> None:
-        """Take over SIGINT, if this is the main thread and Python's default handler or the
-        guard of a run this one is nested in has it (a handler the user installed is theirs).
-        A nested run's guard comes first: the interrupt belongs to the innermost run, whose
-        scheduler is the code running."""
+        """Take over SIGINT, if this is the main thread and Python's default handler, the
+        guard of a run this one is nested in, or the guard of a run that has ended has it (a
+        handler the user installed is theirs). A nested run's guard comes first: the interrupt
+        belongs to the innermost run, whose scheduler is the code running."""
         if threading.current_thread() is not threading.main_thread():
             return
         current = signal.getsignal(signal.SIGINT)
-        if current is signal.default_int_handler or (_guards and current == _guards[-1]._handle):
+        if _replaceable(current):
             self._previous = current
             signal.signal(signal.SIGINT, self._handle)
             self._installed = True
@@ -66,6 +66,11 @@ class InterruptGuard:
                 signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
+        if not self._installed:
+            # Its run has ended, yet the guard is back: put back by code that saved it during
+            # the run, or left by a Ctrl-C that cut `remove` short. No machine will take the
+            # interrupt: it goes where it went before the run.
+            return self._previous(signum, frame)
         if not self._m.defer_interrupts:
             # The single task's loop runs (maybe a blocking call inline): raise there, as
             # Python would, so a long call is interrupted at once; the loop unwinds the task.
@@ -75,3 +80,13 @@ class InterruptGuard:
 
 # The installed guards, innermost last; only the main thread installs or removes them.
 _guards: list[InterruptGuard] = []
+
+
+def _replaceable(handler: Any) -> bool:
+    """Whether a guard may take SIGINT over from `handler`: Python's default one, the guard
+    of the innermost run going on, or the guard of a run that has ended."""
+    if handler is signal.default_int_handler:
+        return True
+    guard = getattr(handler, "__self__", None)
+    return isinstance(guard, InterruptGuard) and (
+        not guard._installed or guard is (_guards[-1] if _guards else None))
