@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,24 @@ def test_bad_page_parameters_are_400s_saying_what_to_give(many: tuple[str, list[
     if param != "before":  # the stream has no cursor: it is the first page
         stream = httpx.get(url + "api/events", params={param: value}, timeout=10)
         assert stream.status_code == 400 and says in stream.json()["error"], stream.text
+
+
+def test_a_store_that_cannot_be_read_is_a_503_saying_why(tmp_path: Path) -> None:
+    """Another tool has written a run key that is not UTF-8: listing the runs fails in the
+    store (CorruptStoreError). /api/runs (what "Show more" asks) answers 503 with JSON naming
+    the store and the error, not a bare 500; the store's rows stay as they were."""
+    path = tmp_path / "wf.db"
+    record_runs(path, 3)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO doeff_ns_runs VALUES (CAST(? AS TEXT), x'00', 0)",
+                   (b"run:bad-\xff-key",))
+    with dashboard(str(path)) as (url, _):
+        answer = httpx.get(url + "api/runs", params={"limit": 2}, timeout=10)
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert "CorruptStoreError" in error and str(path) in error and "UTF-8" in error
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM doeff_ns_runs").fetchone()[0] == 4
 
 
 def test_the_runs_stream_sends_the_first_page_and_its_changes(tmp_path: Path) -> None:

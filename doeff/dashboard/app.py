@@ -40,7 +40,13 @@ from doeff.dashboard.data import (
     store_stats,
 )
 from doeff.dashboard.guard import Guard
-from doeff.errors import DecodeError, InvalidOptionError, RunError, RunNotFoundError
+from doeff.errors import (
+    DecodeError,
+    InvalidOptionError,
+    RunError,
+    RunNotFoundError,
+    StorageError,
+)
 from doeff.runs import cancel_run, pause_run, resume_run
 from doeff.runs.record import STATUSES
 from doeff.storage.base import KVStore
@@ -105,6 +111,13 @@ class JSON(JSONResponse):
 
 def _error(status: int, message: str) -> JSON:
     return JSON({"error": message}, status_code=status)
+
+
+def _store_failed(request: Request, exc: Exception) -> Response:
+    """What an API call answers when the store itself fails under it (a lost connection, a
+    damaged file): 503 naming the error, as the event streams' `store-error` does."""
+    return _error(503, f"the store could not be read: {type(exc).__name__}: {exc} (`doeff "
+                       f"cache check STORE` looks for damage)")
 
 
 def _limit(request: Request, default: int) -> int:
@@ -302,7 +315,8 @@ class Endpoints:
 def build_app(settings: Settings, *, port: int, host_names: frozenset[str] | None,
               token: str | None) -> Guard:
     """The app for `settings`, behind its guard (see doeff.dashboard.guard)."""
-    app = Starlette(routes=Endpoints(settings).routes())
+    app = Starlette(routes=Endpoints(settings).routes(),
+                    exception_handlers={StorageError: _store_failed})
     return Guard(app, port=port, host_names=host_names, token=token,
                  read_only=settings.read_only)
 
