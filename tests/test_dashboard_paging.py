@@ -137,6 +137,7 @@ def _cursor(value: object) -> str:
     ("limit", "0", "limit=0 is out of range: 1 to 5000"),
     ("limit", "-3", "limit=-3 is out of range"),
     ("limit", "5001", "limit=5001 is out of range"),
+    ("limit", "9" * 5000, "is out of range: 1 to 5000"),  # more digits than int() reads
     ("before", "garbage!", "before='garbage!' is not a cursor of this list"),
     ("before", _cursor({"run": "x"}), "is not a cursor of this list: give the `next`"),
     ("before", _cursor([1.5]), "is not a cursor"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -129,7 +130,11 @@ def _limit(request: Request, default: int) -> int:
     try:
         limit = int(given)
     except ValueError:
-        raise InvalidOptionError(f"limit={given!r:.40} is not a whole number") from None
+        if re.fullmatch(r"\s*[+-]?\d+\s*", given) is None:
+            raise InvalidOptionError(f"limit={given!r:.40} is not a whole number") from None
+        # A whole number of more digits than int() reads (4300).
+        raise InvalidOptionError(f"limit={given.strip()[:40]}... is out of range: 1 to "
+                                 f"{MAX_LIMIT}") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidOptionError(f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
     return limit
