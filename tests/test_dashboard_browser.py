@@ -410,3 +410,28 @@ def test_a_long_runs_list_shows_its_first_page_and_show_more_loads_the_next(
         assert not driver.find_element("css selector", "#show-more").is_displayed()
     finally:
         stop(server.process)
+
+
+def test_runs_deleted_below_the_first_page_leave_the_table(driver: Any, tmp_path: Path) -> None:
+    """130 runs, all shown after "Show more"; ten of those below the first page are deleted
+    (as `doeff runs prune` does): the table drops them and says "120 of 120 runs", rather
+    than keeping rows of runs that are gone ("130 of 120 runs")."""
+    from dashboard_store import record_runs
+
+    store = tmp_path / "pruned.db"
+    order = record_runs(store, 130)
+    server = start_dashboard(store, tmp_path)
+    try:
+        driver.get(server.page("/"))
+        wait_for(driver, _shows("#run-count", "100 of 130 runs"), '"100 of 130 runs"')
+        click(driver, "#show-more")
+        wait_for(driver, _shows("#run-count", "130 of 130 runs"), '"130 of 130 runs"')
+        with Durable(SQLiteKV(str(store)), MsgpackCodec()) as storage:
+            runs = runs_of(storage)
+            for run_id in order[110:120]:
+                assert runs.delete(run_id)
+        wait_for(driver, _shows("#run-count", "120 of 120 runs"), '"120 of 120 runs"')
+        assert _row_ids(driver) == order[:110] + order[120:]
+        assert not driver.find_element("css selector", "#show-more").is_displayed()
+    finally:
+        stop(server.process)

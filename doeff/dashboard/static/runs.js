@@ -70,8 +70,34 @@ function apply(change) {
   }
   const now = { counts: change.counts, total: change.total };
   if (JSON.stringify(now) !== JSON.stringify(counts)) exhausted = false;
+  // Fewer runs than before: some were deleted, maybe below the first page, where the stream
+  // does not look. Those rows are read again, so that no row of a deleted run stays.
+  const shrank = counts !== null && now.total < counts.total;
   counts = now;
   renderUnreadable(change.unreadable ?? []);
+  render();
+  if (shrank && older.size > 0) reloadOlder();
+}
+
+// The rows below the first page, read again as many as there were (a run deleted meanwhile
+// is no longer among them).
+async function reloadOlder() {
+  const first = [...live.values()].sort(newestFirst);
+  const wanted = filter.value;
+  const want = Math.min(older.size, 5000); // the server's largest page
+  const query = new URLSearchParams({ limit: String(want) });
+  if (first.length > 0) query.set("before", first[first.length - 1].cursor);
+  if (wanted) query.set("status", wanted);
+  try {
+    const page = await getJSON("/api/runs?" + query);
+    if (filter.value !== wanted) return;
+    older.clear();
+    for (const r of page.runs) if (!live.has(r.run_id)) older.set(r.run_id, r);
+    counts = { counts: page.counts, total: page.total };
+    exhausted = page.next === null;
+  } catch (error) {
+    setText("more-error", error.message);
+  }
   render();
 }
 
