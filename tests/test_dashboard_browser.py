@@ -435,3 +435,26 @@ def test_runs_deleted_below_the_first_page_leave_the_table(driver: Any, tmp_path
         assert not driver.find_element("css selector", "#show-more").is_displayed()
     finally:
         stop(server.process)
+
+
+def test_runs_started_together_are_in_the_servers_order(driver: Any, tmp_path: Path) -> None:
+    """Runs started at the same instant are listed by id as the server orders them, by code
+    point: U+FF21 before U+1F600, which JavaScript's `<` (by UTF-16 unit) puts the other way."""
+    from dashboard_store import record_runs
+
+    store = tmp_path / "ties.db"
+    order = record_runs(store, 1)
+    ties = ["tie-a", "tie-\uff21", "tie-\U0001f600"]  # in code point order
+    with Durable(SQLiteKV(str(store)), MsgpackCodec()) as storage:
+        runs = runs_of(storage)
+        seed = runs.read(order[0])
+        assert seed is not None
+        for run_id in reversed(ties):
+            runs.write({**seed.to_json(), "run_id": run_id, "started_at": 1000.0})
+    server = start_dashboard(store, tmp_path)
+    try:
+        driver.get(server.page("/"))
+        wait_for(driver, _shows("#run-count", "4 of 4 runs"), '"4 of 4 runs"')
+        assert _row_ids(driver) == order + ties
+    finally:
+        stop(server.process)

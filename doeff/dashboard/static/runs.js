@@ -12,8 +12,19 @@ const filter = document.getElementById("status-filter");
 const body = document.querySelector("#runs tbody");
 const more = document.getElementById("show-more");
 
+// Ids by code point, as the server compares them: `<` on strings compares UTF-16 units,
+// which puts U+10000 and above before U+E000..U+FFFF.
+function byCodePoint(a, b) {
+  const x = [...a], y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i].codePointAt(0) - y[i].codePointAt(0);
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
 // The server's order: newest first, runs started at the same time by id.
-const newestFirst = (a, b) => b.started_at - a.started_at || (a.run_id < b.run_id ? -1 : 1);
+const newestFirst = (a, b) => b.started_at - a.started_at || byCodePoint(a.run_id, b.run_id);
 
 function shownRuns() {
   return [...live.values(), ...[...older.values()].filter((r) => !live.has(r.run_id))]
