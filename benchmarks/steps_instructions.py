@@ -6,6 +6,7 @@ leaves the instructions of n steps alone (start-up, imports and setup cancel out
 on SQLite + pickle with a small dict as the result: `raw` (benchmarks/steps.py's baseline, a
 sqlite3 get-or-put loop), `kv` (SQLiteKV get/put), `durable` (Durable lookup/put_record: records
 sealed and checked), `cached` (hand-written `cached(key, ...)` in a workflow), `step` (`@step`).
+The cyclic GC is off while they run (see `one`).
 
     python benchmarks/steps_instructions.py [--n 500] [--modes hit,miss] [PATH ...]
     python benchmarks/steps_instructions.py --one PATH MODE K N     # what valgrind runs
@@ -14,6 +15,7 @@ sealed and checked), `cached` (hand-written `cached(key, ...)` in a workflow), `
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import pickle
 import re
@@ -135,6 +137,9 @@ PATHS = ("raw", "kv", "durable", "cached", "step")
 
 def one(kind: str, mode: str, k: int, n: int) -> None:
     """Set up, then run k steps of `kind` (hits or misses) on arguments 0..k-1."""
+    # No cyclic GC: when its collections fall would differ between the two runs, and one full
+    # collection costs as much as hundreds of steps. (So garbage the steps leave is not counted.)
+    gc.disable()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "store.db")
         run = (raw(path) if kind == "raw" else layered(path, kind) if kind in ("kv", "durable")
@@ -151,7 +156,8 @@ def instructions(kind: str, mode: str, k: int, n: int) -> int:
         out = os.path.join(tmp, "callgrind.out")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         sys.executable, __file__, "--one", kind, mode, str(k), str(n)],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})  # the same dicts every run
         with open(out) as f:
             text = f.read()
     found = re.search(r"^summary: (\d+)", text, re.M) or re.search(r"^totals: (\d+)", text, re.M)
