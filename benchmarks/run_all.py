@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = [
     "interpreter", "codecs", "envelope", "storage", "storage_postgres", "workflow",
     "observability", "runs_control", "concurrency", "steps", "dashboard_latency",
+    "dashboard_runs_page",
 ]
 
 

@@ -64,9 +64,10 @@ def new_driver(width: int = 1280, height: int = 800) -> Any:
     return driver
 
 
-def python_env() -> dict[str, str]:
-    """The environment for a child Python that imports this checkout's doeff."""
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+def python_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment for a child Python that imports the doeff of the checkout `root`
+    (this one unless a benchmark compares with another)."""
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
@@ -102,14 +103,15 @@ class Dashboard:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def start_dashboard(store: Path, log_dir: Path, *flags: str) -> Dashboard:
-    """Start `doeff dashboard STORE --port 0 FLAGS` and wait for the line naming its URL."""
+def start_dashboard(store: Path, log_dir: Path, *flags: str, root: Path = ROOT) -> Dashboard:
+    """Start `doeff dashboard STORE --port 0 FLAGS` (the doeff of the checkout `root`) and
+    wait for the line naming its URL."""
     log = log_dir / f"dashboard-{time.monotonic_ns()}.log"
     with log.open("w") as err:  # a file, not a pipe: a chatty server never blocks on it
         process = subprocess.Popen(
             [sys.executable, "-m", "doeff", "dashboard", str(store), "--port", "0", *flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
-            env=python_env(), cwd=log_dir)
+            env=python_env(root), cwd=log_dir)
     assert process.stdout is not None
     first: list[str] = []
     got = threading.Event()

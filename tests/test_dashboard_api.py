@@ -151,10 +151,15 @@ def csrf(c: httpx.Client, page: str = "/") -> str:
     return match.group(1)
 
 
-def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """The (event, data) pairs of a server-sent event stream."""
+def events(response: httpx.Response, within: float = 30.0) -> Iterator[tuple[str, Any]]:
+    """The (event, data) pairs of a server-sent event stream; AssertionError if the next one
+    takes more than `within` seconds (the stream's keep-alive comments, every 5 s, would
+    otherwise keep a read waiting forever for an event that never comes)."""
     name, data = None, []
+    deadline = time.monotonic() + within
     for line in response.iter_lines():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no event within {within:g} s")
         if line.startswith("event: "):
             name = line[len("event: "):]
         elif line.startswith("data: "):
@@ -162,6 +167,7 @@ def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
         elif line == "" and name is not None:
             yield name, json.loads("\n".join(data))
             name, data = None, []
+            deadline = time.monotonic() + within
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -178,13 +184,13 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> Non
 def test_runs_list_gives_summaries_and_filters_by_status(client: httpx.Client) -> None:
     """/api/runs lists both runs with status and step counts, newest first; ?status= keeps one
     status; an unknown status is a 400 naming the valid ones."""
-    runs = {r["run_id"]: r for r in client.get("/api/runs").json()}
+    runs = {r["run_id"]: r for r in client.get("/api/runs").json()["runs"]}
     assert runs["ok"]["status"] == "completed" and runs["bad"]["status"] == "failed"
     assert runs["ok"]["durable_steps"] == 3 and runs["ok"]["step_count"] > 0
     assert runs["bad"]["effect"] is None and runs["ok"]["age"] == "<1m"
-    failed = client.get("/api/runs", params={"status": "failed"}).json()
+    failed = client.get("/api/runs", params={"status": "failed"}).json()["runs"]
     assert "bad" in [r["run_id"] for r in failed] and {r["status"] for r in failed} == {"failed"}
-    done = client.get("/api/runs", params={"status": "completed"}).json()
+    done = client.get("/api/runs", params={"status": "completed"}).json()["runs"]
     assert [r["run_id"] for r in done] == ["ok"]
     bad = client.get("/api/runs", params={"status": "sleeping"})
     assert bad.status_code == 400 and "running" in bad.json()["error"]
@@ -301,7 +307,8 @@ def test_a_token_is_needed_on_every_request_by_bearer_or_by_cookie(store: str) -
             with httpx.Client(base_url=root, cookies=forged) as impostor:
                 assert impostor.get("/api/runs").status_code == 401
             ok = c.get("/api/runs", headers={"Authorization": "Bearer s3cret-T"})
-            assert ok.status_code == 200 and {r["run_id"] for r in ok.json()} >= {"ok", "bad"}
+            assert ok.status_code == 200
+            assert {r["run_id"] for r in ok.json()["runs"]} >= {"ok", "bad"}
             signin = c.get("/cache", params={"token": "s3cret-T", "prefix": "a"})
             assert signin.status_code == 303 and signin.headers["location"] == "/cache?prefix=a"
             cookie = signin.headers["set-cookie"]
@@ -430,8 +437,9 @@ def test_event_streams_send_a_change_when_a_run_record_changes(client: httpx.Cli
                 runs.delete("fresh")
                 assert next(received_one) == ("missing", {"run_id": "fresh"})
             name, change = next(received)
-            assert change == {"full": False, "runs": [], "removed": ["fresh"],
-                              "unreadable": []}
+            assert {k: change[k] for k in ("full", "runs", "removed", "below")} == {
+                "full": False, "runs": [], "removed": ["fresh"], "below": []}
+            assert change["total"] == first["total"] and change["unreadable"] == []
         with client.stream("GET", "/api/runs/ghost/events", timeout=5) as stream:
             assert next(events(stream)) == ("missing", {"run_id": "ghost"})
 
@@ -555,7 +563,7 @@ def test_an_lmdb_store_is_served_too(tmp_path: Path) -> None:
     with Durable(LMDBKV(folder), MsgpackCodec()) as storage:
         assert run_sync(job(False), storage=storage, run_id="on-lmdb").is_ok()
     with dashboard(f"lmdb://{folder}") as (url, _), httpx.Client(base_url=url) as c:
-        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()] == [
+        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()["runs"]] == [
             ("on-lmdb", "completed")]
         assert [r["key"] for r in c.get("/api/cache", params={"prefix": "report"}).json()] \
             == ["report:total"]
@@ -573,7 +581,7 @@ def test_a_postgresql_store_is_served_too(tmp_path: Path) -> None:
         assert run_sync(job(True), storage=storage, run_id="on-pg").is_err()
     url = f"postgresql://doeff@127.0.0.1:{server.port}/postgres?table={table}"
     with dashboard(url, "--read-only") as (address, _), httpx.Client(base_url=address) as c:
-        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()] == [
+        assert [(r["run_id"], r["status"]) for r in c.get("/api/runs").json()["runs"]] == [
             ("on-pg", "failed")]
         assert c.get("/api/runs/on-pg").json()["error"]["type"] == "RuntimeError"
         assert [r["key"] for r in c.get("/api/cache", params={"prefix": "report"}).json()] \
@@ -744,7 +752,7 @@ def test_damaged_run_records_break_neither_the_list_nor_its_stream(damaged: str)
     with httpx.Client(base_url=damaged, timeout=10) as c:
         listed = c.get("/api/runs")
         assert listed.status_code == 200, listed.text
-        runs = {r["run_id"]: r for r in _strict_json(listed.text)}
+        runs = {r["run_id"]: r for r in _strict_json(listed.text)["runs"]}
         assert sorted(runs) == [".", "..", "far", "huge-pid"]
         assert "not a date" in runs["far"]["started"]
         assert runs["huge-pid"]["status"] == "lost"

@@ -145,9 +145,11 @@ def test_step_count_grows_without_a_reload(driver: Any, dashboard: Dashboard,
              > bars, f"#step-timeline to grow past {bars} .step")
     assert driver.execute_script("return window.__sameDocument === true"), "the page reloaded"
     assert driver.execute_script("return Number(document.body.dataset.updated)") > updated
-    outcomes = wait_for(driver, lambda d: {e.get_attribute("data-outcome") for e in
-                                           d.find_elements("css selector", "#step-timeline .step")},
-                        "the timeline's outcomes")
+    # One script reads every bar at once: bar by bar over WebDriver, a timeline of hundreds
+    # of bars redrawn live went stale before the last was read, on every try.
+    outcomes = set(wait_for(driver, lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#step-timeline .step'),"
+        " (e) => e.getAttribute('data-outcome'))"), "the timeline's outcomes"))
     assert outcomes == {"computed"}  # every tick is a new step: none is read back
 
 
@@ -358,3 +360,53 @@ def assert_no_alert(driver: Any) -> None:
     text = alert.text
     alert.dismiss()
     raise AssertionError(f"an alert fired: {text!r}")
+
+
+def _row_ids(driver: Any) -> list[str]:
+    return [str(r) for r in driver.execute_script(
+        "return [...document.querySelectorAll('#runs tbody tr.run')].map(r => r.dataset.runId)")]
+
+
+def test_a_long_runs_list_shows_its_first_page_and_show_more_loads_the_next(
+        driver: Any, tmp_path: Path) -> None:
+    """With 250 recorded runs the table shows the newest 100 and says "100 of 250 runs";
+    "Show more" adds the next 100, in order; a run recorded meanwhile comes in on top without
+    losing the row it pushed off the first page; the last click shows every run and the button
+    goes. Filtered on a status, the pages are of that status."""
+    from dashboard_store import record_runs, status_of
+    from selenium.webdriver.support.ui import Select
+
+    store = tmp_path / "many.db"
+    order = record_runs(store, 250)
+    server = start_dashboard(store, tmp_path)
+    try:
+        driver.get(server.page("/"))
+        wait_for(driver, _shows("#run-count", "100 of 250 runs"), '"100 of 250 runs"')
+        assert _row_ids(driver) == order[:100]
+        assert text_of(driver, "#status-filter option[value='failed']") == "failed (84)"
+        click(driver, "#show-more")
+        wait_for(driver, _shows("#run-count", "200 of 250 runs"), '"200 of 250 runs"')
+        assert _row_ids(driver) == order[:200]
+
+        newest = record_runs(store, 1, first=250)
+        wait_for(driver, _shows("#run-count", "201 of 251 runs"), '"201 of 251 runs"')
+        assert _row_ids(driver) == newest + order[:200]
+        click(driver, "#show-more")
+        wait_for(driver, _shows("#run-count", "251 of 251 runs"), '"251 of 251 runs"')
+        assert _row_ids(driver) == newest + order
+        assert not driver.find_element("css selector", "#show-more").is_displayed()
+
+        completed = [r for r in newest + order if status_of(int(r[4:])) == "completed"]
+        Select(driver.find_element("css selector", "#status-filter")).select_by_value(
+            "completed")
+        wait_for(driver, _shows("#run-count", f"100 of {len(completed)} completed runs"),
+                 "the first page of completed runs")
+        assert _row_ids(driver) == completed[:100]
+        click(driver, "#show-more")
+        wait_for(driver, _shows("#run-count",
+                                f"{len(completed)} of {len(completed)} completed runs"),
+                 "every completed run")
+        assert _row_ids(driver) == completed
+        assert not driver.find_element("css selector", "#show-more").is_displayed()
+    finally:
+        stop(server.process)

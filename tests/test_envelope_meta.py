@@ -14,7 +14,7 @@ from storage_fixtures import SEAL_KEY, sealing_options
 
 from doeff.errors import DecodeError, InvalidOptionError, SignatureError
 from doeff.serde import Envelope, JSONCodec, MsgpackCodec, peek, seal, unseal
-from doeff.serde.envelope import META_VERSION, check, expires_at
+from doeff.serde.envelope import META_VERSION, EncodedInfo, check, expires_at
 
 INFO = {"step": "fetch", "version": "2", "code": None, "args": {"url": "0123456789ab"}}
 
@@ -78,6 +78,21 @@ def test_no_bytes_after_a_version_3_start_crash_a_reader(tail: bytes) -> None:
         unseal(record, JSONCodec(), key="k")
     except DecodeError:
         pass
+
+
+@pytest.mark.parametrize("text", [b"[" * 60_000, b'{"a":' * 13_000, b"\xff{}", b"[1]"],
+                         ids=["deep-array", "deep-object", "not-ascii", "array"])
+def test_a_crafted_info_is_a_decode_error_for_its_readers(text: bytes) -> None:
+    """A record whose header info (checksum and all made by whoever wrote it) is deeply nested,
+    not ASCII or not an object: peek and check raise DecodeError, not RecursionError; the
+    value itself, which does not depend on the info, still decodes."""
+    info = EncodedInfo()
+    info.json = text
+    record = seal(7, MsgpackCodec(), key="k", info=info)
+    for read in (peek, lambda r: check(r, "k")):
+        with pytest.raises(DecodeError, match="its info is"):
+            read(record)
+    assert unseal(record, MsgpackCodec(), key="k") == 7
 
 
 # -- Durable over every backend and codec -------------------------------------------------

@@ -206,8 +206,11 @@ def test_a_self_referencing_argument_is_refused_not_recursed_forever() -> None:
     """A list that contains itself is refused with StepKeyError (no RecursionError)."""
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(StepKeyError, match="nests deeper"):
+    with pytest.raises(StepKeyError, match="nests deeper") as info:
         fetch.key(loop)
+    where = str(info.value).split(" cannot be part")[0]  # the path, kept short: both its ends
+    assert where.endswith("the argument url" + "[0]" * 16 + "..." + "[0]" * 6)
+    assert len(where) < 200
 
 
 def test_key_callable_replaces_the_argument_digest() -> None:

@@ -28,17 +28,19 @@ from doeff.cli.output import show_key
 from doeff.dashboard.data import (
     CACHE_LIMIT,
     MAX_LIMIT,
+    RUNS_PAGE,
     Policy,
     RunFeed,
     RunListFeed,
     RunReader,
     cache_rows,
     run_detail,
+    run_page,
     run_summary,
     store_stats,
 )
 from doeff.dashboard.guard import Guard
-from doeff.errors import DecodeError, RunError, RunNotFoundError
+from doeff.errors import DecodeError, InvalidOptionError, RunError, RunNotFoundError
 from doeff.runs import cancel_run, pause_run, resume_run
 from doeff.runs.record import STATUSES
 from doeff.storage.base import KVStore
@@ -105,6 +107,29 @@ def _error(status: int, message: str) -> JSON:
     return JSON({"error": message}, status_code=status)
 
 
+def _limit(request: Request, default: int) -> int:
+    """The request's `?limit=` (`default` if none); InvalidOptionError if it is not a whole
+    number from 1 to MAX_LIMIT."""
+    given = request.query_params.get("limit") or None
+    if given is None:
+        return default
+    try:
+        limit = int(given)
+    except ValueError:
+        raise InvalidOptionError(f"limit={given!r:.40} is not a whole number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidOptionError(f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
+    return limit
+
+
+def _status(request: Request) -> str | None:
+    """The request's `?status=` (None for all); InvalidOptionError if it is no status."""
+    status = request.query_params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidOptionError(f"status={status!r:.40} is none of {', '.join(STATUSES)}")
+    return status
+
+
 class Endpoints:
     """The pages, the JSON API and the event streams of one dashboard."""
 
@@ -151,12 +176,18 @@ class Endpoints:
                      "statuses": list(STATUSES)})
 
     def runs(self, request: Request) -> Response:
-        """The runs' summaries, newest first; `?status=` keeps one status."""
-        status = request.query_params.get("status") or None
-        if status is not None and status not in STATUSES:
-            return _error(400, f"status={status!r:.40} is none of {', '.join(STATUSES)}")
+        """A page of the runs' summaries, newest first: `?limit=` of them (default RUNS_PAGE)
+        after the place `?before=` names (a `next` or a row's `cursor`), of one `?status=` if
+        given; with the cursor of the next page and the whole list's counts by status."""
+        try:
+            status, limit = _status(request), _limit(request, RUNS_PAGE)
+            page = run_page(self.reader.all(), status=status, limit=limit,
+                            before=request.query_params.get("before"))
+        except InvalidOptionError as exc:
+            return _error(400, str(exc))
         now = time.time()
-        return JSON([run_summary(r, now) for r in self.reader.all(status)])
+        return JSON({"runs": [run_summary(r, now) for r in page.records], "next": page.next,
+                     "total": page.total, "counts": page.counts})
 
     def run(self, request: Request) -> Response:
         """One run's whole record."""
@@ -189,11 +220,9 @@ class Endpoints:
         """Cache records by `?prefix=` and `?step=`, at most `?limit=`."""
         q = request.query_params
         try:
-            limit = int(q.get("limit") or CACHE_LIMIT)
-        except ValueError:
-            return _error(400, f"limit={q.get('limit')!r:.40} is not a whole number")
-        if not 1 <= limit <= MAX_LIMIT:
-            return _error(400, f"limit={limit} is out of range: 1 to {MAX_LIMIT}")
+            limit = _limit(request, CACHE_LIMIT)
+        except InvalidOptionError as exc:
+            return _error(400, str(exc))
         return JSON(cache_rows(self.settings.kv, self.settings.policy,
                                prefix=q.get("prefix", ""), step=q.get("step") or None,
                                limit=limit))
@@ -231,9 +260,15 @@ class Endpoints:
                                  headers={"x-accel-buffering": "no"})
 
     def runs_events(self, request: Request) -> Response:
-        """Changes to the runs list (`event: runs`)."""
+        """The first page of the runs list (`?status=`, `?limit=` as /api/runs) and its
+        changes (`event: runs`)."""
+        try:
+            status, limit = _status(request), _limit(request, RUNS_PAGE)
+        except InvalidOptionError as exc:
+            return _error(400, str(exc))
         # Pages polling within half an interval of each other share one read of the list.
-        feed = RunListFeed(self.reader, share_for=self.settings.poll / 2)
+        feed = RunListFeed(self.reader, status=status, limit=limit,
+                           share_for=self.settings.poll / 2)
 
         def poll() -> tuple[str, Any] | None:
             change = feed.poll()

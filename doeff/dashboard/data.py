@@ -10,8 +10,15 @@ decoded under the same trust policy as `doeff cache get` (pickle-family only wit
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import bisect
+import json
+import math
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +27,10 @@ from doeff.cli.errors import CLIError
 from doeff.cli.output import show_time, show_value
 from doeff.cli.runs import show_age
 from doeff.cli.scan import UNSAFE_TAGS, Record, pickle_refusal, scan
-from doeff.errors import DecodeError
+from doeff.errors import DecodeError, InvalidOptionError
 from doeff.runs import RunRecord
 from doeff.runs.api import runs_of
-from doeff.runs.record import LOST_AFTER
+from doeff.runs.record import LOST_AFTER, STATUSES
 from doeff.runs.store import RUN
 from doeff.steps.explain import step_prefix
 from doeff.storage.base import KVStore
@@ -31,6 +38,7 @@ from doeff.storage.base import KVStore
 VALUE_CHARS = 4000  # a value's text is cut here (`doeff cache get` shows it all)
 CACHE_LIMIT = 200  # records listed when the request gives no limit
 MAX_LIMIT = 5000
+RUNS_PAGE = 100  # runs in a page of the runs list when the request gives no limit
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,70 @@ class Policy:
     signing_keys: list[bytes] | None = None
 
 
+def cursor_of(record: RunRecord) -> str:
+    """The place of `record` in the runs list, as the `before=` of the page after it: its
+    start time and id (the list's order), as unpadded URL-safe base64 of JSON."""
+    text = json.dumps([record.started_at, record.run_id], ensure_ascii=True)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _order(started_at: float, run_id: str) -> tuple[float, str]:
+    return -started_at, run_id  # newest first; runs started at the same time by id
+
+
+def place_of(cursor: str) -> tuple[float, str]:
+    """The list order's key of the place `cursor` (made by `cursor_of`) names;
+    InvalidOptionError saying so if it names none."""
+    value = None
+    if cursor.isascii():
+        try:
+            value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (ValueError, binascii.Error, RecursionError):  # bad base64/UTF-8/JSON, too deep
+            pass
+    if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
+            and isinstance(value[0], int | float) and not isinstance(value[0], bool)
+            and math.isfinite(value[0])):
+        return _order(float(value[0]), value[1])
+    raise InvalidOptionError(
+        f"before={cursor!r:.60} is not a cursor of this list: give the `next` of an "
+        f"/api/runs answer, or the `cursor` of a run in it (or no before= for the first page)")
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of the runs list, and how many runs the whole list has of each status."""
+
+    records: list[RunRecord]
+    next: str | None  # the `before=` of the page after it; None if it is the last
+    counts: dict[str, int]  # every status, 0 included
+    total: int  # every readable run
+
+
+def run_page(records: Sequence[RunRecord], *, status: str | None = None,
+             limit: int = RUNS_PAGE, before: str | None = None) -> RunPage:
+    """The first `limit` of `records` (newest first, as `RunReader.all` gives them) that come
+    after the place `before` names and have `status` (if given). A cursor is a place, not a
+    run: runs that start later, or the deletion of the run it was made from, leave the pages
+    after it as they were."""
+    counts: Counter[str] = Counter(r.status for r in records)
+    matching = [r for r in records if status is None or r.status == status]
+    start = 0
+    if before is not None:
+        place = place_of(before)
+        start = bisect.bisect_right(matching, place,
+                                    key=lambda r: _order(r.started_at, r.run_id))
+    page = matching[start:start + limit]
+    more = start + limit < len(matching)
+    return RunPage(records=page, next=cursor_of(page[-1]) if page and more else None,
+                   counts={s: counts.get(s, 0) for s in STATUSES}, total=len(records))
+
+
 def run_summary(record: RunRecord, now: float) -> dict[str, Any]:
-    """One row of the runs table."""
+    """One row of the runs table; `cursor` is the `before=` of the runs after it."""
     effect = record.current_effect
     return {
-        "run_id": record.run_id, "status": record.status, "lost_reason": record.lost_reason,
+        "run_id": record.run_id, "cursor": cursor_of(record), "status": record.status,
+        "lost_reason": record.lost_reason,
         "program": record.program, "attempt": record.attempt,
         "started_at": record.started_at, "started": show_time(record.started_at),
         "age": show_age(max(0.0, now - record.started_at)),
@@ -66,10 +133,10 @@ class RunReader:
         self._lock = threading.Lock()
         # Why each record that `all` left out cannot be read, by run id (as of its last call).
         self.unreadable: dict[str, str] = {}
-        # The last list's summaries, with the (monotonic) time they were made: what every open
-        # runs page is sent, made once for all of them (see `summaries`).
-        self._summaries: tuple[float, dict[str, dict[str, Any]], dict[str, str]] | None = None
-        self._summaries_lock = threading.Lock()
+        # The last list read, with the (monotonic) time it was made: what every open runs page
+        # is sent a page of, read once for all of them (see `listing`).
+        self._listing: tuple[float, list[RunRecord], dict[str, str]] | None = None
+        self._listing_lock = threading.Lock()
 
     def all(self, status: str | None = None) -> list[RunRecord]:
         """Every readable run as seen now ("lost" computed), newest first; `status` filters.
@@ -87,22 +154,19 @@ class RunReader:
         now = time.time()
         records = [r.seen(now=now, lost_after=self.lost_after)
                    for _, r in fresh.values() if isinstance(r, RunRecord)]
-        records.sort(key=lambda r: (-r.started_at, r.run_id))
+        records.sort(key=lambda r: _order(r.started_at, r.run_id))
         return [r for r in records if status is None or r.status == status]
 
-    def summaries(self, max_age: float = 0.0) -> tuple[dict[str, dict[str, Any]],
-                                                        dict[str, str]]:
-        """Every readable run's summary by run id, newest first, and `unreadable`: made again
-        only if those at hand are older than `max_age` seconds. Each open runs page polls
-        this; without sharing, every one of them would read and summarise the whole list."""
-        with self._summaries_lock:
-            made = self._summaries
-            if made is not None and time.monotonic() - made[0] <= max_age:
-                return made[1], made[2]
-            now = time.time()
-            current = {r.run_id: run_summary(r, now) for r in self.all()}
-            self._summaries = (time.monotonic(), current, dict(self.unreadable))
-            return current, self._summaries[2]
+    def listing(self, max_age: float = 0.0) -> tuple[list[RunRecord], dict[str, str]]:
+        """`all()` and `unreadable`, read again only if those at hand are older than `max_age`
+        seconds. Each open runs page polls this; without sharing, every one of them would read
+        the whole list."""
+        with self._listing_lock:
+            made = self._listing
+            if made is None or time.monotonic() - made[0] > max_age:
+                records = self.all()
+                made = self._listing = (time.monotonic(), records, dict(self.unreadable))
+            return made[1], made[2]
 
     def one(self, run_id: str) -> RunRecord | None:
         """The record of `run_id` as seen now, or None if there is none; DecodeError saying why
@@ -139,30 +203,44 @@ def run_detail(record: RunRecord) -> dict[str, Any]:
 
 
 class RunListFeed:
-    """The changes to the runs list since the last `poll` (the first gives every run): what
-    /api/events sends."""
+    """The first page of the runs list (of one status, if given) and the list's counts, as
+    changes since the last `poll` (the first gives the whole page): what /api/events sends."""
 
-    def __init__(self, reader: RunReader, share_for: float = 0.0) -> None:
+    def __init__(self, reader: RunReader, *, status: str | None = None,
+                 limit: int = RUNS_PAGE, share_for: float = 0.0) -> None:
         self.reader = reader
+        self.status = status
+        self.limit = limit
         self.share_for = share_for  # seconds a list read for another page may be reused
         self.shown: dict[str, dict[str, Any]] | None = None
-        self.bad_shown: list[dict[str, str]] = []
+        self.told: tuple[Any, ...] = ()  # the counts and unreadable runs last sent
 
     def poll(self) -> dict[str, Any] | None:
-        """`{"full", "runs": [changed summaries], "removed": [ids], "unreadable": [{run_id,
-        error}]}` (the last always whole), or None if nothing changed."""
-        current, bad = self.reader.summaries(self.share_for)
+        """`{"full", "runs": [changed summaries], "removed": [ids], "below": [ids],
+        "unreadable": [{run_id, error}], "counts": {status: n}, "total": n}`, or None if
+        nothing changed. `removed`: runs gone from the list (deleted, or no longer of the
+        status); `below`: runs still in it that newer ones pushed off the page. The counts
+        and `unreadable` are always whole."""
+        records, bad = self.reader.listing(self.share_for)
+        page = run_page(records, status=self.status, limit=self.limit)
+        now = time.time()
+        current = {r.run_id: run_summary(r, now) for r in page.records}
         unreadable = [{"run_id": k, "error": v} for k, v in sorted(bad.items())]
+        told = (page.counts, page.total, unreadable)
         shown, self.shown = self.shown, current
-        bad_before, self.bad_shown = self.bad_shown, unreadable
+        told_before, self.told = self.told, told
+        whole = {"counts": page.counts, "total": page.total, "unreadable": unreadable}
         if shown is None:
-            return {"full": True, "runs": list(current.values()), "removed": [],
-                    "unreadable": unreadable}
+            return {"full": True, "runs": list(current.values()), "removed": [], "below": [],
+                    **whole}
         changed = [s for k, s in current.items() if shown.get(k) != s]
-        removed = [k for k in shown if k not in current]
-        if not changed and not removed and unreadable == bad_before:
+        gone = [k for k in shown if k not in current]
+        if not changed and not gone and told == told_before:
             return None
-        return {"full": False, "runs": changed, "removed": removed, "unreadable": unreadable}
+        listed = {r.run_id for r in records if self.status in (None, r.status)} if gone \
+            else set()
+        return {"full": False, "runs": changed, "removed": [k for k in gone if k not in listed],
+                "below": [k for k in gone if k in listed], **whole}
 
 
 class RunFeed:
@@ -253,5 +331,6 @@ def store_stats(kv: KVStore) -> dict[str, Any]:
     }
 
 
-__all__ = ["CACHE_LIMIT", "MAX_LIMIT", "Policy", "RunFeed", "RunListFeed", "RunReader",
-           "cache_row", "cache_rows", "run_detail", "run_summary", "store_stats"]
+__all__ = ["CACHE_LIMIT", "MAX_LIMIT", "RUNS_PAGE", "Policy", "RunFeed", "RunListFeed",
+           "RunPage", "RunReader", "cache_row", "cache_rows", "cursor_of", "place_of",
+           "run_detail", "run_page", "run_summary", "store_stats"]

@@ -431,8 +431,9 @@ def _info(h: _Header) -> Mapping[str, Any] | None:
         return None
     try:
         value = json.loads(h.info.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError(f"corrupt record: its info is not a JSON object ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # crafted: nested deep
+        raise DecodeError(f"corrupt record: its info is not a JSON object "
+                          f"({type(exc).__name__}: {exc!s:.100})") from None
     if not isinstance(value, dict):
         raise DecodeError(f"corrupt record: its info is a JSON {type(value).__name__}, not an "
                           "object")

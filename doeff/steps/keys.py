@@ -350,7 +350,10 @@ def encode_arguments(names: list[str], values: Any, where: str,
             else:
                 body = _leaf(value, cls, 1)
         except _NoCanonicalForm as exc:
-            inside = "".join(reversed(exc.path))
+            steps = exc.path[::-1]
+            if len(steps) > 24:  # e.g. 200 levels of [0]: its two ends say where it is
+                steps = [*steps[:16], "...", *steps[-6:]]
+            inside = "".join(steps)
             raise StepKeyError(
                 f"{where}: the argument {name}{inside} cannot be part of the step's key: "
                 f"{exc.why}. Pass a value with a canonical form (str, int, float, bytes, "
