@@ -62,6 +62,46 @@ def test_yield_program_and_yield_from_both_return_the_subprogram_value() -> None
     assert run_sync(main()).value == (11, 21)
 
 
+def test_sub_programs_get_their_keyword_arguments_and_subclasses_start_themselves() -> None:
+    """A sub-program called with keyword arguments gets them, generator or not; a Program
+    subclass with a start of its own is started by it and named by its own `name`."""
+
+    @do
+    def scaled(x: int, *, by: int = 1) -> Any:
+        return (yield perform(lambda: x * by))
+
+    @do
+    def plain(x: int, *, by: int = 1) -> int:
+        return x * by
+
+    class Doubled(Program[Any]):
+        __slots__ = ()
+
+        def start(self) -> Any:
+            return self.fn(*self.args, by=2)
+
+        @property
+        def name(self) -> str:
+            return "doubled"
+
+    names: list[str] = []
+
+    @do
+    def outer() -> Any:
+        a = yield scaled(3, by=5)
+        b = yield plain(x=4, by=10)
+        c = yield Doubled(scaled.fn, (7,))
+        return a, b, c
+
+    def watch(snapshot: Any) -> None:
+        names.extend(frame.description for frame in snapshot.k_stack)
+
+    assert run_sync(outer(), on_step=watch).value == (15, 40, 14)
+    shown = " | ".join(names)
+    assert "doubled() waiting at" in shown
+    assert "<locals>.scaled() waiting at" in shown
+
+
 def test_non_generator_do_function_works() -> None:
     """A @do function whose body never yields is a program answering its return value."""
 

@@ -35,7 +35,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import CodeType, GeneratorType
+from types import CodeType, FunctionType, GeneratorType
 from typing import Any, Protocol
 
 from doeff.cesk.calls import not_callable
@@ -232,15 +232,20 @@ class Machine:
         function whose body is not a generator has already produced its value.
         """
         if isinstance(program, Program):
+            fn = program.fn
+            plain = program.__class__ is Program  # a subclass may start or name itself
             try:
-                started = program.start()
+                # Program.start written out for a plain program: every sub-program call is one.
+                started = fn(*program.args, **program.kwargs) if plain else program.start()
             except BaseException as err:
                 # A body that is not a generator raised: it never reached K, so its code is
                 # named here, to end the traceback at the user's raise as a generator's would.
-                self._capture(err, None, getattr(program.fn, "__code__", None))
+                self._capture(err, None, getattr(fn, "__code__", None))
                 return None, err
             if isinstance(started, GeneratorType):
-                self.K.append(ReturnFrame(started, program.name))
+                # Program.name without the property's call, for a plain program of a function.
+                name = (fn.__qualname__ if plain and fn.__class__ is FunctionType else None)
+                self.K.append(ReturnFrame(started, name or program.name))
                 return None, None
             return started, None
         if isinstance(program, Effect):

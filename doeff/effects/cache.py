@@ -141,6 +141,7 @@ _cacheput = fast_constructor(CachePut)
 _cachedelete = fast_constructor(CacheDelete)
 _cacheexists = fast_constructor(CacheExists)
 _cachelookup = fast_constructor(CacheLookup)
+_cachefill = fast_constructor(CacheFill)
 
 
 def cacheget(key: str) -> CacheGet:
@@ -325,7 +326,7 @@ def _store(key: str, program: Program[Any] | Effect, ttl: float | None,
     # CacheFill stores the value before answering it, so a cancel that arrives as the
     # computation returns cannot discard a finished step.
     try:
-        return (yield CacheFill(key, program, ttl, info))
+        return (yield _cachefill(key, program, ttl, info))
     except EncodeError as exc:
         if exc.key != key:
             raise  # the computation's own error, not the store's refusal of its value
@@ -356,7 +357,8 @@ def cached(key: str, compute: Callable[[], Any], *, ttl: float | timedelta | Non
     (or a `Claim`) so that of several workers reaching the key at once one computes it and the
     others wait for its result. See docs/steps.md.
     """
-    _check_key("cached", key)
+    if key.__class__ is not str:  # as `_KeyedEffect` does: the common case costs no call
+        _check_key("cached", key)
     if not callable(compute):
         raise NotAProgramError(
             f"cached({key!r}, compute): compute must be a zero-argument callable returning a "

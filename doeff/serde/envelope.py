@@ -70,6 +70,7 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
 _META_FIXED = _U64.size + _U16.size  # the expiry and the info's length
+_unpack_meta = struct.Struct("<QH").unpack_from  # both at once: (expiry in ms, info's length)
 MAX_INFO = 0xFFFF  # bytes of JSON a record's info may hold
 _pack_u32 = _U32.pack
 _pack_u16 = _U16.pack
@@ -495,7 +496,8 @@ def _open_plain(data: bytes, codec: Codec, head: bytes, head_crc: int,
     start = len(head) + 4
     if type(data) is not bytes or len(data) < start or not data.startswith(head):
         return _MISS
-    payload = _payload(data, start, codec)
+    # `_payload` written out for the small record, as in `Envelope._open_signed`.
+    payload = data[start:] if len(data) - start < _VIEW_FROM else _payload(data, start, codec)
     kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
     if zlib.crc32(payload, zlib.crc32(kb, head_crc)) != _unpack_u32(data, start - 4)[0]:
         raise _checksum_error(data, codec.tag, key)
@@ -616,7 +618,8 @@ class Envelope:
         env.unseal(env.seal({"rows": 3}, "step:1"), "step:1")   # {'rows': 3}
     """
 
-    __slots__ = ("_by_name", "_head", "_head3", "_head3_crc", "_head_crc", "_mac", "_plain",
+    __slots__ = ("_by_name", "_head", "_head3", "_head3_crc", "_head_crc", "_mac", "_min3",
+                 "_plain", "_pos3",
                  "_start", "codec", "signer", "transforms", "trust")
 
     def __init__(self, codec: Codec, *, trust: Trust | Iterable[Codec | str] | None = None,
@@ -638,6 +641,8 @@ class Envelope:
         # A version 3 record of the plain kind starts with this, its fields follow.
         self._head3 = _head(codec.tag, [], "", b"")
         self._head3_crc = zlib.crc32(self._head3)
+        self._pos3 = len(self._head3)  # where its fields start
+        self._min3 = self._pos3 + _META_FIXED + 4  # the shortest such record: no info, no payload
 
     def seal(self, value: object, key: str | None = None, codec: Codec | None = None, *,
              expires_at: float | None = None, info: Mapping[str, Any] | None = None) -> bytes:
@@ -683,29 +688,34 @@ class Envelope:
                 value = _open_plain(data, self.codec, self._head, self._head_crc, key)
                 if value is not _MISS:
                     return value  # a version 2 record: it never expires
-            elif len(data) >= len(self._head3) + _META_FIXED + 4 and data.startswith(self._head3):
-                millis: int = _unpack_u64(data, len(self._head3))[0]
+            elif len(data) >= self._min3 and data.startswith(self._head3):
+                millis, size = _unpack_meta(data, self._pos3)
                 if millis and millis / 1000 <= now():
                     return EXPIRED
-                return self._open_plain3(data, key)
+                return self._open_plain3(data, key, size)
         until = expires_at(data)
         if until is not None and until <= now():
             return EXPIRED
         return self.unseal(data, key)
 
-    def _open_plain3(self, data: bytes, key: str | None) -> object:
+    def _open_plain3(self, data: bytes, key: str | None, size: int = -1) -> object:
         """A version 3 record of the envelope's codec, unsigned, with no steps: the header's
-        fields are skipped by their sizes instead of parsed (the general path checks them)."""
-        pos = len(self._head3)
-        if len(data) < pos + _META_FIXED + 4:
-            return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
-        crc_at = pos + _META_FIXED + _U16.unpack_from(data, pos + 8)[0]
+        fields are skipped by their sizes instead of parsed (the general path checks them).
+        `size`, the info's length, when the caller has read it (and checked `_min3`)."""
+        pos = self._pos3
+        if size < 0:
+            if len(data) < self._min3:
+                return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
+            size = _unpack_meta(data, pos)[1]
+        crc_at = pos + _META_FIXED + size
         start = crc_at + 4
         if len(data) < start:
             return _open(data, _key_bytes(key), key, self.codec, self.trust, None, {})
-        payload = _payload(data, start, self.codec)
-        head_crc = zlib.crc32(data[pos:crc_at], self._head3_crc)
-        crc = zlib.crc32(payload, zlib.crc32(_key(key), head_crc))
+        # `_payload` and `_key` written out for the small record, as in `_open_signed`.
+        payload = (data[start:] if len(data) - start < _VIEW_FROM
+                   else _payload(data, start, self.codec))
+        kb = key.encode() if type(key) is str and key.isascii() else _key_bytes(key)
+        crc = zlib.crc32(payload, zlib.crc32(kb, zlib.crc32(data[pos:crc_at], self._head3_crc)))
         if crc != _unpack_u32(data, crc_at)[0]:
             raise _checksum_error(data, self.codec.tag, key)
         try:

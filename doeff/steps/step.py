@@ -256,8 +256,9 @@ class Step(KleisliProgram[..., Any]):
         return self._encoded(args, kwargs)[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Program[Any]:
-        call = self._call(args, kwargs)
-        return Program(self._fill, (call.key, call, self.options, call))
+        key, names, values, parts = self._encoded(args, kwargs)  # `_call`, without its call
+        call = StepCall(self, key, names, parts, values, args, kwargs)
+        return Program(self._fill, (key, call, self.options, call))
 
     # -- the computation --------------------------------------------------------------------
 

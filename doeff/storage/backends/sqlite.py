@@ -321,7 +321,14 @@ class SQLiteKV(KVBase):
             )
 
     def _take_pooled(self, op: str) -> sqlite3.Cursor:
-        _GATE.enter(self, op)
+        # ForkGate.enter's common case written out (mark this thread inside, then look for a
+        # fork; see ForkGate): the call was a measurable share of a get. A fork under way, or a
+        # stuck child, goes through enter itself, which waits or refuses.
+        inside = _GATE.inside
+        inside.append(None)
+        if _GATE.closed or _GATE.stuck:
+            inside.pop()
+            _GATE.enter(self, op)
         try:
             return self._idle.pop()
         except IndexError:
@@ -344,7 +351,7 @@ class SQLiteKV(KVBase):
                 self._drain()
         else:
             cur.connection.close()
-        _GATE.leave()
+        _GATE.inside.pop()  # _GATE.leave(), written out as enter's common case is above
 
     def _take_shared(self, op: str) -> sqlite3.Cursor:
         _GATE.enter(self, op)
@@ -448,7 +455,8 @@ class SQLiteKV(KVBase):
 
     def get(self, key: str) -> bytes | None:
         """Return the bytes under `key`, or None when missing."""
-        key = check_key(key, self)
+        if type(key) is not str or not key.isascii():  # check_key's common case costs no call
+            key = check_key(key, self)
         cur = self._take("get")
         try:
             # _run inlined on the two hot paths: a Python call is a measurable share of a get.
@@ -464,8 +472,10 @@ class SQLiteKV(KVBase):
 
     def put(self, key: str, value: bytes) -> None:
         """Store `value` under `key` in one committed statement; the old value stays on error."""
-        key = check_key(key, self)
-        params = (key, check_value(value, self, key), time.time())
+        if type(key) is not str or not key.isascii():  # as in get
+            key = check_key(key, self)
+        params = (key, value if type(value) is bytes else check_value(value, self, key),
+                  time.time())
         if self.readonly:
             raise read_only(self, "put")
         cur = self._take("put")
