@@ -182,3 +182,13 @@ def test_a_request_that_does_not_show_in_time_says_why(tmp_path: Path) -> None:
         assert unread.returncode == 1
         assert "it has not read the request yet; the request stays" in unread.stderr
         assert pending_request(storage, "stalled") == "cancel"
+
+
+def test_durations_read_the_same_in_runs_and_cache_commands(store: str) -> None:
+    """`runs prune --older-than` and `cache rm --older-than` take the same durations (2w
+    included) and refuse the same way."""
+    assert doeff("runs", "prune", store, "--older-than", "2w").returncode == 0
+    for command in (("runs", "prune"), ("cache", "rm")):
+        bad = doeff(*command, store, "--older-than", "soon")
+        assert bad.returncode == 2
+        assert "'soon' is not a duration; write a number with s, m, h, d or w" in bad.stderr

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> float:
+    """`90`, `45s`, `30m`, `12h`, `7d`, `2w` as seconds (argparse type)."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; write a number with s, m, h, d or w (e.g. 7d, 12h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:

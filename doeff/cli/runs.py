@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from typing import TextIO
 
-from doeff.cli.args import add_store
+from doeff.cli.args import add_store, duration
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import (
     plural,
@@ -269,18 +268,6 @@ def cmd_rm(ns: argparse.Namespace) -> int:
                 removed += 1
     print(f"removed {plural(removed, 'run record')}")
     return EXIT_FAILED if failed else 0
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration(text: str) -> float:
-    """`90`, `90s`, `30m`, `12h`, `7d` as seconds (argparse type)."""
-    m = _DURATION.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration like 90s, 30m, 12h or 7d")
-    return float(m.group(1)) * _UNIT[m.group(2)]
 
 
 def cmd_prune(ns: argparse.Namespace) -> int:

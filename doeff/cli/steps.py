@@ -9,29 +9,16 @@ code is not needed.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections.abc import Sequence
 
-from doeff.cli.args import add_store
+from doeff.cli.args import add_store, duration
 from doeff.cli.errors import EXIT_FAILED, CLIError
 from doeff.cli.output import iso_time, plural, print_json, show_key, show_time, table
 from doeff.cli.scan import Record, scan
 from doeff.cli.store import open_store, store_label
 from doeff.steps.explain import Recorded, parse_key, step_prefix, varying
 from doeff.storage.base import AtomicKVStore, KVStore
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration(text: str) -> float:
-    """`90`, `45s`, `30m`, `12h`, `7d`, `2w` as seconds (argparse type)."""
-    m = _DURATION.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; write a number with s, m, h, d or w (e.g. 7d, 12h)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def _atomic(kv: KVStore, what: str) -> AtomicKVStore:
