@@ -68,19 +68,22 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def raw_get_or_put(path: str, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any],
-                   n: int) -> tuple[float, float]:
-    """Seconds per step of a sqlite3 get-or-put loop: first run (all misses), replay (hits)."""
+def raw_steps(path: str, dumps: Callable[[Any], bytes],
+              loads: Callable[[bytes], Any]) -> tuple[Callable[[str, int], int],
+                                                      sqlite3.Connection]:
+    """The baseline: a sqlite3 get-or-put loop, one autocommit statement per write, WAL and
+    synchronous=NORMAL as SQLiteKV. `run(name, n)` gets or computes and puts the n steps
+    named `name` (arguments 0..n-1) and sums their ids; close the connection after."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, "
                  "updated_at REAL NOT NULL)")
 
-    def run() -> int:
+    def run(name: str, n: int) -> int:
         total = 0
         for i in range(n):
-            key = f"step:bench.compute@v1:{i:032x}"
+            key = f"step:{name}@v1:{i:032x}"
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
             if row is None:
                 value = compute(i)
@@ -92,7 +95,15 @@ def raw_get_or_put(path: str, dumps: Callable[[Any], bytes], loads: Callable[[by
             total += value["id"]
         return total
 
-    first, replay = timed(run) / n, timed(run) / n
+    return run, conn
+
+
+def raw_get_or_put(path: str, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any],
+                   n: int) -> tuple[float, float]:
+    """Seconds per step of the sqlite3 get-or-put loop: first run (all misses), replay (hits)."""
+    run, conn = raw_steps(path, dumps, loads)
+    first = timed(lambda: run("bench.compute", n)) / n
+    replay = timed(lambda: run("bench.compute", n)) / n
     conn.close()
     return first, replay
 

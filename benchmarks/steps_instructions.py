@@ -19,47 +19,21 @@ import gc
 import os
 import pickle
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Generator
 from typing import Any
 
-PAYLOAD = {"id": 7, "name": "step result", "score": 0.93, "tags": ["a", "b", "c"]}
+from steps import compute, raw_steps
 
-
-def compute(i: int) -> dict[str, Any]:
-    return {**PAYLOAD, "id": i}
-
-
-Run = Callable[[str, int], None]  # run(name, n): n steps named `name`, arguments 0..n-1
+Run = Callable[[str, int], object]  # run(name, n): n steps named `name`, arguments 0..n-1
 
 
 def raw(path: str) -> Run:
     """benchmarks/steps.py's baseline: a sqlite3 get-or-put loop with pickle."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, "
-                 "updated_at REAL NOT NULL)")
-
-    def run(name: str, n: int) -> None:
-        total = 0
-        for i in range(n):
-            key = f"step:{name}@v1:{i:032x}"
-            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                value = compute(i)
-                conn.execute("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                             "value = excluded.value, updated_at = excluded.updated_at",
-                             (key, pickle.dumps(value), time.time()))
-            else:
-                value = pickle.loads(row[0])
-            total += value["id"]
-
+    run, _ = raw_steps(path, pickle.dumps, pickle.loads)
     return run
 
 

@@ -35,6 +35,20 @@ def steps(n: int, prefix: str = "s") -> Generator[Any, Any, Any]:
     return total
 
 
+@do
+def _blocked(gate: threading.Event) -> Generator[Any, Any, Any]:
+    """Waits in one call until `gate` is set, then a step a cancel must keep from running."""
+    value = yield cached("slow", lambda: perform(gate.wait, 30))
+    yield cached("after", lambda: perform(str, value))
+    return value
+
+
+def _in_its_call(storage: Any, run_id: str) -> bool:
+    """Whether the record of `run_id` shows it inside a call."""
+    record = get_run(storage, run_id)
+    return record is not None and record.current_effect is not None
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> Any:
     """A msgpack store on a SQLite file."""
@@ -147,16 +161,9 @@ def test_a_request_is_pending_until_the_run_has_taken_it(storage: Any,
     monkeypatch.setattr(recorder_module.Recorder, "_apply", slow_apply)
     gate = threading.Event()
 
-    @do
-    def blocked() -> Generator[Any, Any, Any]:
-        value = yield cached("slow", lambda: perform(gate.wait, 30))
-        yield cached("after", lambda: perform(str, value))
-        return value
-
-    execution = run_workflow(blocked(), storage=storage, run_id="slow")
+    execution = run_workflow(_blocked(gate), storage=storage, run_id="slow")
     try:
-        _until(lambda: (r := get_run(storage, "slow")) is not None
-               and r.current_effect is not None)
+        _until(lambda: _in_its_call(storage, "slow"))
         cancel_run(storage, "slow")
         assert pending_request(storage, "slow") in ("cancel", None)
         _until(lambda: pending_request(storage, "slow") is None)
@@ -411,16 +418,9 @@ def test_a_cancel_asked_while_a_pause_is_applied_lands(storage: Any,
     monkeypatch.setattr(recorder_module.Recorder, "_apply", slow_apply)
     gate = threading.Event()
 
-    @do
-    def blocked() -> Generator[Any, Any, Any]:
-        value = yield cached("slow", lambda: perform(gate.wait, 30))
-        yield cached("after", lambda: perform(str, value))
-        return value
-
-    execution = run_workflow(blocked(), storage=storage, run_id="steered")
+    execution = run_workflow(_blocked(gate), storage=storage, run_id="steered")
     try:
-        _until(lambda: (r := get_run(storage, "steered")) is not None
-               and r.current_effect is not None)
+        _until(lambda: _in_its_call(storage, "steered"))
         pause_run(storage, "steered")
         assert applying.wait(30)
         cancel_run(storage, "steered")

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_runs_processes import TIMEOUT, wait_for
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
-TIMEOUT = 60.0  # generous: a loaded 2-core machine starts processes slowly
 
 
 def line_of(marker: str) -> int:
@@ -103,22 +103,31 @@ def worker(db: str, name: str, run_id: str, *args: str) -> int:
 # -- the test side -----------------------------------------------------------------------------
 
 
+class CallsAnswer:
+    """A machine's driver for tests that run turns by hand: each call answers the future
+    `answer(fn, args, kwargs)` gives; no awaits."""
+
+    def __init__(self, answer: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]) -> None:
+        self.answer = answer
+
+    def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.answer(fn, args, kwargs)
+
+    def await_(self, awaitable: Any) -> Any:
+        raise AssertionError("no awaits here")
+
+    def notify(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Any]:
     """A msgpack store on a SQLite file."""
     with open_storage(tmp_path / "wf.db") as store:
         yield store
-
-
-def wait_for(what: str, check: Callable[[], Any]) -> Any:
-    """Poll `check` until it returns something truthy; fail after TIMEOUT seconds."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def await_for(what: str, check: Callable[[], Any]) -> Any:
@@ -340,22 +349,10 @@ def test_a_turn_that_ends_past_the_budget_ends_proceed() -> None:
     from doeff.effects import get, perform
     from doeff.runners import build_machine
 
-    class Done:
-        """A driver whose calls have completed by the time they are started."""
-
-        def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            future.set_result(fn(*args, **kwargs))
-            return future
-
-        def await_(self, awaitable: Any) -> Any:
-            raise AssertionError("no awaits here")
-
-        def notify(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
+    def done(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(fn(*args, **kwargs))  # completed by the time it is started
+        return future
 
     @do
     def program() -> Generator[Any, Any, int]:
@@ -365,7 +362,7 @@ def test_a_turn_that_ends_past_the_budget_ends_proceed() -> None:
         return 0
 
     m = build_machine(state={"x": 1}, async_mode=True)
-    m.driver = Done()
+    m.driver = CallsAnswer(done)
     m.set_hook("control", lambda steps, effect: PREEMPT)  # every step ends the turn
     m.begin(program())
     assert m.proceed(1) is YIELD
@@ -386,21 +383,6 @@ def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() ->
 
     pending: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-    class Later:
-        """A driver whose one call completes when the test says so."""
-
-        def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return pending
-
-        def await_(self, awaitable: Any) -> Any:
-            raise AssertionError("no awaits here")
-
-        def notify(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
     def hold_when_idle(steps: int, effect: Any) -> Any:
         if effect is None and not pending.done():
             pending.set_result(9)  # news arrives as the machine holds
@@ -413,7 +395,7 @@ def test_a_hold_while_every_task_waits_ends_proceed_before_news_is_taken_in() ->
         return int(value + (yield get("x")))
 
     m = build_machine(state={"x": 1}, async_mode=True)
-    m.driver = Later()
+    m.driver = CallsAnswer(lambda *_: pending)  # completes when the test says so
     m.set_hook("control", hold_when_idle)
     m.begin(program())
     assert m.proceed(1) is WAIT
