@@ -23,7 +23,7 @@ from doeff.runs import RunRecord, delete_run, get_run, list_runs, prune_runs
 from doeff.runs import recorder as recorder_module
 from doeff.runs.record import HOST
 from doeff.runs.store import RunStore
-from doeff.serde import MsgpackCodec
+from doeff.serde import Envelope, MsgpackCodec
 from doeff.storage import Durable, InMemoryStorage, SQLiteKV
 
 
@@ -335,6 +335,30 @@ def test_no_record_crashes_its_reader(data: Any) -> None:
         else:
             json.dumps(record.to_json(), allow_nan=False)
             record.seen()
+
+
+_requests = st.one_of(_json, st.fixed_dictionaries(
+    {"action": st.sampled_from(["cancel", "pause", "resume", "stop", ""]) | _json}))
+
+
+@given(st.binary(max_size=64) | _requests.map(
+    lambda v: Envelope(MsgpackCodec()).seal(v, "control:r")))
+def test_no_request_crashes_the_run_that_takes_it(raw: bytes) -> None:
+    """For any bytes left as a run's control request (garbage, or a well-sealed value of any
+    shape): pending_request answers an action or None, and taking it applies only a real
+    action and removes exactly it."""
+    from doeff.runs import pending_request
+    from doeff.runs.store import ACTIONS, CONTROL
+
+    storage = InMemoryStorage()
+    runs = RunStore(storage.run_records())
+    runs.kv.put(CONTROL + "r", raw)
+    pending = pending_request(storage, "r")
+    assert pending is None or pending in ACTIONS
+    applied: list[str] = []
+    assert runs.take_request("r", applied.append) == pending
+    assert applied == ([] if pending is None else [pending])
+    assert runs.kv.get(CONTROL + "r") is None
 
 
 @pytest.mark.parametrize("field", ["started_at", "updated_at", "heartbeat_at", "ended_at"])
